@@ -1,0 +1,36 @@
+# Two commands: `make run` (serve the seeded cities with GraphiQL) and `make test` (the whole suite).
+# Both do all set-up on a fresh clone: virtualenv, install, embedded PostgreSQL, migrations, cities.
+
+PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: run test install schema clean-data help
+
+help:
+	@echo "make run     serve GraphiQL on http://127.0.0.1:8000/graphql (CARBON_HOST / CARBON_PORT override)"
+	@echo "make test    run the whole suite against real PostgreSQL (embedded unless CARBON_DATABASE_URL is set)"
+	@echo "make schema  regenerate schema.graphql from the code"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/carbon-inclusive serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+schema: install
+	$(BIN)/carbon-inclusive export-schema --output schema.graphql
+
+clean-data:
+	rm -rf .data

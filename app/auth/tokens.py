@@ -1,0 +1,118 @@
+"""Bearer tokens: HS256 JWTs, each client signing with its own secret.
+
+Claims: `sub` (the client slug), `aud` (`CARBON_TOKEN_AUDIENCE`), `iat`, `exp` (required; at most
+`CARBON_TOKEN_MAX_LIFETIME_SECONDS` after `iat`). The client named in `sub` fixes tenant and role;
+a token cannot claim either. Secrets: `CARBON_CLIENT_SECRETS` (JSON object slug -> secret) in
+production; outside production also the development-only file `config/secrets.dev.toml`.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from app.auth.principals import Client, Principal
+from app.tenants.config import CityConfig, ConfigError, PlatformConfig
+from app.tenants.models import tenant_id_for
+
+ALGORITHM = "HS256"
+MIN_SECRET_LENGTH = 32
+
+
+class AuthenticationError(Exception):
+    """The request's credentials are missing or invalid; the message is safe to show the caller."""
+
+
+@dataclass
+class ClientRegistry:
+    clients: dict[str, Client]
+    secrets: dict[str, str]
+    audience: str
+    max_lifetime_seconds: int
+
+    @classmethod
+    def build(cls, cities: list[CityConfig], platform: PlatformConfig, secrets: Mapping[str, str], *,
+              audience: str, max_lifetime_seconds: int) -> ClientRegistry:
+        clients: dict[str, Client] = {}
+        for city in cities:
+            for client in city.clients:
+                clients[client.slug] = Client(
+                    slug=client.slug, role=client.role, name_en=client.name.en, name_zh=client.name.zh,
+                    tenant_slug=city.slug, tenant_id=tenant_id_for(city.slug), issuer_slug=client.issuer,
+                )
+        for client in platform.clients:
+            clients[client.slug] = Client(
+                slug=client.slug, role=client.role, name_en=client.name.en, name_zh=client.name.zh,
+                tenant_slug=None, tenant_id=None, issuer_slug=None,
+            )
+        short = sorted(slug for slug, secret in secrets.items() if len(secret) < MIN_SECRET_LENGTH)
+        if short:
+            raise ConfigError(f"client secrets shorter than {MIN_SECRET_LENGTH} characters: {short}")
+        return cls(clients=clients, secrets=dict(secrets), audience=audience,
+                   max_lifetime_seconds=max_lifetime_seconds)
+
+    def issue(self, client_slug: str, lifetime_seconds: int | None = None, *, now: float | None = None) -> str:
+        if client_slug not in self.clients:
+            raise KeyError(f"unknown client {client_slug!r}; configured: {', '.join(sorted(self.clients))}")
+        secret = self.secrets.get(client_slug)
+        if secret is None:
+            raise KeyError(f"no secret configured for client {client_slug!r} (CARBON_CLIENT_SECRETS)")
+        issued_at = int(now if now is not None else time.time())
+        lifetime = min(lifetime_seconds or self.max_lifetime_seconds, self.max_lifetime_seconds)
+        claims = {"sub": client_slug, "aud": self.audience, "iat": issued_at, "exp": issued_at + lifetime}
+        return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """Verify an `Authorization: Bearer <jwt>` header value and return the caller."""
+        if not authorization:
+            raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>' "
+                                      "(get one with `carbon-inclusive token CLIENT`)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")
+        token = token.strip()
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthenticationError("invalid token: not a JWT") from None
+        if header.get("alg") != ALGORITHM:
+            raise AuthenticationError(f"invalid token: algorithm must be {ALGORITHM}")
+        slug = unverified.get("sub")
+        client = self.clients.get(slug) if isinstance(slug, str) else None
+        secret = self.secrets.get(slug) if client else None
+        if client is None or secret is None:
+            raise AuthenticationError("invalid token: unknown client")
+        try:
+            claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=self.audience,
+                                options={"require": ["exp", "iat", "sub", "aud"]})
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("token expired: get a new one") from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationError("invalid token: wrong audience") from None
+        except jwt.PyJWTError:
+            raise AuthenticationError("invalid token: signature or claims do not verify") from None
+        if claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
+            raise AuthenticationError("invalid token: lifetime exceeds the allowed maximum")
+        return Principal(client=client)
+
+
+def load_secrets(dev_file: Path | None, environment_secrets: Mapping[str, str]) -> dict[str, str]:
+    """Secrets from the development file (if any, never in production) overlaid by the environment's."""
+    secrets: dict[str, str] = {}
+    if dev_file is not None and dev_file.exists():
+        try:
+            document = tomllib.loads(dev_file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{dev_file}: not valid TOML: {error}") from error
+        table = document.get("clients", {})
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            raise ConfigError(f"{dev_file}: key `clients` must be a table of client slug = \"secret\"")
+        secrets.update(table)
+    secrets.update(environment_secrets)
+    return secrets

@@ -1,0 +1,222 @@
+"""`carbon-inclusive`: serve | migrate | seed | token | export-schema.
+
+Exit codes: 0 success, 2 configuration or usage error (the message says which file and key), 1 other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from datetime import UTC, datetime
+
+from app.settings import Settings, get_settings
+
+
+class Terminated(Exception):
+    """SIGTERM arrived."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _registry(settings: Settings, cities):  # type: ignore[no-untyped-def]
+    from app.auth.tokens import ClientRegistry, load_secrets
+    from app.tenants.config import parse_platform_file
+
+    secrets = load_secrets(settings.secrets_file,
+                           {slug: secret.get_secret_value() for slug, secret in settings.client_secrets.items()})
+    return ClientRegistry.build(cities, parse_platform_file(settings.config_dir / "platform.toml"), secrets,
+                                audience=settings.token_audience,
+                                max_lifetime_seconds=settings.token_max_lifetime_seconds)
+
+
+async def set_app_role_password(owner_url: str, password: str) -> None:
+    import asyncpg
+
+    from app.db.rls import APP_ROLE
+    from app.db.server import asyncpg_dsn
+
+    _, kwargs = asyncpg_dsn(owner_url)
+    connection = await asyncpg.connect(**kwargs)
+    try:
+        statement = await connection.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+                                              APP_ROLE, password)
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Start or reach the database, create it if embedded, and migrate it to head."""
+    from app.db import migrate
+    from app.db.server import ensure_database, open_database
+
+    target = open_database(settings)
+    try:
+        if target.embedded is not None:
+            asyncio.run(ensure_database(target.owner_url))
+        migrate.upgrade(target.owner_url)
+        if settings.app_database_password is not None:
+            asyncio.run(set_app_role_password(target.owner_url, settings.app_database_password.get_secret_value()))
+    except BaseException:
+        target.close()
+        raise
+    return target
+
+
+async def seed_database(app_url: str, cities) -> list:  # type: ignore[no-untyped-def]
+    from app.db.session import Database, NO_TENANT, create_engine
+    from app.tenants.service import load_cities
+
+    database = Database(create_engine(app_url, pool_size=1))
+    try:
+        async with database.transaction(NO_TENANT) as session:
+            return await load_cities(session, cities, now=datetime.now(UTC))
+    finally:
+        await database.dispose()
+
+
+def _print_seed(results) -> None:  # type: ignore[no-untyped-def]
+    for result in results:
+        state = (f"published version {result.version} effective {result.effective_from.isoformat()}"
+                 if result.published else f"unchanged (version {result.version})")
+        print(f"  {result.slug}: {state}; {result.behaviors} behaviours, {result.rewards} catalogue items"
+              + (f", {result.retired_rewards} retired" if result.retired_rewards else ""), file=sys.stderr)
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    target = prepare_database(settings)
+    target.close()
+    print("migrations applied (head)", file=sys.stderr)
+    return 0
+
+
+def cmd_seed(settings: Settings, _: argparse.Namespace) -> int:
+    from app.tenants.config import load_city_files
+
+    cities = load_city_files(settings.config_dir)
+    target = prepare_database(settings)
+    try:
+        _print_seed(asyncio.run(seed_database(target.app_url, cities)))
+    finally:
+        target.close()
+    return 0
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.db.session import Database, create_engine
+    from app.main import create_app
+    from app.tenants.config import load_city_files
+
+    cities = load_city_files(settings.config_dir)  # refuse to start on a broken file, before anything else
+    registry = _registry(settings, cities)
+    target = prepare_database(settings)
+    try:
+        print("loading city configuration:", file=sys.stderr)
+        _print_seed(asyncio.run(seed_database(target.app_url, cities)))
+        database = Database(create_engine(target.app_url, pool_size=settings.pool_size))
+        app = create_app(settings, database=database, registry=registry)
+        where = "embedded PostgreSQL in " + str(settings.data_dir) if target.embedded else "external PostgreSQL"
+        print(
+            f"\n  Carbon inclusive GraphQL API ({where})\n"
+            f"  GraphiQL:  http://{settings.host}:{settings.port}/graphql\n"
+            f"  A token:   .venv/bin/carbon-inclusive token wuhan-app   (clients: {', '.join(sorted(registry.clients))})\n"
+            f"             then in GraphiQL's Headers tab: {{\"Authorization\": \"Bearer <token>\"}}\n"
+            f"  Stop with Ctrl-C.\n",
+            file=sys.stderr, flush=True,
+        )
+        # uvicorn re-raises the signal it caught once it has shut down; make SIGTERM an exception (as
+        # SIGINT already is) so the `finally` below still stops the embedded database.
+        signal.signal(signal.SIGTERM, _terminate)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                               lifespan="on", access_log=False))
+        server.run()  # returns after SIGINT/SIGTERM, once in-flight requests finish
+    except (KeyboardInterrupt, Terminated):
+        pass
+    finally:
+        target.close()
+        print("stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from app.tenants.config import load_city_files
+
+    registry = _registry(settings, load_city_files(settings.config_dir))
+    client = registry.clients.get(args.client)
+    if client is None:
+        return _fail(f"unknown client {args.client!r}; configured clients: {', '.join(sorted(registry.clients))}")
+    try:
+        token = registry.issue(args.client, args.lifetime)
+    except KeyError as error:
+        return _fail(str(error.args[0]))
+    tenant = client.tenant_slug or "all cities"
+    print(f"# development token for {client.slug} ({client.role.value}, {tenant}); "
+          f"send it as 'Authorization: Bearer <token>'")
+    print(token)
+    return 0
+
+
+def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
+    from app.graphql.schema import schema
+
+    sdl = schema.as_str() + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(sdl)
+    else:
+        sys.stdout.write(sdl)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carbon-inclusive", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="migrate, load the cities and serve GraphQL (CARBON_HOST/CARBON_PORT)")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("seed", help="load or refresh the city configuration files")
+    token = commands.add_parser("token", help="print a development token for a configured client")
+    token.add_argument("client", help="client slug, e.g. wuhan-app, wuhan-tong, regulator")
+    token.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
+                       help="token lifetime (default and maximum: CARBON_TOKEN_MAX_LIFETIME_SECONDS)")
+    export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export.add_argument("--output", "-o", help="write to this file instead of standard output")
+    return parser
+
+
+COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token,
+            "export-schema": cmd_export_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from app.logs import configure_logging
+    from app.tenants.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        return _fail(f"invalid CARBON_* environment setting:\n{error}")
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except ConfigError as error:
+        return _fail(f"configuration refused; nothing was loaded or served.\n{error}")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

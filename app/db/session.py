@@ -1,0 +1,85 @@
+"""Transactions with a tenant scope: the unit of work every request and command runs in.
+
+`Database.transaction(scope)` opens one transaction, applies the scope with `set_config(..., true)`
+(transaction-local, so nothing leaks to the next user of a pooled connection) and commits once at the
+end, or rolls back on any exception. Services never commit (Polar's rule): what one request writes
+lands together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.db.rls import REGULATOR_ROLE
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    """What rows a transaction may touch: one tenant's, or (read-only) every tenant's, or none."""
+
+    tenant_id: uuid.UUID | None = None
+    cross_tenant_read: bool = False
+
+    @classmethod
+    def for_tenant(cls, tenant_id: uuid.UUID) -> TenantScope:
+        return cls(tenant_id=tenant_id)
+
+    @classmethod
+    def regulator(cls) -> TenantScope:
+        return cls(cross_tenant_read=True)
+
+
+NO_TENANT = TenantScope()
+
+_APPLY_SCOPE = text("SELECT set_config('app.tenant_id', :tenant, true), set_config('role', :role, true)")
+
+
+async def apply_scope(session: AsyncSession, scope: TenantScope) -> None:
+    """Set the transaction's tenant and role. Both are always set, so a scope never inherits another's."""
+    await session.execute(_APPLY_SCOPE, {
+        "tenant": str(scope.tenant_id) if scope.tenant_id else "",
+        "role": REGULATOR_ROLE if scope.cross_tenant_read else "none",
+    })
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "carbon-inclusive"}},
+    )
+
+
+class Database:
+    """The app's connection to PostgreSQL as `carbon_app`.
+
+    Bound to an engine in production; tests bind it to one connection inside an outer transaction
+    (`join_transaction_mode="create_savepoint"`) so every test is rolled back.
+    """
+
+    def __init__(self, bind: AsyncEngine | AsyncConnection) -> None:
+        self.bind = bind
+        self.sessionmaker = async_sessionmaker(
+            bind,
+            expire_on_commit=False,
+            join_transaction_mode="create_savepoint",
+        )
+
+    @asynccontextmanager
+    async def transaction(self, scope: TenantScope) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                await apply_scope(session, scope)
+                yield session
+
+    async def dispose(self) -> None:
+        if isinstance(self.bind, AsyncEngine):
+            await self.bind.dispose()

@@ -1,0 +1,125 @@
+"""Per-request GraphQL context: the caller, the language, the unit of work and the DataLoaders.
+
+The session is opened by the `UnitOfWork` extension around the operation, already scoped to the
+caller's tenant (row-level security). DataLoaders are created per request, so nothing cached in one
+request is ever seen by another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from strawberry.dataloader import DataLoader
+
+from app.auth.principals import Principal
+from app.db.session import Database
+from app.tenants import repository as tenants_repository
+from app.tenants.models import BehaviorRule, Issuer, Reward
+
+Language = Literal["en", "zh"]
+
+
+def negotiate_language(accept_language: str | None) -> Language:
+    """`zh...` as the most preferred language gives Chinese; anything else English (RFC 9110 q-values)."""
+    best, best_q = "en", -1.0
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        if not tag:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:  # the first of equal preference wins
+            best, best_q = tag.lower(), q
+    return "zh" if best.startswith("zh") else "en"
+
+
+@dataclass
+class Loaders:
+    context: Context
+
+    def _session(self) -> AsyncSession:
+        return self.context.session
+
+    @cached_property
+    def issuers_by_tenant(self) -> DataLoader[uuid.UUID, list[Issuer]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[Issuer]]:
+            found = await tenants_repository.issuers_for_tenants(self._session(), keys)
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def issuer_by_id(self) -> DataLoader[uuid.UUID, Issuer | None]:
+        async def load(keys: list[uuid.UUID]) -> list[Issuer | None]:
+            found = await tenants_repository.issuers_by_id(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def rules_by_version(self) -> DataLoader[uuid.UUID, list[BehaviorRule]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[BehaviorRule]]:
+            found = await tenants_repository.rules_for_versions(self._session(), keys)
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def tenant_by_id(self) -> DataLoader[uuid.UUID, tenants_repository.TenantView | None]:
+        async def load(keys: list[uuid.UUID]) -> list[tenants_repository.TenantView | None]:
+            found = {view.id: view for view in
+                     await tenants_repository.current_tenants(self._session(), self.context.now, ids=keys)}
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def reward_by_id(self) -> DataLoader[uuid.UUID, Reward | None]:
+        async def load(keys: list[uuid.UUID]) -> list[Reward | None]:
+            found = await tenants_repository.rewards_by_id(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def reward_pages(self) -> DataLoader[tuple[uuid.UUID, tenants_repository.RewardPageQuery], list[Reward]]:
+        """Keyed by (tenant, page query): tenants asking the same page share one statement."""
+        async def load(keys: list[tuple[uuid.UUID, tenants_repository.RewardPageQuery]]) -> list[list[Reward]]:
+            by_query: dict[tenants_repository.RewardPageQuery, list[uuid.UUID]] = {}
+            for tenant_id, query in keys:
+                by_query.setdefault(query, []).append(tenant_id)
+            results: dict[tuple[uuid.UUID, tenants_repository.RewardPageQuery], list[Reward]] = {}
+            for query, tenant_ids in by_query.items():
+                pages = await tenants_repository.reward_pages(self._session(), tenant_ids, query)
+                for tenant_id in tenant_ids:
+                    results[(tenant_id, query)] = pages.get(tenant_id, [])
+            return [results[key] for key in keys]
+        return DataLoader(load_fn=load)
+
+
+@dataclass
+class Context:
+    request: Request | None
+    response: Any
+    principal: Principal
+    database: Database
+    language: Language = "en"
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("no unit of work: the UnitOfWork extension opens it around each operation")
+        return self._session
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self)

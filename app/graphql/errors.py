@@ -1,0 +1,22 @@
+"""Top-level GraphQL errors: malformed requests, authentication, authorisation, and bugs.
+
+Business failures are never these: they are `userErrors` in a mutation's payload (Shopify's rule).
+Each error carries `extensions.code`, a stable machine-readable string.
+"""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+
+class BadUserInput(GraphQLError):
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        extensions = {"code": "BAD_USER_INPUT"}
+        if argument:
+            extensions["argument"] = argument
+        super().__init__(message, extensions=extensions)
+
+
+class Forbidden(GraphQLError):
+    def __init__(self, message: str = "this client's role may not use this field") -> None:
+        super().__init__(message, extensions={"code": "FORBIDDEN"})

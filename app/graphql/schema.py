@@ -1,0 +1,45 @@
+"""The one schema: each domain's Query (and later Mutation) types merged, Saleor-style."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
+
+from app.graphql.context import Context
+from app.graphql.extensions import OperationMetrics, UnitOfWork
+from app.graphql.node import Node, resolve_node
+from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
+
+
+@strawberry.type
+class Query(TenantQuery):
+    @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
+        return await resolve_node(info, id)
+
+
+def _expected(error: GraphQLError) -> bool:
+    """Errors we raise on purpose are shown; anything else is a bug, masked as 'Unexpected error.'"""
+    original = error.original_error
+    return original is None or isinstance(original, GraphQLError)
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        types=[Tenant, Reward, Issuer],
+        config=StrawberryConfig(auto_camel_case=True),
+        extensions=[
+            ParserCache(maxsize=1024),
+            ValidationCache(maxsize=1024),
+            OperationMetrics,
+            UnitOfWork,
+            MaskErrors(should_mask_error=lambda error: not _expected(error)),
+        ],
+    )
+
+
+schema = build_schema()

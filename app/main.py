@@ -1,0 +1,110 @@
+"""create_app(): the Starlette application — /graphql, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth.tokens import ClientRegistry
+from app.db.migrate import head_revision
+from app.db.session import Database
+from app.graphql.schema import schema
+from app.graphql.view import AuthenticatedGraphQL, GraphQLView
+from app.logs import get_logger
+from app.settings import Settings
+
+log = get_logger("app.http")
+
+HTTP_REQUESTS = Counter("carbon_http_requests_total", "HTTP requests", ["path", "method", "status"])
+HTTP_LATENCY = Histogram("carbon_http_request_seconds", "HTTP request latency", ["path", "method"])
+_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+
+
+class RequestContextMiddleware:
+    """A request id on every log line (honouring a sane incoming `X-Request-ID`), one access log line
+    per request, HTTP metrics. Logs the path only: query strings may carry personal data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
+            HTTP_REQUESTS.labels(path, scope["method"], str(status)).inc()
+            HTTP_LATENCY.labels(path, scope["method"]).observe(elapsed)
+            log.info("http_request", method=scope["method"], path=path, status=status,
+                     duration_ms=round(elapsed * 1000, 2))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def create_app(settings: Settings, *, database: Database, registry: ClientRegistry) -> Starlette:
+    """Build the application around an open Database (the caller owns its lifetime)."""
+    expected_revision = head_revision()
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with database.sessionmaker() as session:
+                applied = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        except Exception as error:  # any failure to reach the database means not ready
+            log.warning("readiness_failed", error=type(error).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        if applied != expected_revision:
+            return JSONResponse({"status": "unavailable", "database": "reachable",
+                                 "migrations": {"applied": applied, "expected": expected_revision}}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "reachable", "migrations": {"applied": applied}})
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    view = GraphQLView(schema, database=database, graphiql=settings.graphiql)
+    graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app

