@@ -1,4 +1,4 @@
-"""Custom scalars."""
+"""Custom scalars, registered in the schema's `scalar_map`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def _parse_long(value: object) -> int:
     return number
 
 
-Long = strawberry.scalar(
-    NewType("Long", int),
+Long = NewType("Long", int)
+
+LONG_SCALAR = strawberry.scalar(
+    name="Long",
     serialize=int,
     parse_value=_parse_long,
     description=(
@@ -28,3 +30,5 @@ Long = strawberry.scalar(
         "practice, the limit of exact integers in JavaScript."
     ),
 )
+
+SCALAR_MAP = {Long: LONG_SCALAR}

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from app.graphql.context import Context
 from app.graphql.extensions import OperationMetrics, UnitOfWork
 from app.graphql.node import Node, resolve_node
+from app.graphql.scalars import SCALAR_MAP
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
@@ -31,13 +32,14 @@ def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         types=[Tenant, Reward, Issuer],
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[
-            ParserCache(maxsize=1024),
-            ValidationCache(maxsize=1024),
+            # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
             OperationMetrics,
             UnitOfWork,
-            MaskErrors(should_mask_error=lambda error: not _expected(error)),
+            lambda: MaskErrors(should_mask_error=lambda error: not _expected(error)),
         ],
     )
 

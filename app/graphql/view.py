@@ -29,7 +29,8 @@ class GraphQLView(GraphQL):
         return Context(
             request=request,
             response=response,
-            principal=request.scope["state"]["principal"],
+            # Absent only for the GraphiQL page itself, which executes nothing.
+            principal=request.scope.get("state", {}).get("principal"),
             database=self.database,
             language=negotiate_language(request.headers.get("accept-language")),
         )

@@ -1,0 +1,71 @@
+"""Bearer-token authentication at the HTTP boundary."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+QUERY = {"query": "{ tenants { slug } }"}
+
+
+async def test_missing_token_is_401_with_a_clear_message(api) -> None:
+    response = await api.http.post("/graphql", json=QUERY)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "Authorization: Bearer" in error["message"]
+
+
+def _forge(claims: dict, secret: str, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("case", ["bad-signature", "expired", "wrong-audience", "unknown-client", "garbage",
+                                  "no-exp", "basic-scheme", "other-clients-secret", "too-long-lived"])
+async def test_invalid_tokens_are_refused(api, case) -> None:
+    now = int(time.time())
+    secret = api.registry.secrets["wuhan-app"]
+    good = {"sub": "wuhan-app", "aud": "carbon-inclusive", "iat": now, "exp": now + 600}
+    header = {
+        "bad-signature": f"Bearer {_forge(good, 'x' * 40)}",
+        "expired": f"Bearer {_forge(good | {'iat': now - 7200, 'exp': now - 3600}, secret)}",
+        "wrong-audience": f"Bearer {_forge(good | {'aud': 'someone-else'}, secret)}",
+        "unknown-client": f"Bearer {_forge(good | {'sub': 'nobody'}, secret)}",
+        "garbage": "Bearer not.a.jwt",
+        "no-exp": f"Bearer {_forge({k: v for k, v in good.items() if k != 'exp'}, secret)}",
+        "basic-scheme": "Basic d3VoYW4tYXBwOnNlY3JldA==",
+        # A client cannot claim to be another with its own secret.
+        "other-clients-secret": f"Bearer {_forge(good | {'sub': 'regulator'}, secret)}",
+        "too-long-lived": f"Bearer {_forge(good | {'exp': now + 10 * 365 * 86400}, secret)}",
+    }[case]
+    response = await api.http.post("/graphql", json=QUERY, headers={"authorization": header})
+    assert response.status_code == 401, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "data" not in response.json()
+
+
+async def test_valid_token_is_accepted(api) -> None:
+    token = api.registry.issue("wuhan-app", 60)
+    response = await api.http.post("/graphql", json=QUERY, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json() == {"data": {"tenants": [{"slug": "wuhan"}]}}
+
+
+async def test_graphiql_page_loads_without_a_token(api) -> None:
+    response = await api.http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+async def test_get_query_without_token_is_401(api) -> None:
+    response = await api.http.get("/graphql", params={"query": "{ tenants { slug } }"},
+                                  headers={"accept": "application/json"})
+    assert response.status_code == 401
+
+
+def test_issue_refuses_unknown_clients(registry) -> None:
+    with pytest.raises(KeyError, match="unknown client"):
+        registry.issue("nobody")

@@ -1,0 +1,152 @@
+"""Test set-up: real PostgreSQL, one database per xdist worker, migrated once, every test rolled back.
+
+Without CARBON_DATABASE_URL the suite starts the embedded server in `.data/test-postgres` (apart from
+`make run`'s data); with it, each worker creates `carbon_test_<worker>` on that server (the URL's
+user needs CREATEDB and CREATEROLE, e.g. a superuser of a local test cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.tokens import ClientRegistry
+from app.cli import _registry
+from app.db import migrate
+from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
+from app.db.session import Database, NO_TENANT, create_engine
+from app.main import create_app
+from app.settings import PROJECT_ROOT, Settings
+from app.tenants.config import load_city_files
+from app.tenants.service import load_cities
+
+TEST_DATA_DIR = PROJECT_ROOT / ".data" / "test-postgres"
+
+
+def make_test_settings() -> Settings:
+    return Settings(environment="test", config_dir=PROJECT_ROOT / "config", data_dir=TEST_DATA_DIR)
+
+
+async def _recreate_database(owner_url: str) -> None:
+    _, kwargs = asyncpg_dsn(owner_url)
+    name = kwargs.pop("database")
+    connection = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _seed(app_url: str, settings: Settings) -> None:
+    database = Database(create_engine(app_url, pool_size=1))
+    try:
+        async with database.transaction(NO_TENANT) as session:
+            await load_cities(session, load_city_files(settings.config_dir), now=datetime.now(UTC))
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_test_settings()
+
+
+@pytest.fixture(scope="session")
+def database_target(settings: Settings) -> Iterator[DatabaseTarget]:
+    """A migrated, seeded database for this worker; the embedded server stops after the session."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"carbon_test_{worker}"
+    if settings.database_url is not None:
+        owner_url = with_database(settings.database_url.get_secret_value(), name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, None))
+    else:
+        server = start_embedded(TEST_DATA_DIR)
+        owner_url = embedded_url(server, name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, None), embedded=server)
+    try:
+        asyncio.run(_recreate_database(owner_url))
+        migrate.upgrade(owner_url)
+        asyncio.run(_seed(target.app_url, settings))
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture(scope="session")
+async def app_engine(database_target: DatabaseTarget) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_target.app_url, pool_size=4)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def database(app_engine: AsyncEngine) -> AsyncIterator[Database]:
+    """The app's Database bound to one connection in a transaction that is rolled back after the test."""
+    async with app_engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield Database(connection)
+        finally:
+            await transaction.rollback()
+
+
+@pytest.fixture(scope="session")
+def registry(settings: Settings) -> ClientRegistry:
+    return _registry(settings, load_city_files(settings.config_dir))
+
+
+@dataclass
+class Api:
+    """Calls /graphql as a configured client, the way a client would (bearer token over HTTP)."""
+
+    http: AsyncClient
+    registry: ClientRegistry
+
+    def headers(self, client: str | None, language: str | None = None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if client is not None:
+            headers["authorization"] = f"Bearer {self.registry.issue(client, 3600)}"
+        if language is not None:
+            headers["accept-language"] = language
+        return headers
+
+    async def post(self, query: str, *, as_: str | None, variables: dict | None = None,
+                   language: str | None = None, operation_name: str | None = None):
+        body: dict = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        if operation_name is not None:
+            body["operationName"] = operation_name
+        return await self.http.post("/graphql", json=body, headers=self.headers(as_, language))
+
+    async def query(self, query: str, *, as_: str, variables: dict | None = None, language: str | None = None,
+                    operation_name: str | None = None) -> dict:
+        """Run an operation that must succeed; returns `data`."""
+        response = await self.post(query, as_=as_, variables=variables, language=language,
+                                   operation_name=operation_name)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    async def errors(self, query: str, *, as_: str, variables: dict | None = None) -> list[dict]:
+        """Run an operation that must fail with top-level errors; returns them."""
+        body = (await self.post(query, as_=as_, variables=variables)).json()
+        assert body.get("errors"), body
+        return body["errors"]
+
+
+@pytest.fixture
+async def api(settings: Settings, database: Database, registry: ClientRegistry) -> AsyncIterator[Api]:
+    app = create_app(settings, database=database, registry=registry)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
+        yield Api(http=http, registry=registry)

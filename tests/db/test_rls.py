@@ -1,0 +1,96 @@
+"""Row-level security: the mechanism every tenant-owned table gets from its first migration.
+
+(The exhaustive, generated isolation tests over every field and role come with the public-clients work;
+these prove the mechanism itself.)"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from app.db.metadata import metadata
+from app.db.rls import APP_ROLE
+from app.db.server import asyncpg_dsn
+from app.db.session import NO_TENANT, TenantScope
+from app.tenants.models import tenant_id_for
+
+WUHAN = tenant_id_for("wuhan")
+BEIJING = tenant_id_for("beijing")
+
+
+async def _tables(session) -> list[str]:
+    rows = await session.execute(text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))
+    return sorted(row[0] for row in rows)
+
+
+async def test_every_table_has_forced_rls_and_both_policies(database) -> None:
+    async with database.transaction(NO_TENANT) as session:
+        tables = await _tables(session)
+        assert set(tables) == set(metadata.tables), "a table exists that the models do not declare (or v.v.)"
+        rows = (await session.execute(text("""
+            SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner,
+                   array(SELECT polname::text FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY polname) AS policies
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'
+        """))).mappings().all()
+    assert len(rows) == len(tables)
+    for row in rows:
+        assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
+        assert row["policies"] == ["regulator_read", "tenant_isolation"], row["relname"]
+        assert row["owner"] != APP_ROLE, f"{row['relname']} is owned by the app role, which would bypass RLS"
+
+
+async def test_every_tenant_owned_table_has_a_tenant_id(database) -> None:
+    for name, table in metadata.tables.items():
+        assert "tenant_id" in table.c or name == "tenants", name
+
+
+async def test_app_role_with_no_tenant_sees_no_rows(database) -> None:
+    async with database.transaction(NO_TENANT) as session:
+        assert (await session.execute(text("SELECT current_user"))).scalar() == APP_ROLE
+        for table in await _tables(session):
+            assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 0, table
+
+
+async def test_app_role_with_a_tenant_sees_only_that_tenant(database) -> None:
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        for table in ("tenant_config_versions", "behavior_rules", "issuers", "rewards"):
+            tenants = (await session.execute(text(f"SELECT DISTINCT tenant_id FROM {table}"))).scalars().all()
+            assert tenants == [WUHAN], table
+        assert (await session.execute(text("SELECT slug FROM tenants"))).scalars().all() == ["wuhan"]
+
+
+async def test_app_role_cannot_write_into_another_tenant(database) -> None:
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        changed = await session.execute(text("UPDATE rewards SET cost_points = 0 WHERE tenant_id = :t"), {"t": BEIJING})
+        assert changed.rowcount == 0
+        with pytest.raises(Exception, match="row-level security"):
+            async with session.begin_nested():
+                await session.execute(text(
+                    "INSERT INTO issuers (id, tenant_id, slug, kind, name_en, name_zh, position, active) "
+                    "VALUES (gen_random_uuid(), :t, 'intruder', 'BANK', 'x', 'x', 99, true)"), {"t": BEIJING})
+
+
+async def test_regulator_reads_across_tenants_and_cannot_write(database) -> None:
+    async with database.transaction(TenantScope.regulator()) as session:
+        slugs = (await session.execute(text("SELECT slug FROM tenants ORDER BY slug"))).scalars().all()
+        assert slugs == ["beijing", "guizhou", "shanghai", "wuhan"]
+        with pytest.raises(Exception, match="permission denied"):
+            async with session.begin_nested():
+                await session.execute(text("UPDATE rewards SET cost_points = 0"))
+
+
+async def test_settings_do_not_leak_between_transactions(database_target) -> None:
+    """The scope is transaction-local: a pooled connection reused afterwards sees nothing."""
+    _, kwargs = asyncpg_dsn(database_target.app_url)
+    connection = await asyncpg.connect(**kwargs)
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT set_config('app.tenant_id', $1, true)", str(WUHAN))
+            assert await connection.fetchval("SELECT count(*) FROM tenants") == 1
+        assert await connection.fetchval("SELECT count(*) FROM tenants") == 0
+        assert await connection.fetchval("SELECT count(*) FROM rewards") == 0
+    finally:
+        await connection.close()
