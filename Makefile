@@ -1,7 +1,7 @@
 # Two commands: `make run` (serve the seeded cities with GraphiQL) and `make test` (the whole suite).
 # Both do all set-up on a fresh clone: virtualenv, install, embedded PostgreSQL, migrations, cities.
 
-PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
