@@ -1,4 +1,4 @@
-"""`carbon-inclusive`: serve | migrate | seed | token | export-schema.
+"""`carbon-inclusive`: serve | migrate | seed | token | export-schema | verify-ledger.
 
 Exit codes: 0 success, 2 configuration or usage error (the message says which file and key), 1 other.
 """
@@ -31,11 +31,13 @@ def _registry(settings: Settings, cities):  # type: ignore[no-untyped-def]
     from app.auth.tokens import ClientRegistry, load_secrets
     from app.tenants.config import parse_platform_file
 
-    secrets = load_secrets(settings.secrets_file,
-                           {slug: secret.get_secret_value() for slug, secret in settings.client_secrets.items()})
-    return ClientRegistry.build(cities, parse_platform_file(settings.config_dir / "platform.toml"), secrets,
-                                audience=settings.token_audience,
-                                max_lifetime_seconds=settings.token_max_lifetime_seconds)
+    from_environment = {slug: secret.get_secret_value() for slug, secret in settings.client_secrets.items()}
+    secrets = load_secrets(settings.secrets_file, from_environment)
+    registry = ClientRegistry.build(cities, parse_platform_file(settings.config_dir / "platform.toml"), secrets,
+                                    audience=settings.token_audience,
+                                    max_lifetime_seconds=settings.token_max_lifetime_seconds)
+    registry.uses_dev_secrets = not from_environment and bool(secrets)
+    return registry
 
 
 async def set_app_role_password(owner_url: str, password: str) -> None:
@@ -52,6 +54,27 @@ async def set_app_role_password(owner_url: str, password: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+async def check_app_role(app_url: str) -> None:
+    """Refuse to serve if the runtime login could bypass row-level security."""
+    import asyncpg
+
+    from app.db.server import asyncpg_dsn
+    from app.tenants.config import ConfigError
+
+    _, kwargs = asyncpg_dsn(app_url)
+    connection = await asyncpg.connect(**kwargs)
+    try:
+        row = await connection.fetchrow(
+            "SELECT current_user AS name, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        owns = await connection.fetchval(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user")
+    finally:
+        await connection.close()
+    if row["rolsuper"] or row["rolbypassrls"] or owns:
+        raise ConfigError(f"the application login {row['name']!r} bypasses row-level security (superuser, "
+                          "BYPASSRLS or table owner); point CARBON_APP_DATABASE_URL at the carbon_app role")
 
 
 def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
@@ -118,14 +141,25 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     from app.main import create_app
     from app.tenants.config import load_city_files
 
+    from app.accounts.hashing import load_holder_hasher
+
+    # SIGTERM becomes an exception from the start, so the `finally` below always stops the embedded
+    # database (uvicorn also re-raises the signal it caught once it has shut down).
+    signal.signal(signal.SIGTERM, _terminate)
     cities = load_city_files(settings.config_dir)  # refuse to start on a broken file, before anything else
     registry = _registry(settings, cities)
+    hasher = load_holder_hasher(settings)
+    if registry.uses_dev_secrets and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        return _fail(f"refusing to serve on {settings.host} with the development secrets of "
+                     f"{settings.secrets_file}: set CARBON_ENVIRONMENT=production and CARBON_CLIENT_SECRETS")
     target = prepare_database(settings)
     try:
-        print("loading city configuration:", file=sys.stderr)
-        _print_seed(asyncio.run(seed_database(target.app_url, cities)))
+        asyncio.run(check_app_role(target.app_url))
+        if settings.seed_on_start:
+            print("loading city configuration:", file=sys.stderr)
+            _print_seed(asyncio.run(seed_database(target.app_url, cities)))
         database = Database(create_engine(target.app_url, pool_size=settings.pool_size))
-        app = create_app(settings, database=database, registry=registry)
+        app = create_app(settings, database=database, registry=registry, hasher=hasher)
         where = "embedded PostgreSQL in " + str(settings.data_dir) if target.embedded else "external PostgreSQL"
         print(
             f"\n  Carbon inclusive GraphQL API ({where})\n"
@@ -135,15 +169,13 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
             f"  Stop with Ctrl-C.\n",
             file=sys.stderr, flush=True,
         )
-        # uvicorn re-raises the signal it caught once it has shut down; make SIGTERM an exception (as
-        # SIGINT already is) so the `finally` below still stops the embedded database.
-        signal.signal(signal.SIGTERM, _terminate)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                                lifespan="on", access_log=False))
         server.run()  # returns after SIGINT/SIGTERM, once in-flight requests finish
     except (KeyboardInterrupt, Terminated):
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
         target.close()
         print("stopped", file=sys.stderr)
     return 0
@@ -165,6 +197,37 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
           f"send it as 'Authorization: Bearer <token>'")
     print(token)
     return 0
+
+
+def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
+    """Check the ledger invariants of every city; exit 1 and list the damage if any fails."""
+    from app.db.session import Database, create_engine
+    from app.ledger.invariants import CHECKS, verify_all_tenants
+
+    target = prepare_database(settings)
+
+    async def run() -> dict:
+        database = Database(create_engine(target.app_url, pool_size=1))
+        try:
+            return await verify_all_tenants(database)
+        finally:
+            await database.dispose()
+
+    try:
+        report = asyncio.run(run())
+    finally:
+        target.close()
+    failed = False
+    for slug, violations in report.items():
+        if violations:
+            failed = True
+            print(f"{slug}: {len(violations)} violation(s)")
+            for violation in violations:
+                print(f"  - {violation.check}: {violation.detail}")
+        else:
+            print(f"{slug}: ok ({len(CHECKS)} checks)")
+    print("ledger FAILED verification" if failed else "ledger verified")
+    return 1 if failed else 0
 
 
 def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
@@ -189,17 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("client", help="client slug, e.g. wuhan-app, wuhan-tong, regulator")
     token.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
                        help="token lifetime (default and maximum: CARBON_TOKEN_MAX_LIFETIME_SECONDS)")
+    commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o", help="write to this file instead of standard output")
     return parser
 
 
 COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token,
-            "export-schema": cmd_export_schema}
+            "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger}
 
 
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from app.logs import configure_logging
     from app.tenants.config import ConfigError
@@ -208,7 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
     except ValidationError as error:
-        return _fail(f"invalid CARBON_* environment setting:\n{error}")
+        # Never echo the input: a database URL carries its password.
+        problems = "\n".join(f"  - CARBON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                             for e in error.errors(include_input=False, include_url=False))
+        return _fail(f"invalid CARBON_* environment setting:\n{problems}")
+    except SettingsError as error:
+        return _fail(f"invalid CARBON_* environment setting: {error}")
     configure_logging(settings.log_level, settings.log_json)
     try:
         return COMMANDS[args.command](settings, args)

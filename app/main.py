@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.accounts.hashing import HolderHasher, load_holder_hasher
 from app.auth.tokens import ClientRegistry
 from app.db.migrate import head_revision
 from app.db.session import Database
@@ -67,7 +68,8 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-def create_app(settings: Settings, *, database: Database, registry: ClientRegistry) -> Starlette:
+def create_app(settings: Settings, *, database: Database, registry: ClientRegistry,
+               hasher: HolderHasher | None = None) -> Starlette:
     """Build the application around an open Database (the caller owns its lifetime)."""
     expected_revision = head_revision()
 
@@ -89,7 +91,8 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    view = GraphQLView(schema, database=database, graphiql=settings.graphiql)
+    view = GraphQLView(schema, database=database, hasher=hasher or load_holder_hasher(settings),
+                       graphiql=settings.graphiql)
     graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql)
 
     @asynccontextmanager

@@ -41,10 +41,17 @@ class Settings(BaseSettings):
     config_dir: Path = PROJECT_ROOT / "config"
     dev_secrets_file: Path | None = None
     client_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Master key for holder and bank-account hashes (per-tenant keys are derived from it). Required in
+    # production; outside production the development secrets file supplies one.
+    holder_hash_key: SecretStr | None = None
     token_audience: str = "carbon-inclusive"
     token_max_lifetime_seconds: int = Field(default=90 * 24 * 3600, ge=60)
 
     graphiql: bool = True
+    # `serve` loads the configuration files at start-up (development default). In production, publish
+    # configuration with an explicit `carbon-inclusive seed` step, so a restarting old server can never
+    # republish an older file over a newer version.
+    seed_on_start_setting: bool | None = Field(default=None, alias="CARBON_SEED_ON_START")
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -59,6 +66,12 @@ class Settings(BaseSettings):
         if not url.startswith("postgresql+asyncpg://"):
             raise ValueError("use a postgresql+asyncpg://user:password@host:port/database URL")
         return SecretStr(url)
+
+    @property
+    def seed_on_start(self) -> bool:
+        if self.seed_on_start_setting is not None:
+            return self.seed_on_start_setting
+        return self.environment is not Environment.PRODUCTION
 
     @property
     def secrets_file(self) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +20,11 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.tokens import ClientRegistry
-from app.cli import _registry
+from app.cli import _registry, set_app_role_password
 from app.db import migrate
 from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
 from app.db.session import Database, NO_TENANT, create_engine
+from app.ledger.invariants import verify_all_tenants
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
 from app.tenants.config import load_city_files
@@ -46,6 +48,16 @@ async def _recreate_database(owner_url: str) -> None:
         await connection.close()
 
 
+async def _drop_database(owner_url: str) -> None:
+    _, kwargs = asyncpg_dsn(owner_url)
+    name = kwargs.pop("database")
+    connection = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
 async def _seed(app_url: str, settings: Settings) -> None:
     database = Database(create_engine(app_url, pool_size=1))
     try:
@@ -64,19 +76,24 @@ def settings() -> Settings:
 def database_target(settings: Settings) -> Iterator[DatabaseTarget]:
     """A migrated, seeded database for this worker; the embedded server stops after the session."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"carbon_test_{worker}"
+    # The pid keeps two runs in one checkout (or on one server) out of each other's database.
+    name = f"carbon_test_{worker}_{os.getpid()}"
+    password = (settings.app_database_password.get_secret_value() if settings.app_database_password
+                else secrets.token_urlsafe(24))
     if settings.database_url is not None:
         owner_url = with_database(settings.database_url.get_secret_value(), name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, None))
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))
     else:
         server = start_embedded(TEST_DATA_DIR)
         owner_url = embedded_url(server, name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, None), embedded=server)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
     try:
         asyncio.run(_recreate_database(owner_url))
         migrate.upgrade(owner_url)
+        asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
         asyncio.run(_seed(target.app_url, settings))
         yield target
+        asyncio.run(_drop_database(owner_url))
     finally:
         target.close()
 
@@ -147,6 +164,10 @@ class Api:
 
 @pytest.fixture
 async def api(settings: Settings, database: Database, registry: ClientRegistry) -> AsyncIterator[Api]:
+    """The API over the test's rolled-back connection. After the test, the ledger invariants must hold
+    for everything the test wrote (checked before the rollback)."""
     app = create_app(settings, database=database, registry=registry)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
         yield Api(http=http, registry=registry)
+    report = await verify_all_tenants(database)
+    assert report and all(not violations for violations in report.values()), report

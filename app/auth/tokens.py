@@ -34,6 +34,7 @@ class ClientRegistry:
     secrets: dict[str, str]
     audience: str
     max_lifetime_seconds: int
+    uses_dev_secrets: bool = False
 
     @classmethod
     def build(cls, cities: list[CityConfig], platform: PlatformConfig, secrets: Mapping[str, str], *,
@@ -103,7 +104,10 @@ class ClientRegistry:
 
 
 def load_secrets(dev_file: Path | None, environment_secrets: Mapping[str, str]) -> dict[str, str]:
-    """Secrets from the development file (if any, never in production) overlaid by the environment's."""
+    """The environment's secrets when any are given (then the development file is ignored entirely, so
+    a deployment can never fall back to a committed secret); otherwise the development file's."""
+    if environment_secrets:
+        return dict(environment_secrets)
     secrets: dict[str, str] = {}
     if dev_file is not None and dev_file.exists():
         try:
@@ -114,5 +118,4 @@ def load_secrets(dev_file: Path | None, environment_secrets: Mapping[str, str]) 
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
             raise ConfigError(f"{dev_file}: key `clients` must be a table of client slug = \"secret\"")
         secrets.update(table)
-    secrets.update(environment_secrets)
     return secrets

@@ -2,6 +2,9 @@
 
 from sqlmodel import SQLModel
 
-import app.tenants.models  # noqa: F401  (registers the tables)
+import app.accounts.models  # noqa: F401  (registers the tables)
+import app.behaviors.models  # noqa: F401
+import app.ledger.models  # noqa: F401
+import app.tenants.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -12,7 +12,11 @@ Two database roles, created by the first migration:
   write grants a regulator request can change nothing, whatever a resolver does.
 
 Every migration that creates a tenant-owned table calls `protect_tenant_table`; a test fails for any
-table in the schema that is not protected this way.
+table in the schema that is not protected this way. The regulator's cross-tenant read is opt-in per table
+(public configuration and, later, aggregate read models); personal tables never get it.
+
+Within one request the scope cannot be changed once set (`app.db.session.apply_scope` refuses on a
+locked session), so no code path can turn a regulator request back into `carbon_app`.
 """
 
 from __future__ import annotations
@@ -30,15 +34,21 @@ def create_roles_sql() -> list[str]:
         f"""
         DO $$
         BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+            -- Roles are cluster-wide: databases migrating at the same time may race to create them.
+            BEGIN
                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
-            END IF;
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{REGULATOR_ROLE}') THEN
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END;
+            BEGIN
                 CREATE ROLE {REGULATOR_ROLE} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
-            END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END;
         END
         $$
         """,
+        # Whatever created the role before us, it must never bypass row-level security.
+        f"ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS",
+        f"ALTER ROLE {REGULATOR_ROLE} NOSUPERUSER NOBYPASSRLS",
         f"GRANT {REGULATOR_ROLE} TO {APP_ROLE}",
         "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO "
         f"{APP_ROLE}', current_database()); END $$",
@@ -47,13 +57,15 @@ def create_roles_sql() -> list[str]:
 
 
 def protect_tenant_table(table: str, *, tenant_column: str = "tenant_id",
-                         app_privileges: str = "SELECT, INSERT, UPDATE") -> list[str]:
-    """SQL that enables and forces RLS on `table` with the tenant and regulator policies and grants.
+                         app_privileges: str = "SELECT, INSERT, UPDATE", regulator_read: bool = False) -> list[str]:
+    """SQL that enables and forces RLS on `table` with the tenant policy (and, where the data is not
+    personal, the regulator's cross-tenant read policy) and grants.
 
     `app_privileges` is deliberately narrow by default: no DELETE, so history is kept; append-only
-    tables pass "SELECT, INSERT".
+    tables pass "SELECT, INSERT". `regulator_read` is opt-in: regulators see aggregates and public
+    configuration, never personal data, so tables about accounts never get it.
     """
-    return [
+    statements = [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
         f"CREATE POLICY tenant_isolation ON {table} FOR ALL TO {APP_ROLE} "
@@ -63,5 +75,9 @@ def protect_tenant_table(table: str, *, tenant_column: str = "tenant_id",
         f"CREATE POLICY regulator_read ON {table} FOR SELECT TO {REGULATOR_ROLE} "
         f"USING (current_user = '{REGULATOR_ROLE}')",
         f"GRANT {app_privileges} ON {table} TO {APP_ROLE}",
-        f"GRANT SELECT ON {table} TO {REGULATOR_ROLE}",
     ]
+    if not regulator_read:
+        # The policy above lets carbon_app (a member of carbon_regulator) never widen its view; without the
+        # grant and the policy, the regulator role reads nothing of this table.
+        return [statement for statement in statements if "regulator_read" not in statement]
+    return [*statements, f"GRANT SELECT ON {table} TO {REGULATOR_ROLE}"]

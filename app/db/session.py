@@ -40,8 +40,20 @@ NO_TENANT = TenantScope()
 _APPLY_SCOPE = text("SELECT set_config('app.tenant_id', :tenant, true), set_config('role', :role, true)")
 
 
-async def apply_scope(session: AsyncSession, scope: TenantScope) -> None:
-    """Set the transaction's tenant and role. Both are always set, so a scope never inherits another's."""
+class ScopeLocked(RuntimeError):
+    """Code tried to change the tenant scope of a request's transaction."""
+
+
+async def apply_scope(session: AsyncSession, scope: TenantScope, *, lock: bool = False) -> None:
+    """Set the transaction's tenant and role. Both are always set, so a scope never inherits another's.
+
+    `lock=True` (used for every API request) makes any later change of scope on this session an error:
+    a request runs in its caller's scope from start to end, whatever the code it calls does.
+    """
+    if session.info.get("scope_locked"):
+        raise ScopeLocked("the tenant scope of this transaction is fixed for the request")
+    if lock:
+        session.info["scope_locked"] = True
     await session.execute(_APPLY_SCOPE, {
         "tenant": str(scope.tenant_id) if scope.tenant_id else "",
         "role": REGULATOR_ROLE if scope.cross_tenant_read else "none",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any, Literal
 
@@ -20,6 +20,9 @@ from strawberry.dataloader import DataLoader
 from app.auth.principals import Principal
 from app.db.session import Database
 from app.tenants import repository as tenants_repository
+from app.accounts import repository as accounts_repository
+from app.accounts.hashing import HolderHasher
+from app.accounts.models import Account, Consent
 from app.tenants.models import BehaviorRule, Issuer, Reward
 
 Language = Literal["en", "zh"]
@@ -104,12 +107,68 @@ class Loaders:
         return DataLoader(load_fn=load)
 
 
+    @cached_property
+    def account_by_id(self) -> DataLoader[uuid.UUID, Account | None]:
+        async def load(keys: list[uuid.UUID]) -> list[Account | None]:
+            found = await accounts_repository.accounts_by_id(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def balances(self) -> DataLoader[uuid.UUID, dict[str, int]]:
+        async def load(keys: list[uuid.UUID]) -> list[dict[str, int]]:
+            found = await accounts_repository.balances(self._session(), keys)
+            return [found.get(key, {}) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def consents(self) -> DataLoader[uuid.UUID, list[Consent]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[Consent]]:
+            found = await accounts_repository.consents_of(self._session(), keys)
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def daily_totals(self) -> DataLoader[tuple[uuid.UUID, date], dict[str, int]]:
+        async def load(keys: list[tuple[uuid.UUID, date]]) -> list[dict[str, int]]:
+            found = await accounts_repository.daily_totals_on(self._session(), keys)
+            return [found.get(key, {}) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def rule_by_record(self) -> DataLoader[uuid.UUID, BehaviorRule | None]:
+        async def load(keys: list[uuid.UUID]) -> list[BehaviorRule | None]:
+            found = await tenants_repository.rules_of_records(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def activity_pages(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list[dict[str, Any]]]:
+        """Keyed by (account, tenant, page request): accounts asking the same page share one statement."""
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> list[list[dict[str, Any]]]:
+            groups: dict[tuple[uuid.UUID, Any], list[uuid.UUID]] = {}
+            for account_id, tenant_id, page in keys:
+                groups.setdefault((tenant_id, page), []).append(account_id)
+            results: dict[tuple[uuid.UUID, uuid.UUID, Any], list[dict[str, Any]]] = {}
+            for (tenant_id, page), account_ids in groups.items():
+                found = await accounts_repository.activity_pages(
+                    self._session(), tenant_id, account_ids, after=page.after, before=page.before,
+                    limit=page.size + 1, backwards=page.backwards)
+                for account_id in account_ids:
+                    rows = sorted(found.get(account_id, []), key=lambda row: (row["occurred_at"], row["id"]),
+                                  reverse=not page.backwards)
+                    results[(account_id, tenant_id, page)] = rows
+            return [results[key] for key in keys]
+        return DataLoader(load_fn=load)
+
+
 @dataclass
 class Context:
     request: Request | None
     response: Any
     principal: Principal
     database: Database
+    hasher: HolderHasher | None = None
     language: Language = "en"
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _session: AsyncSession | None = None

@@ -11,6 +11,9 @@ from strawberry.extensions import SchemaExtension
 
 from app.db.session import apply_scope
 from app.graphql.context import Context
+from app.logs import get_logger
+
+log = get_logger("app.graphql")
 
 GRAPHQL_REQUESTS = Counter(
     "carbon_graphql_operations_total", "GraphQL operations executed", ["operation", "type"])
@@ -26,28 +29,77 @@ class UnitOfWork(SchemaExtension):
     """One transaction per operation, scoped to the caller's tenant; commit once, or roll back.
 
     Any top-level error (authorisation, bad input, a bug) rolls the whole operation back, so a request
-    never leaves half its writes behind. Business failures are `userErrors` and write nothing by the
-    services' own rules.
+    never leaves half its writes behind; a mutation's `data` is then withheld, so a client is never told
+    of a change that was not committed. Business failures are `userErrors`: each mutation runs its
+    service in a savepoint, so a failed one writes nothing. Database failures while opening or
+    committing the transaction are logged and reported as a bare `Unexpected error.`.
     """
 
     async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
         context: Context = self.execution_context.context
         async with context.database.sessionmaker() as session:
-            transaction = await session.begin()
             try:
-                await apply_scope(session, context.principal.scope)
-                context._session = session
+                transaction = await session.begin()
+                await apply_scope(session, context.principal.scope, lock=True)
+            except Exception as error:
+                log.error("transaction_open_failed", error=type(error).__name__)
+                raise _internal() from None
+            context._session = session
+            try:
                 yield
             except BaseException:
-                await transaction.rollback()
+                await _quietly(transaction.rollback())
                 raise
             finally:
                 context._session = None
             result = self.execution_context.result
-            if getattr(result, "errors", None) or getattr(self.execution_context, "errors", None):
-                await transaction.rollback()
-            else:
-                await transaction.commit()
+            if not (getattr(result, "errors", None) or getattr(self.execution_context, "errors", None)):
+                try:
+                    await transaction.commit()
+                except Exception as error:
+                    log.error("commit_failed", error=type(error).__name__)
+                    raise _internal() from None
+                return
+            await _quietly(transaction.rollback())
+            if result is not None and _is_mutation(self.execution_context) and result.data is not None:
+                result.data = None
+                result.errors = [*(result.errors or []), GraphQLError(
+                    "the mutation was rolled back: nothing it reported was saved",
+                    extensions={"code": "ROLLED_BACK"})]
+
+
+def _internal() -> GraphQLError:
+    return GraphQLError("Unexpected error.", extensions={"code": "INTERNAL"})
+
+
+def _is_mutation(execution_context) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return execution_context.operation_type.value == "mutation"
+    except Exception:  # an unparsable document has no operation type
+        return False
+
+
+async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await awaitable
+    except Exception as error:  # the connection is gone; the transaction is rolled back with it
+        log.warning("rollback_failed", error=type(error).__name__)
+
+
+MAX_OPERATION_LABELS = 500
+_operation_labels: set[str] = set()
+
+
+def _operation_label(name: str | None) -> str:
+    """Operation names are client-chosen: bound the label set so no client can flood the metrics."""
+    if not name:
+        return "anonymous"
+    if name in _operation_labels:
+        return name
+    if len(name) <= 64 and len(_operation_labels) < MAX_OPERATION_LABELS and name.isidentifier():
+        _operation_labels.add(name)
+        return name
+    return "other"
 
 
 class OperationMetrics(SchemaExtension):
@@ -57,7 +109,7 @@ class OperationMetrics(SchemaExtension):
         started = time.perf_counter()
         yield
         context = self.execution_context
-        name = context.operation_name or "anonymous"
+        name = _operation_label(context.operation_name)
         try:
             kind = context.operation_type.value if context.operation_type else "unknown"
         except Exception:  # an unparsable document has no operation type

@@ -28,3 +28,14 @@ def from_global_id(global_id: str, *, expected: str | None = None, argument: str
     if expected is not None and type_name != expected:
         raise BadUserInput(f"`{argument}` is not the id of a {expected}", argument=argument)
     return type_name, object_id
+
+
+def try_global_id(global_id: str, expected: str) -> uuid.UUID | None:
+    """The object id inside `global_id` if it is a well-formed id of `expected`, else None.
+
+    For inputs where a wrong id is a business outcome (ACCOUNT_NOT_FOUND), not a malformed request."""
+    try:
+        _, object_id = from_global_id(global_id, expected=expected)
+    except BadUserInput:
+        return None
+    return object_id

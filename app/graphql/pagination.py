@@ -12,7 +12,10 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -30,31 +33,54 @@ class PageInfo:
     end_cursor: str | None
 
 
-def encode_cursor(position: int, row_id: uuid.UUID) -> str:
-    payload = json.dumps([position, str(row_id)], separators=(",", ":")).encode()
+def encode_cursor(*key: object) -> str:
+    """An opaque cursor for a row's sort key, e.g. (position, id) or (occurred_at, id)."""
+    values = [value.isoformat() if isinstance(value, datetime) else
+              str(value) if isinstance(value, uuid.UUID) else value for value in key]
+    payload = json.dumps(values, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, argument: str) -> tuple[int, uuid.UUID]:
+def _decode_position_key(values: list) -> tuple[int, uuid.UUID]:
+    position, raw_id = values
+    if not isinstance(position, int) or isinstance(position, bool) or not -(2**31) <= position < 2**31:
+        raise ValueError
+    return position, uuid.UUID(raw_id)
+
+
+def _decode_time_key(values: list) -> tuple[datetime, uuid.UUID]:
+    raw_time, raw_id = values
+    moment = datetime.fromisoformat(raw_time)
+    if moment.tzinfo is None:
+        raise ValueError
+    return moment, uuid.UUID(raw_id)
+
+
+POSITION_KEY = _decode_position_key
+TIME_KEY = _decode_time_key
+
+
+def decode_cursor(cursor: str, argument: str, key: Callable[[list], Any] = POSITION_KEY) -> Any:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        position, raw_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(position, int):
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list):
             raise ValueError
-        return position, uuid.UUID(raw_id)
+        return key(values)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise BadUserInput(f"`{argument}` is not a cursor returned by this connection", argument=argument) from None
 
 
 @dataclass(frozen=True)
 class PageRequest:
-    after: tuple[int, uuid.UUID] | None
-    before: tuple[int, uuid.UUID] | None
+    after: Any
+    before: Any
     size: int
     backwards: bool
 
 
-def page_request(first: int | None, after: str | None, last: int | None, before: str | None) -> PageRequest:
+def page_request(first: int | None, after: str | None, last: int | None, before: str | None,
+                 key: Callable[[list], Any] = POSITION_KEY) -> PageRequest:
     """Validate Relay arguments; raises BAD_USER_INPUT with the argument's name."""
     if first is not None and last is not None:
         raise BadUserInput("pass `first` or `last`, not both", argument="last")
@@ -66,8 +92,19 @@ def page_request(first: int | None, after: str | None, last: int | None, before:
     backwards = last is not None
     size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
     return PageRequest(
-        after=decode_cursor(after, "after") if after is not None else None,
-        before=decode_cursor(before, "before") if before is not None else None,
+        after=decode_cursor(after, "after", key) if after is not None else None,
+        before=decode_cursor(before, "before", key) if before is not None else None,
         size=size,
         backwards=backwards,
+    )
+
+
+def page_info(rows_found: int, page: PageRequest, cursors: list[str]) -> PageInfo:
+    """PageInfo for a page fetched with `size + 1` rows (the extra row proves another page exists)."""
+    has_more = rows_found > page.size
+    return PageInfo(
+        has_next_page=has_more if not page.backwards else page.before is not None,
+        has_previous_page=has_more if page.backwards else page.after is not None,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
     )

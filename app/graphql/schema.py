@@ -12,14 +12,23 @@ from app.graphql.context import Context
 from app.graphql.extensions import OperationMetrics, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.scalars import SCALAR_MAP
+from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
+from app.auth.permissions import ANY_CLIENT
+from app.behaviors.graphql import BehaviorMutations
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery):
-    @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.")
+class Query(TenantQuery, AccountQuery):
+    @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
+                      permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)
+
+
+@strawberry.type
+class Mutation(AccountMutations, BehaviorMutations):
+    pass
 
 
 def _expected(error: GraphQLError) -> bool:
@@ -31,7 +40,8 @@ def _expected(error: GraphQLError) -> bool:
 def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
-        types=[Tenant, Reward, Issuer],
+        mutation=Mutation,
+        types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.

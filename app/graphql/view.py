@@ -15,15 +15,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from app.accounts.hashing import HolderHasher
 from app.auth.tokens import AuthenticationError, ClientRegistry
 from app.db.session import Database
 from app.graphql.context import Context, negotiate_language
 
 
 class GraphQLView(GraphQL):
-    def __init__(self, schema: Any, *, database: Database, graphiql: bool) -> None:
+    def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
         self.database = database
+        self.hasher = hasher
 
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(
@@ -32,6 +34,7 @@ class GraphQLView(GraphQL):
             # Absent only for the GraphiQL page itself, which executes nothing.
             principal=request.scope.get("state", {}).get("principal"),
             database=self.database,
+            hasher=self.hasher,
             language=negotiate_language(request.headers.get("accept-language")),
         )
 

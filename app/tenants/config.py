@@ -113,6 +113,13 @@ class PointUnitConfig(_Strict):
     grams_per_point: Annotated[int, Field(gt=0, le=1_000_000)]
     note: str | None = None
 
+    @model_validator(mode="after")
+    def _whole_milligrams_per_minor_unit(self) -> PointUnitConfig:
+        if (self.grams_per_point * MG_PER_G) % (10 ** self.decimals):
+            raise ValueError("`grams_per_point` with these `decimals` gives a smallest point unit that is not a "
+                             "whole number of milligrams; use fewer decimals")
+        return self
+
 
 class IssuerConfig(_Strict):
     slug: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]

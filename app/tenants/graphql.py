@@ -15,10 +15,11 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
+from app.auth.permissions import ANY_CLIENT
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.node import Node, register_node
-from app.graphql.pagination import PageInfo, encode_cursor, page_request
+from app.graphql.pagination import PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
 from app.tenants import config as cfg
 from app.tenants import models
@@ -308,33 +309,26 @@ class Tenant(Node):
         page = page_request(first, after, last, before)
         query = RewardPageQuery(kind=kind.value if kind else None, after=page.after, before=page.before,
                                 limit=page.size, backwards=page.backwards)
-        rows = await info.context.loaders.reward_pages.load((self._view.id, query))
-        has_more = len(rows) > page.size
-        rows = rows[: page.size]
+        found = await info.context.loaders.reward_pages.load((self._view.id, query))
+        rows = found[: page.size]
         if page.backwards:
             rows.reverse()
         edges = [RewardEdge(cursor=encode_cursor(row.position, row.id), node=Reward(_row=row, _tenant=self._view))
                  for row in rows]
-        return RewardConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_more if not page.backwards else page.before is not None,
-                has_previous_page=has_more if page.backwards else page.after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-        )
+        return RewardConnection(edges=edges, page_info=page_info(len(found), page, [e.cursor for e in edges]))
 
 
 @strawberry.type
 class TenantQuery:
-    @strawberry.field(description="Cities visible to the caller: its own, or all of them for a regulator.")
+    @strawberry.field(description="Cities visible to the caller: its own, or all of them for a regulator.",
+                      permission_classes=[ANY_CLIENT])
     async def tenants(self, info: Info[Context, None]) -> list[Tenant]:
         principal = info.context.principal
         views = await current_tenants(info.context.session, info.context.now)
         return [Tenant(_view=view) for view in views if principal.can_see_tenant(view.id)]
 
-    @strawberry.field(description="A city by slug; null when it does not exist or is not visible to the caller.")
+    @strawberry.field(description="A city by slug; null when it does not exist or is not visible to the caller.",
+                      permission_classes=[ANY_CLIENT])
     async def tenant(self, info: Info[Context, None], slug: str) -> Tenant | None:
         principal = info.context.principal
         views = await current_tenants(info.context.session, info.context.now, slugs=[slug])
@@ -352,7 +346,8 @@ async def _reward_node(info: Info[Context, None], reward_id: uuid.UUID) -> Rewar
     row = await info.context.loaders.reward_by_id.load(reward_id)
     if row is None or not info.context.principal.can_see_tenant(row.tenant_id):
         return None
-    return Reward(_row=row)
+    tenant = await info.context.loaders.tenant_by_id.load(row.tenant_id)
+    return Reward(_row=row, _tenant=tenant) if tenant else None  # no version in force yet: not visible
 
 
 async def _issuer_node(info: Info[Context, None], issuer_id: uuid.UUID) -> Issuer | None:

@@ -16,7 +16,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -44,6 +54,7 @@ class TenantConfigVersion(SQLModel, table=True):
     __tablename__ = "tenant_config_versions"
     __table_args__ = (
         UniqueConstraint("tenant_id", "version"),
+        UniqueConstraint("tenant_id", "id"),
         Index("ix_tenant_config_versions_effective", "tenant_id", "effective_from", "version"),
         CheckConstraint("grams_per_point > 0", name="grams_per_point_positive"),
         CheckConstraint("unit_decimals BETWEEN 0 AND 4", name="unit_decimals_range"),
@@ -75,6 +86,9 @@ class BehaviorRule(SQLModel, table=True):
     __tablename__ = "behavior_rules"
     __table_args__ = (
         UniqueConstraint("config_version_id", "code"),
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "config_version_id"],
+                             ["tenant_config_versions.tenant_id", "tenant_config_versions.id"]),
         Index("ix_behavior_rules_tenant_version", "tenant_id", "config_version_id", "position"),
         CheckConstraint("factor_mg > 0", name="factor_positive"),
         CheckConstraint("category IN ('TRAVEL', 'CONSUMPTION', 'LIFE')", name="category_known"),
@@ -83,7 +97,7 @@ class BehaviorRule(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
-    config_version_id: uuid.UUID = Field(foreign_key="tenant_config_versions.id", nullable=False)
+    config_version_id: uuid.UUID = Field(nullable=False)
     position: int = Field(nullable=False)
     code: str = Field(sa_column=Column(Text, nullable=False))
     name_en: str = Field(sa_column=Column(Text, nullable=False))
@@ -102,7 +116,7 @@ class BehaviorRule(SQLModel, table=True):
 
 class Issuer(SQLModel, table=True):
     __tablename__ = "issuers"
-    __table_args__ = (UniqueConstraint("tenant_id", "slug"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "slug"), UniqueConstraint("tenant_id", "id"))
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
@@ -118,15 +132,22 @@ class Issuer(SQLModel, table=True):
 
 
 class Reward(SQLModel, table=True):
-    """A catalogue item. `cost_points` is in the currency's smallest unit; NULL stock is unlimited."""
+    """A catalogue item. `cost_points` is in the currency's smallest unit; NULL `stock_total` is unlimited.
+
+    Remaining stock is `stock_total - stock_taken` (never below zero). `stock_taken` is monotonic
+    bookkeeping of units handed out, so editing the total never re-issues units already taken."""
 
     __tablename__ = "rewards"
     __table_args__ = (
         UniqueConstraint("tenant_id", "code"),
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "sponsor_issuer_id"], ["issuers.tenant_id", "issuers.id"]),
         Index("ix_rewards_page", "tenant_id", "position", "id"),
         CheckConstraint("cost_points >= 0", name="cost_non_negative"),
-        CheckConstraint("stock_remaining >= 0", name="stock_non_negative"),
-        CheckConstraint("(stock_total IS NULL) = (stock_remaining IS NULL)", name="stock_both_or_neither"),
+        CheckConstraint("stock_total >= 0", name="stock_total_non_negative"),
+        # Units taken only ever grow (redemptions; cancellations give back through their own rows), so a
+        # stock edit can never re-issue units already taken.
+        CheckConstraint("stock_taken >= 0", name="stock_taken_non_negative"),
         CheckConstraint("kind IN ('REWARD', 'DONATION', 'FINANCIAL_SERVICE')", name="kind_known"),
     )
 
@@ -141,12 +162,16 @@ class Reward(SQLModel, table=True):
     description_zh: str | None = Field(default=None, sa_column=Column(Text))
     cost_points: int = Field(sa_column=Column(BigInteger, nullable=False))
     stock_total: int | None = Field(default=None, sa_column=Column(BigInteger))
-    stock_remaining: int | None = Field(default=None, sa_column=Column(BigInteger))
+    stock_taken: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     per_account_limit: int | None = Field(default=None)
     limit_period: str = Field(sa_column=Column(Text, nullable=False))
     valid_from: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     valid_to: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    sponsor_issuer_id: uuid.UUID = Field(foreign_key="issuers.id", nullable=False)
+    sponsor_issuer_id: uuid.UUID = Field(nullable=False)
+
+    @property
+    def stock_remaining(self) -> int | None:
+        return None if self.stock_total is None else max(self.stock_total - self.stock_taken, 0)
     cancellation_window_hours: int = Field(nullable=False, default=0)
     bank_linked_only: bool = Field(nullable=False, default=False)
     min_contribution_mg: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -97,6 +97,18 @@ async def rules_for_versions(session: AsyncSession,
     return grouped
 
 
+async def rules_of_records(session: AsyncSession, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, BehaviorRule]:
+    """The rule (and so its version's wording) that priced each behaviour record."""
+    rows = await session.execute(text(
+        "SELECT r.id AS record_id, b.* FROM behavior_records r JOIN behavior_rules b ON b.id = r.rule_id "
+        "WHERE r.id = ANY(:ids)"), {"ids": list(record_ids)})
+    found = {}
+    for row in rows.mappings():
+        values = dict(row)
+        found[values.pop("record_id")] = BehaviorRule(**values)
+    return found
+
+
 @dataclass(frozen=True)
 class RewardPageQuery:
     """One page request; identical requests for several tenants share one statement."""
@@ -209,28 +221,17 @@ _REWARD_FIELDS = ("kind", "position", "name_en", "name_zh", "description_en", "d
 async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: list[dict[str, Any]]) -> int:
     """Insert or update the file's catalogue items and retire the others; returns how many were retired.
 
-    Stock: a new item starts with `stock_remaining = stock_total`. A changed total moves the remaining
-    stock by the difference (never below zero), so units already taken stay taken.
+    Stock: the file sets `stock_total`; `stock_taken` (units handed out) is never touched here, so
+    remaining stock after an edit is the new total minus what was already taken.
     """
     codes = [item["code"] for item in rewards]
     if rewards:
-        statement = insert(Reward).values([
-            {"id": uuid.uuid4(), "tenant_id": tenant_id, "stock_remaining": item["stock_total"], **item}
-            for item in rewards
-        ])
+        statement = insert(Reward).values([{"id": uuid.uuid4(), "tenant_id": tenant_id, **item} for item in rewards])
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["tenant_id", "code"],
-            set_={key: excluded[key] for key in _REWARD_FIELDS} | {
-                "active": True,
-                "updated_at": text("now()"),
-                "stock_total": excluded.stock_total,
-                "stock_remaining": text(
-                    "CASE WHEN excluded.stock_total IS NULL THEN NULL "
-                    "WHEN rewards.stock_total IS NULL THEN excluded.stock_total "
-                    "ELSE GREATEST(rewards.stock_remaining + excluded.stock_total - rewards.stock_total, 0) END"
-                ),
-            },
+            set_={key: excluded[key] for key in (*_REWARD_FIELDS, "stock_total")}
+            | {"active": True, "updated_at": text("now()")},
         )
         await session.execute(statement)
     result = await session.execute(

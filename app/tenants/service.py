@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import NO_TENANT, TenantScope, apply_scope
 from app.tenants import repository
-from app.tenants.config import CityConfig
+from app.ledger.service import ensure_system_accounts
+from app.tenants.config import CityConfig, ConfigError
 from app.tenants.models import BehaviorRule, TenantConfigVersion, tenant_id_for
 
 
@@ -73,6 +74,10 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
     await repository.ensure_tenant(session, tenant_id, city.slug)
 
     latest = await repository.latest_version(session, tenant_id)
+    if latest is not None and latest.unit_decimals != city.point_unit.decimals:
+        # Balances are integers of the smallest unit: changing the decimals would silently rescale them.
+        raise ConfigError(f"{source}: key `point_unit.decimals` cannot change once published "
+                          f"(was {latest.unit_decimals}, now {city.point_unit.decimals})")
     published = latest is None or latest.content_hash != city.content_hash()
     if latest is None:
         number, effective_from = 1, city.effective_from
@@ -104,6 +109,7 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
         }
         for position, item in enumerate(city.rewards)
     ])
+    await ensure_system_accounts(session, tenant_id)
     await apply_scope(session, NO_TENANT)
     return CityLoadResult(slug=city.slug, version=number, published=published, effective_from=effective_from,
                           behaviors=len(city.behaviors), rewards=len(city.rewards), retired_rewards=retired)

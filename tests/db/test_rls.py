@@ -36,9 +36,11 @@ async def test_every_table_has_forced_rls_and_both_policies(database) -> None:
             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'
         """))).mappings().all()
     assert len(rows) == len(tables)
+    regulator_readable = {"tenants", "tenant_config_versions", "behavior_rules", "issuers", "rewards"}
     for row in rows:
         assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
-        assert row["policies"] == ["regulator_read", "tenant_isolation"], row["relname"]
+        expected = ["regulator_read", "tenant_isolation"] if row["relname"] in regulator_readable else ["tenant_isolation"]
+        assert row["policies"] == expected, row["relname"]
         assert row["owner"] != APP_ROLE, f"{row['relname']} is owned by the app role, which would bypass RLS"
 
 
@@ -73,13 +75,32 @@ async def test_app_role_cannot_write_into_another_tenant(database) -> None:
                     "VALUES (gen_random_uuid(), :t, 'intruder', 'BANK', 'x', 'x', 99, true)"), {"t": BEIJING})
 
 
-async def test_regulator_reads_across_tenants_and_cannot_write(database) -> None:
+async def test_regulator_reads_configuration_across_tenants_and_cannot_write(database) -> None:
     async with database.transaction(TenantScope.regulator()) as session:
         slugs = (await session.execute(text("SELECT slug FROM tenants ORDER BY slug"))).scalars().all()
         assert slugs == ["beijing", "guizhou", "shanghai", "wuhan"]
         with pytest.raises(Exception, match="permission denied"):
             async with session.begin_nested():
                 await session.execute(text("UPDATE rewards SET cost_points = 0"))
+
+
+@pytest.mark.parametrize("table", ["accounts", "account_events", "consents", "behavior_records",
+                                   "behavior_rejections", "daily_behavior_totals", "ledger_accounts",
+                                   "ledger_transactions", "ledger_postings"])
+async def test_regulator_cannot_read_personal_tables(database, table) -> None:
+    async with database.transaction(TenantScope.regulator()) as session:
+        with pytest.raises(Exception, match="permission denied"):
+            async with session.begin_nested():
+                await session.execute(text(f"SELECT count(*) FROM {table}"))
+
+
+async def test_scope_of_a_request_cannot_be_changed(database) -> None:
+    from app.db.session import ScopeLocked, apply_scope
+
+    async with database.sessionmaker() as session, session.begin():
+        await apply_scope(session, TenantScope.regulator(), lock=True)
+        with pytest.raises(ScopeLocked):
+            await apply_scope(session, TenantScope.for_tenant(WUHAN))
 
 
 async def test_settings_do_not_leak_between_transactions(database_target) -> None:

@@ -31,9 +31,14 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Several servers starting at once must not run the same migration concurrently.
+MIGRATION_LOCK = 0x63617262  # "carb"
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 

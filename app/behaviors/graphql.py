@@ -1,0 +1,151 @@
+"""GraphQL of behaviour ingestion: `recordBehaviors` for partner clients."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from strawberry.types import Info
+
+from app.auth.permissions import PARTNER
+from app.behaviors import ingestion
+from app.graphql.context import Context
+from app.graphql.ids import to_global_id, try_global_id
+from app.tenants.graphql import grams
+
+
+@strawberry.enum(description="CREDITED in full; CAPPED (partly or fully, reductionGrams is what was credited); "
+                             "DUPLICATE (seen before from this provider: the first outcome, nothing changed); "
+                             "REJECTED (see `code`).")
+class BehaviorRecordStatus(enum.Enum):
+    CREDITED = "CREDITED"
+    CAPPED = "CAPPED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+@strawberry.enum(description="Why a record was rejected. A rejected record changes nothing and does not use up "
+                             "its externalId: fix the cause and send it again.")
+class BehaviorRejectionCode(enum.Enum):
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    CONSENT_MISSING = "CONSENT_MISSING"
+    UNKNOWN_BEHAVIOR = "UNKNOWN_BEHAVIOR"
+    OUTSIDE_CLAIM_WINDOW = "OUTSIDE_CLAIM_WINDOW"
+    FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
+
+
+@strawberry.enum
+class RecordBehaviorsErrorCode(enum.Enum):
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    PROVIDER_UNKNOWN = "PROVIDER_UNKNOWN"
+
+
+@strawberry.input(description="Optional evidence, kept with the record (no personal data, please).")
+class BehaviorEvidenceInput:
+    reference: str | None = None
+    line: str | None = None
+    origin_station: str | None = None
+    destination_station: str | None = None
+    biller: str | None = None
+    bill_period: str | None = None
+
+
+@strawberry.input
+class BehaviorRecordInput:
+    account_id: strawberry.ID
+    behavior: str = strawberry.field(description="Behaviour code of the city's rules, e.g. `walking`.")
+    quantity: Decimal = strawberry.field(description="Steps, rides, payments (whole numbers) or km (up to 3 decimals).")
+    occurred_at: datetime = strawberry.field(description="ISO 8601 with a UTC offset.")
+    external_id: str = strawberry.field(description="The provider's id for the record: the idempotency key.")
+    evidence: BehaviorEvidenceInput | None = None
+
+
+@strawberry.input
+class RecordBehaviorsInput:
+    records: list[BehaviorRecordInput] = strawberry.field(description=f"At most {ingestion.MAX_BATCH} records.")
+
+
+@strawberry.type
+class BehaviorRecordResult:
+    external_id: str
+    status: BehaviorRecordStatus
+    code: BehaviorRejectionCode | None
+    reason: str | None
+    _reduction_mg: strawberry.Private[int]
+    _points: strawberry.Private[int]
+    _decimals: strawberry.Private[int]
+    _record_id: strawberry.Private[object]
+
+    @strawberry.field(description="Grams CO2e credited (for DUPLICATE: credited the first time).")
+    def reduction_grams(self) -> Decimal:
+        return grams(self._reduction_mg)
+
+    @strawberry.field(description="Whole points credited.")
+    def points(self) -> Decimal:
+        return Decimal(self._points).scaleb(-self._decimals)
+
+    @strawberry.field(description="Id of the accepted record; null for rejections.")
+    def record_id(self) -> strawberry.ID | None:
+        return None if self._record_id is None else strawberry.ID(to_global_id("BehaviorRecord", self._record_id))
+
+
+@strawberry.type
+class RecordBehaviorsError:
+    code: RecordBehaviorsErrorCode
+    field: list[str] | None
+    message: str
+
+
+@strawberry.type
+class RecordBehaviorsPayload:
+    results: list[BehaviorRecordResult] = strawberry.field(default_factory=list,
+                                                           description="One per input record, in input order.")
+    user_errors: list[RecordBehaviorsError] = strawberry.field(default_factory=list)
+
+
+def _evidence(value: BehaviorEvidenceInput | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    fields = {key: getattr(value, key) for key in ("reference", "line", "origin_station", "destination_station",
+                                                   "biller", "bill_period")}
+    return {key: item[:200] for key, item in fields.items() if item} or None
+
+
+@strawberry.type
+class BehaviorMutations:
+    @strawberry.mutation(description="Submit behaviour records for consenting accounts (the caller is the provider).",
+                         permission_classes=[PARTNER])
+    async def record_behaviors(self, info: Info[Context, None], input: RecordBehaviorsInput) -> RecordBehaviorsPayload:
+        principal = info.context.principal
+        if len(input.records) > ingestion.MAX_BATCH:
+            return RecordBehaviorsPayload(user_errors=[RecordBehaviorsError(
+                code=RecordBehaviorsErrorCode.BATCH_TOO_LARGE, field=["input", "records"],
+                message=f"at most {ingestion.MAX_BATCH} records per call; got {len(input.records)}")])
+        commands = [
+            ingestion.RecordCommand(
+                account_id=try_global_id(record.account_id, "Account"), behavior=record.behavior,
+                quantity=record.quantity, occurred_at=record.occurred_at, external_id=record.external_id,
+                evidence=_evidence(record.evidence))
+            for record in input.records
+        ]
+        try:
+            outcomes = await ingestion.record_behaviors(info.context.session, principal.tenant_id,
+                                                        principal.client.issuer_slug, commands, now=info.context.now)
+        except ingestion.IngestionError as error:
+            return RecordBehaviorsPayload(user_errors=[RecordBehaviorsError(
+                code=RecordBehaviorsErrorCode(error.code), field=["input", "records"], message=str(error))])
+        tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
+        return RecordBehaviorsPayload(results=[
+            BehaviorRecordResult(
+                external_id=outcome.external_id, status=BehaviorRecordStatus(outcome.status),
+                code=BehaviorRejectionCode(outcome.code) if outcome.code else None, reason=outcome.reason,
+                _reduction_mg=outcome.reduction_mg, _points=outcome.points, _decimals=tenant.unit_decimals,
+                _record_id=outcome.record_id)
+            for outcome in outcomes
+        ])

@@ -1,0 +1,296 @@
+"""Behaviour ingestion: a partner's batch of records → outcomes, credits and ledger postings.
+
+Promises (ADR 0004):
+
+* Idempotent per provider and `externalId`: a record seen before (accepted) returns its first outcome
+  as DUPLICATE and changes nothing, also within one batch and across concurrent requests.
+* A bad record never spoils the good ones: each gets its own outcome; the batch is written in one
+  transaction (all of it or none of it).
+* Pricing uses the configuration version in force at `occurredAt`, caps per account, behaviour and
+  local day / month in the tenant's time zone, applied in input order and exact under concurrency:
+  every write for an account happens under that account's row lock, taken in id order.
+* Contribution converts to points by floor-with-carry (`app.ledger.conversion`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.behaviors import repository as repo
+from app.behaviors.rules.base import InvalidQuantity, PricingRule
+from app.behaviors.rules.caps import capped_mg
+from app.behaviors.rules.registry import requested_mg
+from app.ledger import service as ledger
+from app.ledger.conversion import convert, mg_per_minor_point
+from app.ledger.models import CONTRIBUTION, POINTS
+
+MAX_BATCH = 1000
+MAX_EXTERNAL_ID = 128
+CLOCK_SKEW = timedelta(minutes=5)
+RETRIES = 3
+
+CREDITED, CAPPED, DUPLICATE, REJECTED = "CREDITED", "CAPPED", "DUPLICATE", "REJECTED"
+
+
+class IngestionError(Exception):
+    """The whole request is refused (nothing is written); `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _ConcurrentDuplicate(Exception):
+    """Another transaction inserted one of our external ids first; the batch is re-evaluated."""
+
+
+@dataclass(frozen=True)
+class RecordCommand:
+    account_id: uuid.UUID | None  # None: the given id was not an account id
+    behavior: str
+    quantity: Decimal
+    occurred_at: datetime
+    external_id: str
+    evidence: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    external_id: str
+    status: str
+    code: str | None = None
+    reduction_mg: int = 0
+    points: int = 0
+    reason: str | None = None
+    record_id: uuid.UUID | None = None
+
+
+def _rejected(command: RecordCommand, code: str, reason: str) -> RecordOutcome:
+    return RecordOutcome(external_id=command.external_id, status=REJECTED, code=code, reason=reason)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class _Versions:
+    """The tenant's configuration versions, answering "which one was in force at t"."""
+
+    def __init__(self, rows: list[repo.VersionRow]) -> None:
+        self.rows = rows
+        self.starts = [row.effective_from for row in rows]
+
+    def at(self, moment: datetime) -> repo.VersionRow | None:
+        index = bisect.bisect_right(self.starts, moment) - 1
+        return self.rows[index] if index >= 0 else None
+
+
+async def record_behaviors(session: AsyncSession, tenant_id: uuid.UUID, provider_slug: str,
+                           commands: list[RecordCommand], *, now: datetime) -> list[RecordOutcome]:
+    """Price and credit a partner's batch; outcomes in input order. Does not commit."""
+    if len(commands) > MAX_BATCH:
+        raise IngestionError("BATCH_TOO_LARGE", f"at most {MAX_BATCH} records per call; got {len(commands)}")
+    provider_id = await repo.issuer_id(session, tenant_id, provider_slug)
+    if provider_id is None:
+        raise IngestionError("PROVIDER_UNKNOWN", f"the calling client's issuer {provider_slug!r} is not active")
+    for attempt in range(RETRIES):
+        try:
+            async with session.begin_nested():
+                return await _record(session, tenant_id, provider_id, commands, now)
+        except (_ConcurrentDuplicate, IntegrityError):
+            if attempt == RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Candidate:
+    index: int
+    command: RecordCommand
+    rule: PricingRule
+    version: repo.VersionRow
+    local_date: date
+    requested_mg: int
+    converted_mg: int = 0
+
+
+def _validate(command: RecordCommand, accounts: dict[uuid.UUID, repo.LockedAccount],
+              consents: dict[uuid.UUID, frozenset[str]], versions: _Versions,
+              rules: dict[tuple[uuid.UUID, str], PricingRule], now: datetime,
+              current: repo.VersionRow | None) -> RecordOutcome | tuple[PricingRule, repo.VersionRow, int]:
+    account = accounts.get(command.account_id) if command.account_id else None
+    if account is None:
+        return _rejected(command, "ACCOUNT_NOT_FOUND", "no such account in this city")
+    if account.status == "CLOSED":
+        return _rejected(command, "ACCOUNT_CLOSED", "the account is closed and takes no new credits")
+    if command.occurred_at > now + CLOCK_SKEW:
+        return _rejected(command, "FUTURE_TIMESTAMP", "occurredAt is in the future")
+    window = current.claim_window_days if current else 0
+    if command.occurred_at < now - timedelta(days=window):
+        return _rejected(command, "OUTSIDE_CLAIM_WINDOW",
+                         f"occurredAt is more than {window} days ago; the claim window has closed")
+    version = versions.at(command.occurred_at)
+    rule = rules.get((version.id, command.behavior)) if version else None
+    if version is None or rule is None:
+        return _rejected(command, "UNKNOWN_BEHAVIOR",
+                         f"no behaviour {command.behavior!r} in the rules in force at occurredAt")
+    if rule.category not in consents.get(account.id, frozenset()):
+        return _rejected(command, "CONSENT_MISSING",
+                         f"no live consent from this account for this provider and category {rule.category}")
+    try:
+        return rule, version, requested_mg(rule, command.quantity)
+    except InvalidQuantity as error:
+        return _rejected(command, "INVALID_QUANTITY", str(error))
+
+
+async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
+                  commands: list[RecordCommand], now: datetime) -> list[RecordOutcome]:
+    outcomes: list[RecordOutcome | None] = [None] * len(commands)
+    first_of: dict[str, int] = {}
+    pending: list[int] = []
+    for index, command in enumerate(commands):
+        if not 0 < len(command.external_id) <= MAX_EXTERNAL_ID:
+            outcomes[index] = _rejected(command, "INVALID_EXTERNAL_ID",
+                                        f"externalId must have 1 to {MAX_EXTERNAL_ID} characters")
+        elif command.occurred_at.tzinfo is None:
+            outcomes[index] = _rejected(command, "INVALID_TIMESTAMP", "occurredAt needs a UTC offset")
+        elif command.external_id in first_of:
+            continue  # a repeat inside the batch: resolved to the first one's outcome at the end
+        else:
+            first_of[command.external_id] = index
+            pending.append(index)
+
+    account_ids = sorted({commands[i].account_id for i in pending if commands[i].account_id})
+    versions = _Versions(await repo.config_versions(session, tenant_id))
+    accounts = await repo.lock_accounts(session, tenant_id, account_ids)
+    existing = await repo.existing_records(session, tenant_id, provider_id,
+                                           [commands[i].external_id for i in pending])
+    consents = await repo.live_consents(session, tenant_id, provider_id, list(accounts))
+    needed_versions = {v.id for i in pending if (v := versions.at(commands[i].occurred_at))}
+    version_numbers = {v.id: v.version for v in versions.rows}
+    rules = {(row["config_version_id"], row["code"]): PricingRule.from_mapping(
+                 row, version_numbers[row["config_version_id"]])
+             for row in await repo.rules_of_versions(session, sorted(needed_versions))}
+    current = versions.at(now)
+
+    candidates: list[_Candidate] = []
+    for index in pending:
+        command = commands[index]
+        seen = existing.get(command.external_id)
+        if seen is not None:
+            outcomes[index] = RecordOutcome(external_id=command.external_id, status=DUPLICATE,
+                                            reduction_mg=seen.reduction_mg, points=seen.points,
+                                            reason=f"already recorded as {seen.status}", record_id=seen.id)
+            continue
+        checked = _validate(command, accounts, consents, versions, rules, now, current)
+        if isinstance(checked, RecordOutcome):
+            outcomes[index] = checked
+            continue
+        rule, version, requested = checked
+        local_date = command.occurred_at.astimezone(_zone(version.timezone)).date()
+        candidates.append(_Candidate(index, command, rule, version, local_date, requested))
+
+    await _credit(session, tenant_id, provider_id, now, candidates, accounts, outcomes)
+
+    rejections = [(c.external_id, c.account_id if c.account_id in accounts else None, c.behavior, o.code)
+                  for c, o in zip(commands, outcomes, strict=True) if o is not None and o.status == REJECTED]
+    await repo.log_rejections(session, tenant_id, provider_id, now,
+                              [(ext[:MAX_EXTERNAL_ID], acc, beh[:64], code) for ext, acc, beh, code in rejections])
+    for index, command in enumerate(commands):
+        if outcomes[index] is None:  # an in-batch repeat
+            first = outcomes[first_of[command.external_id]]
+            assert first is not None
+            outcomes[index] = (first if first.status == REJECTED else RecordOutcome(
+                external_id=first.external_id, status=DUPLICATE,
+                reduction_mg=first.reduction_mg, points=first.points,
+                reason=f"already recorded as {first.status}", record_id=first.record_id))
+    return outcomes  # type: ignore[return-value]
+
+
+async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, now: datetime,
+                  candidates: list[_Candidate], accounts: dict[uuid.UUID, repo.LockedAccount],
+                  outcomes: list[RecordOutcome | None]) -> None:
+    if not candidates:
+        return
+    day_keys = sorted({(c.command.account_id, c.rule.code, c.local_date) for c in candidates})
+    month_keys = sorted({(a, code, d.replace(day=1)) for a, code, d in day_keys})
+    day_totals = await repo.daily_totals(session, tenant_id, day_keys)
+    month_totals = await repo.monthly_totals(session, tenant_id, month_keys)
+    carries = {account_id: account.unconverted_mg for account_id, account in accounts.items()}
+    day_delta: dict[repo.TotalKey, int] = {}
+    month_delta: dict[repo.TotalKey, int] = {}
+
+    records: list[repo.NewRecord] = []
+    for candidate in candidates:  # input order: earlier records take the cap first
+        account_id = candidate.command.account_id
+        assert account_id is not None
+        day_key = (account_id, candidate.rule.code, candidate.local_date)
+        month_key = (account_id, candidate.rule.code, candidate.local_date.replace(day=1))
+        so_far_day = day_totals.get(day_key, 0) + day_delta.get(day_key, 0)
+        so_far_month = month_totals.get(month_key, 0) + month_delta.get(month_key, 0)
+        credit = capped_mg(candidate.rule, candidate.requested_mg, so_far_day, so_far_month)
+        rate = mg_per_minor_point(candidate.version.grams_per_point, candidate.version.unit_decimals)
+        conversion = convert(carries[account_id], credit, rate)
+        carries[account_id] = conversion.carry_mg
+        day_delta[day_key] = day_delta.get(day_key, 0) + credit
+        month_delta[month_key] = month_delta.get(month_key, 0) + credit
+        status = CREDITED if credit == candidate.requested_mg else CAPPED
+        command = candidate.command
+        records.append(repo.NewRecord(
+            id=uuid.uuid4(), account_id=account_id, external_id=command.external_id, behavior_code=candidate.rule.code,
+            rule_id=candidate.rule.id, config_version=candidate.version.version, quantity=command.quantity,
+            occurred_at=command.occurred_at, local_date=candidate.local_date, status=status,
+            requested_mg=candidate.requested_mg, reduction_mg=credit, points=conversion.points,
+            evidence=json.dumps(command.evidence, ensure_ascii=False, sort_keys=True) if command.evidence else None,
+        ))
+        outcomes[candidate.index] = RecordOutcome(
+            external_id=command.external_id, status=status, reduction_mg=credit, points=conversion.points,
+            reason=None if status == CREDITED else "capped: the daily, monthly or per-record limit was reached",
+            record_id=records[-1].id)
+        candidate.converted_mg = conversion.converted_mg
+
+    inserted = await repo.insert_records(session, tenant_id, provider_id, now, records)
+    if inserted != len(records):
+        raise _ConcurrentDuplicate()
+    await _post(session, tenant_id, candidates, records)
+    await repo.add_to_totals(session, tenant_id, {k: v for k, v in day_delta.items() if v},
+                             {k: v for k, v in month_delta.items() if v})
+    await repo.set_carries(session, {a: c for a, c in carries.items() if c != accounts[a].unconverted_mg})
+
+
+async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate],
+                records: list[repo.NewRecord]) -> None:
+    system = await ledger.system_accounts(session, tenant_id)
+    citizen = await ledger.citizen_ledger_accounts(session, tenant_id, sorted({r.account_id for r in records}))
+    transactions = []
+    for candidate, record in zip(candidates, records, strict=True):
+        postings = []
+        if record.reduction_mg:
+            postings += [
+                ledger.Posting(system[(ledger.ISSUANCE, CONTRIBUTION)], CONTRIBUTION, -record.reduction_mg),
+                ledger.Posting(citizen[(record.account_id, CONTRIBUTION)], CONTRIBUTION, record.reduction_mg),
+            ]
+        if record.points:
+            postings += [
+                ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, -record.points),
+                ledger.Posting(citizen[(record.account_id, POINTS)], POINTS, record.points),
+            ]
+        transactions.append(ledger.NewTransaction(
+            tenant_id=tenant_id, kind="BEHAVIOR_CREDIT", status=record.status, occurred_at=record.occurred_at,
+            account_id=record.account_id, behavior_record_id=record.id, behavior_code=record.behavior_code,
+            reduction_mg=record.reduction_mg, points=record.points,
+            converted_mg=candidate.converted_mg,
+            postings=postings,
+        ))
+    await ledger.post(session, transactions, tracked=set(citizen.values()))

@@ -1,0 +1,35 @@
+"""Contribution → points: floor with carry, so no remainder is ever lost (ADR 0004).
+
+The smallest point unit is worth `mg_per_minor_point` milligrams (grams_per_point × 1000 / 10^decimals,
+a whole number by configuration validation). Each credit adds its milligrams to the account's
+unconverted carry; as many whole smallest units as the sum buys are issued; the rest stays in the carry
+(always below one unit). Over any sequence of credits:
+
+    Σ credited mg = Σ converted mg + carry,  converted mg = Σ points × mg per point (at each credit's rate)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def mg_per_minor_point(grams_per_point: int, decimals: int) -> int:
+    value, remainder = divmod(grams_per_point * 1000, 10 ** decimals)
+    if remainder or value <= 0:
+        raise ValueError("the smallest point unit must be a whole, positive number of milligrams")
+    return value
+
+
+@dataclass(frozen=True)
+class Conversion:
+    points: int
+    converted_mg: int
+    carry_mg: int
+
+
+def convert(carry_mg: int, credit_mg: int, mg_per_point: int) -> Conversion:
+    if carry_mg < 0 or credit_mg < 0 or mg_per_point <= 0:
+        raise ValueError("amounts must be non-negative and the rate positive")
+    available = carry_mg + credit_mg
+    points, carry = divmod(available, mg_per_point)
+    return Conversion(points=points, converted_mg=points * mg_per_point, carry_mg=carry)

@@ -1,0 +1,100 @@
+"""Ledger invariants, verified on demand (`carbon-inclusive verify-ledger`, and by the test suite).
+
+1. Every transaction balances: its postings sum to zero per asset.
+2. Every tracked (citizen) balance equals the sum of its postings; untracked (system) balances are 0.
+3. No citizen balance is negative (also a CHECK constraint).
+4. What a transaction shows in the activity (reduction_mg, points) equals its postings on the citizen.
+5. Behaviour records agree with their credit transaction.
+6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry, and the
+   carry is non-negative.
+
+Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
+tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
+ledger says where it is damaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.session import Database, TenantScope
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    detail: str
+
+
+CHECKS: dict[str, str] = {
+    "transaction_balances": """
+        SELECT transaction_id::text, asset, sum(amount)::text FROM ledger_postings
+        GROUP BY transaction_id, asset HAVING sum(amount) <> 0 LIMIT :limit""",
+    "balance_equals_postings": """
+        SELECT la.id::text, la.asset, la.balance::text || ' <> ' || coalesce(p.total, 0)::text
+        FROM ledger_accounts la
+        LEFT JOIN (SELECT ledger_account_id, sum(amount) AS total FROM ledger_postings GROUP BY ledger_account_id) p
+          ON p.ledger_account_id = la.id
+        WHERE la.tracks_balance AND la.balance <> coalesce(p.total, 0) LIMIT :limit""",
+    "untracked_balance_zero": """
+        SELECT id::text, asset, balance::text FROM ledger_accounts WHERE NOT tracks_balance AND balance <> 0
+        LIMIT :limit""",
+    "citizen_balance_non_negative": """
+        SELECT id::text, asset, balance::text FROM ledger_accounts WHERE account_id IS NOT NULL AND balance < 0
+        LIMIT :limit""",
+    "activity_matches_postings": """
+        SELECT t.id::text, t.kind,
+               t.reduction_mg::text || '/' || t.points::text || ' <> ' ||
+               coalesce(c.mg, 0)::text || '/' || coalesce(c.pts, 0)::text
+        FROM ledger_transactions t
+        LEFT JOIN (
+            SELECT p.transaction_id,
+                   sum(p.amount) FILTER (WHERE p.asset = 'CONTRIBUTION_MG') AS mg,
+                   sum(p.amount) FILTER (WHERE p.asset = 'POINTS') AS pts
+            FROM ledger_postings p JOIN ledger_accounts la ON la.id = p.ledger_account_id
+            WHERE la.account_id IS NOT NULL GROUP BY p.transaction_id
+        ) c ON c.transaction_id = t.id
+        WHERE t.account_id IS NOT NULL
+          AND (t.reduction_mg <> coalesce(c.mg, 0) OR t.points <> coalesce(c.pts, 0))
+        LIMIT :limit""",
+    "records_match_transactions": """
+        SELECT r.id::text, r.external_id,
+               r.reduction_mg::text || '/' || r.points::text || ' <> ' ||
+               coalesce(t.reduction_mg, -1)::text || '/' || coalesce(t.points, -1)::text
+        FROM behavior_records r
+        LEFT JOIN ledger_transactions t ON t.behavior_record_id = r.id AND t.kind = 'BEHAVIOR_CREDIT'
+        WHERE t.id IS NULL OR t.reduction_mg <> r.reduction_mg OR t.points <> r.points LIMIT :limit""",
+    "conversion_loses_nothing": """
+        SELECT a.id::text, 'carry ' || a.unconverted_mg::text,
+               coalesce(t.credited, 0)::text || ' <> ' || coalesce(t.converted, 0)::text || ' + carry'
+        FROM accounts a
+        LEFT JOIN (SELECT account_id, sum(reduction_mg) FILTER (WHERE kind = 'BEHAVIOR_CREDIT') AS credited,
+                          sum(converted_mg) AS converted
+                   FROM ledger_transactions GROUP BY account_id) t ON t.account_id = a.id
+        WHERE coalesce(t.credited, 0) <> coalesce(t.converted, 0) + a.unconverted_mg OR a.unconverted_mg < 0
+        LIMIT :limit""",
+}
+
+
+async def verify_ledger(session: AsyncSession, *, limit: int = 20) -> list[Violation]:
+    """Run every check in the session's current tenant scope; an empty list means the ledger is sound."""
+    violations: list[Violation] = []
+    for name, sql in CHECKS.items():
+        for row in (await session.execute(text(sql), {"limit": limit})).all():
+            violations.append(Violation(check=name, detail=" ".join(str(value) for value in row)))
+    return violations
+
+
+async def verify_all_tenants(database: Database, *, limit: int = 20) -> dict[str, list[Violation]]:
+    """Check every tenant in its own scope (the ledger is personal data: no cross-tenant read role sees
+    it). Returns slug -> violations, for every tenant."""
+    async with database.transaction(TenantScope.regulator()) as session:
+        tenants = (await session.execute(text("SELECT id, slug FROM tenants ORDER BY slug"))).all()
+    report: dict[str, list[Violation]] = {}
+    for tenant_id, slug in tenants:
+        async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
+            report[slug] = await verify_ledger(session, limit=limit)
+    return report

@@ -1,0 +1,111 @@
+"""Double-entry, append-only ledger (ADR 0004).
+
+* `ledger_accounts`: one per (citizen account, asset) and per (tenant system account, asset). Assets:
+  `CONTRIBUTION_MG` (milligrams CO2e, not spendable) and `POINTS` (the tenant's currency, smallest unit).
+  Citizen balances are kept here, updated in the same transaction as their postings, and can never be
+  negative (a CHECK constraint). System accounts (e.g. `issuance`) are unbounded sources like
+  Formance's `@world`: their balance is not maintained row by row, which would make every credit in a
+  city contend on one hot row; it is derived from postings on demand.
+* `ledger_transactions`: one per movement (e.g. one per credited behaviour record); also the account's
+  activity journal, so it carries what the activity shows.
+* `ledger_postings`: signed amounts; per transaction and asset they sum to zero. Never updated or
+  deleted: the app role has SELECT and INSERT only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+CONTRIBUTION = "CONTRIBUTION_MG"
+POINTS = "POINTS"
+ASSETS = (CONTRIBUTION, POINTS)
+
+
+class LedgerAccount(SQLModel, table=True):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        Index("uq_ledger_accounts_citizen", "tenant_id", "account_id", "asset", unique=True,
+              postgresql_where=text("account_id IS NOT NULL")),
+        Index("uq_ledger_accounts_system", "tenant_id", "code", "asset", unique=True,
+              postgresql_where=text("account_id IS NULL")),
+        CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name="asset_known"),
+        # The database, not only the code, keeps citizens out of the red.
+        CheckConstraint("account_id IS NULL OR balance >= 0", name="citizen_balance_non_negative"),
+        CheckConstraint("tracks_balance OR balance = 0", name="untracked_balance_zero"),
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    account_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    code: str = Field(sa_column=Column(Text, nullable=False))
+    asset: str = Field(sa_column=Column(Text, nullable=False))
+    balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    tracks_balance: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default="true"))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class LedgerTransaction(SQLModel, table=True):
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (
+        Index("ix_ledger_transactions_activity", "tenant_id", "account_id", "occurred_at", "id"),
+        CheckConstraint("kind IN ('BEHAVIOR_CREDIT')", name="kind_known"),
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
+        ForeignKeyConstraint(["tenant_id", "behavior_record_id"], ["behavior_records.tenant_id", "behavior_records.id"]),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    account_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    kind: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    posted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    behavior_record_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    behavior_code: str | None = Field(default=None, sa_column=Column(Text))
+    # What the account's activity shows; equal to this transaction's postings on the citizen's accounts.
+    reduction_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Contribution this transaction converted into points (mg); with accounts.unconverted_mg it proves
+    # that no conversion remainder is lost.
+    converted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerPosting(SQLModel, table=True):
+    __tablename__ = "ledger_postings"
+    __table_args__ = (
+        Index("ix_ledger_postings_transaction", "tenant_id", "transaction_id"),
+        Index("ix_ledger_postings_account", "tenant_id", "ledger_account_id"),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name="asset_known"),
+        ForeignKeyConstraint(["tenant_id", "transaction_id"], ["ledger_transactions.tenant_id", "ledger_transactions.id"]),
+        ForeignKeyConstraint(["tenant_id", "ledger_account_id"], ["ledger_accounts.tenant_id", "ledger_accounts.id"]),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    transaction_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    ledger_account_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    asset: str = Field(sa_column=Column(Text, nullable=False))
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    posted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

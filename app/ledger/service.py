@@ -1,0 +1,143 @@
+"""Posting to the ledger: balanced transactions, set-based, in the caller's transaction.
+
+`post` is the only writer of postings. It refuses an unbalanced transaction before touching the
+database, inserts transactions and postings in two statements whatever their number, and moves the
+balances of tracked (citizen) ledger accounts by the aggregated deltas in one statement, rows touched
+in id order (a stable lock order across concurrent requests). A citizen balance that would go below
+zero violates a CHECK constraint and aborts the whole unit of work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger.models import ASSETS, CONTRIBUTION, POINTS
+
+ISSUANCE = "issuance"
+SYSTEM_ACCOUNTS = (ISSUANCE,)
+
+
+class UnbalancedTransaction(ValueError):
+    """Postings of one transaction do not sum to zero for some asset (a bug, never user input)."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    ledger_account_id: uuid.UUID
+    asset: str
+    amount: int
+
+
+@dataclass
+class NewTransaction:
+    tenant_id: uuid.UUID
+    kind: str
+    status: str
+    occurred_at: datetime
+    account_id: uuid.UUID | None = None
+    behavior_record_id: uuid.UUID | None = None
+    behavior_code: str | None = None
+    reduction_mg: int = 0
+    points: int = 0
+    converted_mg: int = 0
+    postings: list[Posting] = field(default_factory=list)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def check_balanced(self) -> None:
+        sums: dict[str, int] = defaultdict(int)
+        for posting in self.postings:
+            if posting.asset not in ASSETS or posting.amount == 0:
+                raise UnbalancedTransaction(f"transaction {self.id}: invalid posting {posting}")
+            sums[posting.asset] += posting.amount
+        unbalanced = {asset: total for asset, total in sums.items() if total != 0}
+        if unbalanced:
+            raise UnbalancedTransaction(f"transaction {self.id} does not balance: {unbalanced}")
+
+
+async def system_accounts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[tuple[str, str], uuid.UUID]:
+    """(code, asset) -> ledger account id of the tenant's system accounts."""
+    rows = await session.execute(
+        text("SELECT code, asset, id FROM ledger_accounts WHERE tenant_id = :t AND account_id IS NULL"),
+        {"t": tenant_id})
+    return {(code, asset): id_ for code, asset, id_ in rows.all()}
+
+
+async def ensure_system_accounts(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Create the tenant's untracked system accounts (idempotent)."""
+    for code in SYSTEM_ACCOUNTS:
+        for asset in ASSETS:
+            await session.execute(text(
+                "INSERT INTO ledger_accounts (id, tenant_id, account_id, code, asset, balance, tracks_balance) "
+                "VALUES (:id, :t, NULL, :code, :asset, 0, false) "
+                "ON CONFLICT (tenant_id, code, asset) WHERE account_id IS NULL DO NOTHING"),
+                {"id": uuid.uuid4(), "t": tenant_id, "code": code, "asset": asset})
+
+
+async def open_citizen_accounts(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """The citizen's two tracked ledger accounts (contribution and points), created with the account."""
+    for asset in (CONTRIBUTION, POINTS):
+        await session.execute(text(
+            "INSERT INTO ledger_accounts (id, tenant_id, account_id, code, asset, balance, tracks_balance) "
+            "VALUES (:id, :t, :a, 'citizen', :asset, 0, true) "
+            "ON CONFLICT (tenant_id, account_id, asset) WHERE account_id IS NOT NULL DO NOTHING"),
+            {"id": uuid.uuid4(), "t": tenant_id, "a": account_id, "asset": asset})
+
+
+async def citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
+                                  account_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    rows = await session.execute(text(
+        "SELECT account_id, asset, id FROM ledger_accounts WHERE tenant_id = :t AND account_id = ANY(:ids)"),
+        {"t": tenant_id, "ids": account_ids})
+    return {(account_id, asset): id_ for account_id, asset, id_ in rows.all()}
+
+
+async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID]) -> None:
+    """Append `transactions` and move the balances of the `tracked` ledger accounts they touch."""
+    if not transactions:
+        return
+    for transaction in transactions:
+        transaction.check_balanced()
+    await session.execute(text("""
+        INSERT INTO ledger_transactions (id, tenant_id, account_id, kind, status, occurred_at, behavior_record_id,
+                                         behavior_code, reduction_mg, points, converted_mg)
+        SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:tenant AS uuid[]), CAST(:account AS uuid[]),
+                             CAST(:kind AS text[]), CAST(:status AS text[]), CAST(:occurred AS timestamptz[]),
+                             CAST(:record AS uuid[]), CAST(:code AS text[]), CAST(:reduction AS bigint[]),
+                             CAST(:points AS bigint[]), CAST(:converted AS bigint[]))
+    """), {
+        "id": [t.id for t in transactions], "tenant": [t.tenant_id for t in transactions],
+        "account": [t.account_id for t in transactions], "kind": [t.kind for t in transactions],
+        "status": [t.status for t in transactions], "occurred": [t.occurred_at for t in transactions],
+        "record": [t.behavior_record_id for t in transactions], "code": [t.behavior_code for t in transactions],
+        "reduction": [t.reduction_mg for t in transactions], "points": [t.points for t in transactions],
+        "converted": [t.converted_mg for t in transactions],
+    })
+    postings = [(t, p) for t in transactions for p in t.postings]
+    if not postings:
+        return
+    await session.execute(text("""
+        INSERT INTO ledger_postings (tenant_id, transaction_id, ledger_account_id, asset, amount)
+        SELECT * FROM unnest(CAST(:tenant AS uuid[]), CAST(:transaction AS uuid[]), CAST(:ledger AS uuid[]),
+                             CAST(:asset AS text[]), CAST(:amount AS bigint[]))
+    """), {
+        "tenant": [t.tenant_id for t, _ in postings], "transaction": [t.id for t, _ in postings],
+        "ledger": [p.ledger_account_id for _, p in postings], "asset": [p.asset for _, p in postings],
+        "amount": [p.amount for _, p in postings],
+    })
+    deltas: dict[uuid.UUID, int] = defaultdict(int)
+    for _, posting in postings:
+        if posting.ledger_account_id in tracked:
+            deltas[posting.ledger_account_id] += posting.amount
+    ordered = sorted((id_, delta) for id_, delta in deltas.items() if delta)
+    if ordered:
+        await session.execute(text("""
+            UPDATE ledger_accounts la SET balance = la.balance + d.delta
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[])) AS d(id, delta)
+            WHERE la.id = d.id AND la.tracks_balance
+        """), {"ids": [id_ for id_, _ in ordered], "deltas": [delta for _, delta in ordered]})
