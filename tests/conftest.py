@@ -171,3 +171,17 @@ async def api(settings: Settings, database: Database, registry: ClientRegistry) 
         yield Api(http=http, registry=registry)
     report = await verify_all_tenants(database)
     assert report and all(not violations for violations in report.values()), report
+
+
+@pytest.fixture
+async def committed_api(settings: Settings, app_engine: AsyncEngine, registry: ClientRegistry) -> AsyncIterator[Api]:
+    """The API over a real connection pool: every request commits, requests run truly concurrently.
+
+    For concurrency and crash tests. What such tests write stays in this worker's database, so they
+    use fresh accounts, and the ledger invariants must still hold afterwards."""
+    database = Database(app_engine)
+    app = create_app(settings, database=database, registry=registry)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver", timeout=60) as http:
+        yield Api(http=http, registry=registry)
+    report = await verify_all_tenants(database)
+    assert report and all(not violations for violations in report.values()), report

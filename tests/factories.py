@@ -61,7 +61,7 @@ async def consenting_account(api, *, app: str = "wuhan-app", providers: dict[str
 
 def record(account_id: str, behavior: str, quantity, occurred_at: str, external_id: str | None = None) -> dict:
     return {"accountId": account_id, "behavior": behavior, "quantity": str(quantity), "occurredAt": occurred_at,
-            "externalId": external_id or f"ext-{uuid.uuid4().hex}"}
+            "externalId": external_id if external_id is not None else f"ext-{uuid.uuid4().hex}"}
 
 
 async def submit(api, provider: str, records: list[dict]) -> list[dict]:

@@ -21,6 +21,7 @@ from app.accounts.errors import AccountError, AccountErrorCode as Code
 from app.accounts.hashing import HolderHasher, mask_bank_ref, normalize_bank_ref
 from app.accounts.models import Account, Consent
 from app.ledger.service import open_citizen_accounts
+from app.tenants.config import BehaviorCategory
 
 GUEST, BANK_LINKED = "GUEST", "BANK_LINKED"
 ACTIVE, FROZEN, CLOSED = "ACTIVE", "FROZEN", "CLOSED"
@@ -46,7 +47,7 @@ class Opened:
 def _bank(bank_account_ref: str, field: str) -> str:
     normalized = normalize_bank_ref(bank_account_ref)
     if normalized is None:
-        raise AccountError(Code.INVALID_BANK_ACCOUNT, [field], "bankAccountRef must be 6 to 34 letters and digits")
+        raise AccountError(Code.INVALID_BANK_ACCOUNT, ["input", field], "bankAccountRef must be 6 to 34 letters and digits")
     return normalized
 
 
@@ -142,7 +143,7 @@ async def grant_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id:
     account = await _locked(session, tenant_id, account_id)
     if account.status == CLOSED:
         raise AccountError(Code.ACCOUNT_CLOSED, ["input", "accountId"], "the account is closed")
-    wanted = sorted(set(categories))
+    wanted = [category.value for category in BehaviorCategory if category.value in set(categories)]
     if not wanted:
         raise AccountError(Code.INVALID_CATEGORIES, ["input", "categories"], "give at least one category")
     provider = await repo.provider_id(session, tenant_id, provider_slug)
@@ -151,7 +152,7 @@ async def grant_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id:
                            f"no data provider {provider_slug!r} in this city")
     live = await repo.live_consent(session, tenant_id, account.id, provider)
     if live is not None:
-        if sorted(live.categories) == wanted:
+        if list(live.categories) == wanted:
             return live
         await repo.revoke_consent(session, live.id, now, by_client)
     return await repo.insert_consent(session, {

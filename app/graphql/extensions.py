@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from graphql import GraphQLError
 from prometheus_client import Counter, Histogram
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import MaskErrors, SchemaExtension
 
 from app.db.session import apply_scope
 from app.graphql.context import Context
@@ -120,3 +120,21 @@ class OperationMetrics(SchemaExtension):
         for error in errors:
             code = (error.extensions or {}).get("code", "INTERNAL") if isinstance(error, GraphQLError) else "INTERNAL"
             GRAPHQL_ERRORS.labels(name, kind, str(code)).inc()
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Errors we raise on purpose (GraphQLError with a code) are shown; anything else is a bug: the
+    client sees only `Unexpected error.` with `extensions.code = INTERNAL`, the log has the details."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_unexpected)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return GraphQLError(message=self.error_message, nodes=error.nodes, source=error.source,
+                            positions=error.positions, path=error.path, original_error=None,
+                            extensions={"code": "INTERNAL"})
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from app.graphql.context import Context
-from app.graphql.extensions import OperationMetrics, UnitOfWork
+from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.scalars import SCALAR_MAP
 from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
@@ -31,12 +30,6 @@ class Mutation(AccountMutations, BehaviorMutations):
     pass
 
 
-def _expected(error: GraphQLError) -> bool:
-    """Errors we raise on purpose are shown; anything else is a bug, masked as 'Unexpected error.'"""
-    original = error.original_error
-    return original is None or isinstance(original, GraphQLError)
-
-
 def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
@@ -49,7 +42,7 @@ def build_schema() -> strawberry.Schema:
             lambda: ValidationCache(maxsize=1024),
             OperationMetrics,
             UnitOfWork,
-            lambda: MaskErrors(should_mask_error=lambda error: not _expected(error)),
+            MaskUnexpectedErrors,
         ],
     )
 

@@ -17,6 +17,8 @@ METHODS: dict[str, Callable[[PricingRule, Decimal], int]] = {
 
 def requested_mg(rule: PricingRule, quantity: Decimal) -> int:
     """Milligrams CO2e the quantity earns before caps; raises InvalidQuantity."""
+    if not quantity.is_finite():
+        raise InvalidQuantity("quantity must be a finite number")
     method = METHODS.get(rule.method)
     if method is None:
         raise InvalidQuantity(f"unknown calculation method {rule.method}")

@@ -1,0 +1,106 @@
+"""The rule engine, unit-tested directly: methods, caps, conversion, with hypothesis properties."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.behaviors.rules.base import InvalidQuantity, PricingRule
+from app.behaviors.rules.caps import capped_mg
+from app.behaviors.rules.registry import requested_mg
+from app.ledger.conversion import convert, mg_per_minor_point
+
+
+def rule(method: str = "PER_UNIT", factor_mg: int = 20, day: int | None = None, month: int | None = None,
+         event: int | None = None, unit: str = "step") -> PricingRule:
+    return PricingRule(id=uuid.uuid4(), code="x", category="TRAVEL", method=method, unit=unit, factor_mg=factor_mg,
+                       cap_mg_per_day=day, cap_mg_per_month=month, cap_mg_per_event=event, config_version=1)
+
+
+def test_per_unit_walking() -> None:
+    assert requested_mg(rule(factor_mg=20), Decimal(15000)) == 300_000  # 300 g before the cap
+
+
+def test_per_event_bus() -> None:
+    assert requested_mg(rule("PER_EVENT", 80_000, unit="ride"), Decimal(2)) == 160_000
+
+
+def test_per_distance_floors_to_whole_milligrams() -> None:
+    bike = rule("PER_DISTANCE", 93_300, unit="km")
+    assert requested_mg(bike, Decimal("3.5")) == 326_550
+    assert requested_mg(bike, Decimal("0.001")) == 93
+    beijing_rail = rule("PER_DISTANCE", 220_000 - 31_000, unit="km")
+    assert requested_mg(beijing_rail, Decimal("12.345")) == 2_333_205
+
+
+@pytest.mark.parametrize(("method", "quantity"), [
+    ("PER_UNIT", "0"), ("PER_UNIT", "-1"), ("PER_UNIT", "1.5"), ("PER_UNIT", "10000001"),
+    ("PER_EVENT", "0.5"), ("PER_DISTANCE", "0"), ("PER_DISTANCE", "1.0001"), ("PER_DISTANCE", "10000.001"),
+    ("PER_UNIT", "NaN"), ("PER_DISTANCE", "Infinity"), ("PER_EVENT", "-Infinity"),
+])
+def test_invalid_quantities(method, quantity) -> None:
+    with pytest.raises(InvalidQuantity):
+        requested_mg(rule(method), Decimal(quantity))
+
+
+def test_caps_each_kind() -> None:
+    assert capped_mg(rule(event=50), 80, 0, 0) == 50
+    assert capped_mg(rule(day=200_000), 300_000, 0, 0) == 200_000
+    assert capped_mg(rule(day=200_000), 300_000, 150_000, 0) == 50_000
+    assert capped_mg(rule(day=200_000), 300_000, 250_000, 0) == 0  # already over: never negative
+    assert capped_mg(rule(month=1_310_000), 262_000, 1_200_000, 0) == 262_000
+    assert capped_mg(rule(month=1_310_000), 262_000, 0, 1_200_000) == 110_000
+    assert capped_mg(rule(), 123, 10**12, 10**12) == 123  # uncapped
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests=st.lists(st.integers(min_value=0, max_value=500_000), max_size=40),
+       day=st.one_of(st.none(), st.integers(min_value=0, max_value=1_000_000)),
+       month=st.one_of(st.none(), st.integers(min_value=0, max_value=3_000_000)),
+       event=st.one_of(st.none(), st.integers(min_value=0, max_value=300_000)))
+def test_never_credits_above_any_cap(requests, day, month, event) -> None:
+    pricing = rule(day=day, month=month, event=event)
+    total = 0
+    for requested in requests:
+        credit = capped_mg(pricing, requested, total, total)
+        assert 0 <= credit <= requested
+        if event is not None:
+            assert credit <= event
+        total += credit
+        if day is not None:
+            assert total <= max(day, 0)
+        if month is not None:
+            assert total <= max(month, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(credits=st.lists(st.tuples(st.integers(min_value=0, max_value=10**9),
+                                  st.sampled_from([(10, 0), (1, 0), (10, 2), (7, 1), (3, 3)])), max_size=50))
+def test_conversion_loses_nothing(credits) -> None:
+    carry = credited = converted = 0
+    for credit, (grams_per_point, decimals) in credits:
+        rate = mg_per_minor_point(grams_per_point, decimals)
+        result = convert(carry, credit, rate)
+        assert result.converted_mg == result.points * rate
+        assert 0 <= result.carry_mg < rate
+        carry = result.carry_mg
+        credited += credit
+        converted += result.converted_mg
+    assert credited == converted + carry
+
+
+def test_conversion_example_742_grams_is_74_coins_and_2_grams_carried() -> None:
+    carry, points = 0, 0
+    for grams in (200, 200, 80, 262):
+        result = convert(carry, grams * 1000, mg_per_minor_point(10, 0))
+        carry, points = result.carry_mg, points + result.points
+    assert (points, carry) == (74, 2000)
+
+
+def test_rates_that_are_not_whole_milligrams_are_refused() -> None:
+    with pytest.raises(ValueError):
+        mg_per_minor_point(1, 4)

@@ -1,0 +1,96 @@
+"""The ledger's own guarantees: balanced transactions, non-negative citizen balances in the database,
+append-only postings, and an invariant check that finds a direct SQL edit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from app.db.server import asyncpg_dsn
+from app.db.session import TenantScope
+from app.ledger.invariants import verify_all_tenants
+from app.ledger.models import CONTRIBUTION, POINTS
+from app.ledger.service import NewTransaction, Posting, UnbalancedTransaction
+from app.tenants.models import tenant_id_for
+from tests.factories import consenting_account, local_time, record, submit
+
+WUHAN = tenant_id_for("wuhan")
+
+
+def test_an_unbalanced_transaction_is_refused_before_the_database() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    transaction = NewTransaction(tenant_id=WUHAN, kind="BEHAVIOR_CREDIT", status="CREDITED",
+                                 occurred_at=datetime.now(UTC),
+                                 postings=[Posting(a, CONTRIBUTION, -100), Posting(b, CONTRIBUTION, 99)])
+    with pytest.raises(UnbalancedTransaction):
+        transaction.check_balanced()
+    balanced_per_asset_only = NewTransaction(tenant_id=WUHAN, kind="BEHAVIOR_CREDIT", status="CREDITED",
+                                             occurred_at=datetime.now(UTC),
+                                             postings=[Posting(a, CONTRIBUTION, -5), Posting(b, POINTS, 5)])
+    with pytest.raises(UnbalancedTransaction):
+        balanced_per_asset_only.check_balanced()
+
+
+async def test_the_database_refuses_a_negative_citizen_balance(api, database) -> None:
+    await consenting_account(api)
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        with pytest.raises(Exception, match="citizen_balance_non_negative"):
+            async with session.begin_nested():
+                await session.execute(text(
+                    "UPDATE ledger_accounts SET balance = -1 WHERE account_id IS NOT NULL AND asset = 'POINTS'"))
+
+
+async def test_postings_and_transactions_are_append_only_for_the_app(api, database) -> None:
+    account_id = await consenting_account(api)
+    await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        for statement in ("UPDATE ledger_postings SET amount = amount * 2", "DELETE FROM ledger_postings",
+                          "UPDATE ledger_transactions SET points = 0", "DELETE FROM ledger_transactions"):
+            with pytest.raises(Exception, match="permission denied"):
+                async with session.begin_nested():
+                    await session.execute(text(statement))
+
+
+async def test_verify_finds_and_locates_a_direct_sql_edit(committed_api, database_target) -> None:
+    account_id = await consenting_account(committed_api)
+    await submit(committed_api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])
+    _, kwargs = asyncpg_dsn(database_target.owner_url)
+    owner = await asyncpg.connect(**kwargs)  # the table owner: what someone with database access could do
+    try:
+        posting_id = await owner.fetchval(
+            "SELECT p.id FROM ledger_postings p JOIN ledger_accounts la ON la.id = p.ledger_account_id "
+            "JOIN accounts a ON a.id = la.account_id WHERE p.asset = 'POINTS' ORDER BY p.id DESC LIMIT 1")
+        transaction_id = await owner.fetchval("SELECT transaction_id FROM ledger_postings WHERE id = $1", posting_id)
+        await owner.execute("UPDATE ledger_postings SET amount = amount + 1000 WHERE id = $1", posting_id)
+        try:
+            result = _verify(database_target)
+            assert result.returncode == 1
+            assert "wuhan: " in result.stdout and "violation" in result.stdout
+            assert f"transaction_balances: {transaction_id}" in result.stdout
+            assert "balance_equals_postings" in result.stdout and "activity_matches_postings" in result.stdout
+            assert result.stdout.strip().endswith("ledger FAILED verification")
+        finally:
+            await owner.execute("UPDATE ledger_postings SET amount = amount - 1000 WHERE id = $1", posting_id)
+    finally:
+        await owner.close()
+    assert _verify(database_target).returncode == 0
+
+
+def _verify(database_target) -> subprocess.CompletedProcess:
+    env = {"CARBON_DATABASE_URL": database_target.owner_url, "PATH": str(Path(sys.executable).parent),
+           "CARBON_APP_DATABASE_URL": database_target.app_url}
+    return subprocess.run([str(Path(sys.executable).parent / "carbon-inclusive"), "verify-ledger"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_verify_ledger_command_passes_on_a_sound_ledger(database_target) -> None:
+    result = _verify(database_target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "wuhan: ok" in result.stdout and result.stdout.strip().endswith("ledger verified")
