@@ -34,3 +34,7 @@ schema: install
 
 clean-data:
 	rm -rf .data
+
+.PHONY: bench-ingest
+bench-ingest: install
+	$(BIN)/python bench/ingest.py

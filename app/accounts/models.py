@@ -36,7 +36,6 @@ class Account(SQLModel, table=True):
         CheckConstraint("kind IN ('GUEST', 'BANK_LINKED')", name="kind_known"),
         CheckConstraint("status IN ('ACTIVE', 'FROZEN', 'CLOSED')", name="status_known"),
         CheckConstraint("(kind = 'BANK_LINKED') = (bank_account_hash IS NOT NULL)", name="bank_link_consistent"),
-        CheckConstraint("unconverted_mg >= 0", name="unconverted_non_negative"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -46,9 +45,6 @@ class Account(SQLModel, table=True):
     status: str = Field(sa_column=Column(Text, nullable=False, server_default="ACTIVE"))
     bank_account_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     bank_account_mask: str | None = Field(default=None, sa_column=Column(Text))
-    # Contribution (mg) credited but not yet converted into a whole smallest point unit: carried to the
-    # next credit so no remainder is ever lost (ADR 0004).
-    unconverted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     opened_by: str = Field(sa_column=Column(Text, nullable=False))
     agreement_accepted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     opened_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

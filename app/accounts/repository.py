@@ -18,8 +18,8 @@ async def insert_account_if_absent(session: AsyncSession, values: dict[str, Any]
     """Insert unless the holder already has an account in the tenant; returns the new id or None."""
     row = await session.execute(text("""
         INSERT INTO accounts (id, tenant_id, holder_hash, kind, status, bank_account_hash, bank_account_mask,
-                              unconverted_mg, opened_by, agreement_accepted_at, opened_at, bank_linked_at, updated_at)
-        VALUES (:id, :tenant_id, :holder_hash, :kind, 'ACTIVE', :bank_account_hash, :bank_account_mask, 0,
+                              opened_by, agreement_accepted_at, opened_at, bank_linked_at, updated_at)
+        VALUES (:id, :tenant_id, :holder_hash, :kind, 'ACTIVE', :bank_account_hash, :bank_account_mask,
                 :opened_by, :now, :now, :bank_linked_at, :now)
         ON CONFLICT (tenant_id, holder_hash) DO NOTHING
         RETURNING id

@@ -73,26 +73,15 @@ class RecordBehaviorsInput:
 
 @strawberry.type
 class BehaviorRecordResult:
+    """Plain values, computed once: a batch answers 1,000 of these, so no per-field resolvers."""
+
     external_id: str
     status: BehaviorRecordStatus
     code: BehaviorRejectionCode | None
     reason: str | None
-    _reduction_mg: strawberry.Private[int]
-    _points: strawberry.Private[int]
-    _decimals: strawberry.Private[int]
-    _record_id: strawberry.Private[object]
-
-    @strawberry.field(description="Grams CO2e credited (for DUPLICATE: credited the first time).")
-    def reduction_grams(self) -> Decimal:
-        return grams(self._reduction_mg)
-
-    @strawberry.field(description="Whole points credited.")
-    def points(self) -> Decimal:
-        return Decimal(self._points).scaleb(-self._decimals)
-
-    @strawberry.field(description="Id of the accepted record; null for rejections.")
-    def record_id(self) -> strawberry.ID | None:
-        return None if self._record_id is None else strawberry.ID(to_global_id("BehaviorRecord", self._record_id))
+    reduction_grams: Decimal = strawberry.field(description="Grams CO2e credited (for DUPLICATE: the first time).")
+    points: Decimal = strawberry.field(description="Whole points credited.")
+    record_id: strawberry.ID | None = strawberry.field(description="Id of the accepted record; null for rejections.")
 
 
 @strawberry.type
@@ -141,11 +130,16 @@ class BehaviorMutations:
             return RecordBehaviorsPayload(user_errors=[RecordBehaviorsError(
                 code=RecordBehaviorsErrorCode(error.code), field=["input", "records"], message=str(error))])
         tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
+        decimals = tenant.unit_decimals
         return RecordBehaviorsPayload(results=[
             BehaviorRecordResult(
-                external_id=outcome.external_id, status=BehaviorRecordStatus(outcome.status),
+                external_id=outcome.external_id, status=_STATUS[outcome.status],
                 code=BehaviorRejectionCode(outcome.code) if outcome.code else None, reason=outcome.reason,
-                _reduction_mg=outcome.reduction_mg, _points=outcome.points, _decimals=tenant.unit_decimals,
-                _record_id=outcome.record_id)
+                reduction_grams=grams(outcome.reduction_mg), points=Decimal(outcome.points).scaleb(-decimals),
+                record_id=(strawberry.ID(to_global_id("BehaviorRecord", outcome.record_id))
+                           if outcome.record_id else None))
             for outcome in outcomes
         ])
+
+
+_STATUS = {status.value: status for status in BehaviorRecordStatus}

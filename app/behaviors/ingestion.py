@@ -125,14 +125,14 @@ class _Candidate:
     converted_mg: int = 0
 
 
-def _validate(command: RecordCommand, accounts: dict[uuid.UUID, repo.LockedAccount],
+def _validate(command: RecordCommand, accounts: dict[uuid.UUID, str],
               consents: dict[uuid.UUID, frozenset[str]], versions: _Versions,
               rules: dict[tuple[uuid.UUID, str], PricingRule], now: datetime,
               current: repo.VersionRow | None) -> RecordOutcome | tuple[PricingRule, repo.VersionRow, int]:
-    account = accounts.get(command.account_id) if command.account_id else None
-    if account is None:
+    status = accounts.get(command.account_id) if command.account_id else None
+    if status is None:
         return _rejected(command, "ACCOUNT_NOT_FOUND", "no such account in this city")
-    if account.status == "CLOSED":
+    if status == "CLOSED":
         return _rejected(command, "ACCOUNT_CLOSED", "the account is closed and takes no new credits")
     if command.occurred_at > now + CLOCK_SKEW:
         return _rejected(command, "FUTURE_TIMESTAMP", "occurredAt is in the future")
@@ -145,7 +145,7 @@ def _validate(command: RecordCommand, accounts: dict[uuid.UUID, repo.LockedAccou
     if version is None or rule is None:
         return _rejected(command, "UNKNOWN_BEHAVIOR",
                          f"no behaviour {command.behavior!r} in the rules in force at occurredAt")
-    if rule.category not in consents.get(account.id, frozenset()):
+    if rule.category not in consents.get(command.account_id, frozenset()):
         return _rejected(command, "CONSENT_MISSING",
                          f"no live consent from this account for this provider and category {rule.category}")
     try:
@@ -171,9 +171,11 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
             first_of[command.external_id] = index
             pending.append(index)
 
-    account_ids = sorted({commands[i].account_id for i in pending if commands[i].account_id})
+    account_ids = sorted({commands[i].account_id for i in pending if commands[i].account_id}, key=lambda a: a.bytes)
     versions = _Versions(await repo.config_versions(session, tenant_id))
-    accounts = await repo.lock_accounts(session, tenant_id, account_ids)
+    # The per-account lock first (ledger rows, id order); then every read below sees the latest commits.
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, account_ids)
+    accounts = await repo.account_statuses(session, tenant_id, account_ids)
     existing = await repo.existing_records(session, tenant_id, provider_id,
                                            [commands[i].external_id for i in pending])
     consents = await repo.live_consents(session, tenant_id, provider_id, list(accounts))
@@ -201,7 +203,7 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         local_date = command.occurred_at.astimezone(_zone(version.timezone)).date()
         candidates.append(_Candidate(index, command, rule, version, local_date, requested))
 
-    await _credit(session, tenant_id, provider_id, now, candidates, accounts, outcomes)
+    await _credit(session, tenant_id, provider_id, now, candidates, ledgers, outcomes)
 
     rejections = [(c.external_id, c.account_id if c.account_id in accounts else None, c.behavior, o.code)
                   for c, o in zip(commands, outcomes, strict=True) if o is not None and o.status == REJECTED]
@@ -219,15 +221,16 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
 
 
 async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, now: datetime,
-                  candidates: list[_Candidate], accounts: dict[uuid.UUID, repo.LockedAccount],
+                  candidates: list[_Candidate], ledgers: dict[tuple[uuid.UUID, str], ledger.CitizenLedger],
                   outcomes: list[RecordOutcome | None]) -> None:
     if not candidates:
         return
-    day_keys = sorted({(c.command.account_id, c.rule.code, c.local_date) for c in candidates})
-    month_keys = sorted({(a, code, d.replace(day=1)) for a, code, d in day_keys})
+    day_keys = list({(c.command.account_id, c.rule.code, c.local_date) for c in candidates})
+    month_keys = list({(c.command.account_id, c.rule.code, c.local_date.replace(day=1)) for c in candidates
+                       if c.rule.cap_mg_per_month is not None})
     day_totals = await repo.daily_totals(session, tenant_id, day_keys)
     month_totals = await repo.monthly_totals(session, tenant_id, month_keys)
-    carries = {account_id: account.unconverted_mg for account_id, account in accounts.items()}
+    carries = {account_id: row.unconverted_mg for (account_id, asset), row in ledgers.items() if asset == POINTS}
     day_delta: dict[repo.TotalKey, int] = {}
     month_delta: dict[repo.TotalKey, int] = {}
 
@@ -263,16 +266,17 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     inserted = await repo.insert_records(session, tenant_id, provider_id, now, records)
     if inserted != len(records):
         raise _ConcurrentDuplicate()
-    await _post(session, tenant_id, candidates, records)
-    await repo.add_to_totals(session, tenant_id, {k: v for k, v in day_delta.items() if v},
-                             {k: v for k, v in month_delta.items() if v})
-    await repo.set_carries(session, {a: c for a, c in carries.items() if c != accounts[a].unconverted_mg})
+    changed_carries = {ledgers[(account_id, POINTS)].id: carry for account_id, carry in carries.items()
+                       if carry != ledgers[(account_id, POINTS)].unconverted_mg}
+    await _post(session, tenant_id, candidates, records, ledgers, changed_carries)
+    await repo.add_to_daily_totals(session, tenant_id, {k: v for k, v in day_delta.items() if v})
 
 
 async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate],
-                records: list[repo.NewRecord]) -> None:
+                records: list[repo.NewRecord], ledgers: dict[tuple[uuid.UUID, str], ledger.CitizenLedger],
+                carries: dict[uuid.UUID, int]) -> None:
     system = await ledger.system_accounts(session, tenant_id)
-    citizen = await ledger.citizen_ledger_accounts(session, tenant_id, sorted({r.account_id for r in records}))
+    citizen = {key: row.id for key, row in ledgers.items()}
     transactions = []
     for candidate, record in zip(candidates, records, strict=True):
         postings = []
@@ -293,4 +297,4 @@ async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_C
             converted_mg=candidate.converted_mg,
             postings=postings,
         ))
-    await ledger.post(session, transactions, tracked=set(citizen.values()))
+    await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries)

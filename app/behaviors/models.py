@@ -86,7 +86,10 @@ class BehaviorRejection(SQLModel, table=True):
 
 
 class DailyBehaviorTotal(SQLModel, table=True):
-    """Milligrams credited per account, behaviour and local day (the tenant's time zone)."""
+    """Milligrams credited per account, behaviour and local day (the tenant's time zone).
+
+    Monthly caps sum these rows over the local month (at most 31 rows per key, one index range), so a
+    monthly cap introduced mid-month counts the whole month, and no second running total is written."""
 
     __tablename__ = "daily_behavior_totals"
     __table_args__ = (
@@ -99,21 +102,4 @@ class DailyBehaviorTotal(SQLModel, table=True):
     account_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
     behavior_code: str = Field(sa_column=Column(Text, nullable=False))
     local_date: date = Field(sa_column=Column(Date, nullable=False))
-    credited_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
-class MonthlyBehaviorTotal(SQLModel, table=True):
-    """Milligrams credited per account, behaviour and local calendar month (`month` is its first day)."""
-
-    __tablename__ = "monthly_behavior_totals"
-    __table_args__ = (
-        PrimaryKeyConstraint("tenant_id", "account_id", "behavior_code", "month"),
-        CheckConstraint("credited_mg >= 0", name="credited_non_negative"),
-        ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
-    )
-
-    tenant_id: uuid.UUID = Field(foreign_key="tenants.id")
-    account_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
-    behavior_code: str = Field(sa_column=Column(Text, nullable=False))
-    month: date = Field(sa_column=Column(Date, nullable=False))
     credited_mg: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -41,24 +41,12 @@ async def issuer_id(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> u
         "SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s AND active"), {"t": tenant_id, "s": slug})).scalar()
 
 
-@dataclass(frozen=True)
-class LockedAccount:
-    id: uuid.UUID
-    status: str
-    unconverted_mg: int
-
-
-async def lock_accounts(session: AsyncSession, tenant_id: uuid.UUID,
-                        account_ids: list[uuid.UUID]) -> dict[uuid.UUID, LockedAccount]:
-    """Lock the accounts' rows in id order (the platform-wide lock order for per-account writes).
-
-    Every write that touches an account's balances, totals or carry first takes this lock, so
-    concurrent batches for one account serialise here and cannot deadlock on the rows behind it.
-    """
-    rows = await session.execute(text(
-        "SELECT id, status, unconverted_mg FROM accounts WHERE tenant_id = :t AND id = ANY(:ids) "
-        "ORDER BY id FOR UPDATE"), {"t": tenant_id, "ids": sorted(set(account_ids))})
-    return {row[0]: LockedAccount(*row) for row in rows.all()}
+async def account_statuses(session: AsyncSession, tenant_id: uuid.UUID,
+                           account_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Status of each visible account (another tenant's accounts are simply absent)."""
+    rows = await session.execute(text("SELECT id, status FROM accounts WHERE tenant_id = :t AND id = ANY(:ids)"),
+                                 {"t": tenant_id, "ids": account_ids})
+    return dict(rows.all())
 
 
 @dataclass(frozen=True)
@@ -91,41 +79,46 @@ TotalKey = tuple[uuid.UUID, str, date]
 
 
 async def daily_totals(session: AsyncSession, tenant_id: uuid.UUID, keys: list[TotalKey]) -> dict[TotalKey, int]:
-    return await _totals(session, "daily_behavior_totals", "local_date", tenant_id, keys)
-
-
-async def monthly_totals(session: AsyncSession, tenant_id: uuid.UUID, keys: list[TotalKey]) -> dict[TotalKey, int]:
-    return await _totals(session, "monthly_behavior_totals", "month", tenant_id, keys)
-
-
-async def _totals(session: AsyncSession, table: str, column: str, tenant_id: uuid.UUID,
-                  keys: list[TotalKey]) -> dict[TotalKey, int]:
+    """Credited mg per (account, behaviour, local day)."""
     if not keys:
         return {}
-    rows = await session.execute(text(f"""
-        SELECT t.account_id, t.behavior_code, t.{column}, t.credited_mg
-        FROM {table} t
+    rows = await session.execute(text("""
+        SELECT t.account_id, t.behavior_code, t.local_date, t.credited_mg
+        FROM daily_behavior_totals t
         JOIN unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[])) AS k(account_id, code, day)
-          ON t.account_id = k.account_id AND t.behavior_code = k.code AND t.{column} = k.day
+          ON t.account_id = k.account_id AND t.behavior_code = k.code AND t.local_date = k.day
         WHERE t.tenant_id = :t
     """), {"t": tenant_id, "a": [k[0] for k in keys], "c": [k[1] for k in keys], "d": [k[2] for k in keys]})
     return {(a, c, d): mg for a, c, d, mg in rows.all()}
 
 
-async def add_to_totals(session: AsyncSession, tenant_id: uuid.UUID, daily: dict[TotalKey, int],
-                        monthly: dict[TotalKey, int]) -> None:
-    for table, column, deltas in (("daily_behavior_totals", "local_date", daily),
-                                  ("monthly_behavior_totals", "month", monthly)):
-        items = sorted(deltas.items())
-        if not items:
-            continue
-        await session.execute(text(f"""
-            INSERT INTO {table} AS t (tenant_id, account_id, behavior_code, {column}, credited_mg)
-            SELECT :t, * FROM unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[]), CAST(:mg AS bigint[]))
-            ON CONFLICT (tenant_id, account_id, behavior_code, {column})
-            DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg
-        """), {"t": tenant_id, "a": [k[0] for k, _ in items], "c": [k[1] for k, _ in items],
-               "d": [k[2] for k, _ in items], "mg": [mg for _, mg in items]})
+async def monthly_totals(session: AsyncSession, tenant_id: uuid.UUID, keys: list[TotalKey]) -> dict[TotalKey, int]:
+    """Credited mg per (account, behaviour, local month starting at the key's date): the sum of that
+    month's daily totals, one index range per key."""
+    if not keys:
+        return {}
+    rows = await session.execute(text("""
+        SELECT k.account_id, k.code, k.month, sum(t.credited_mg)::bigint
+        FROM unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[])) AS k(account_id, code, month)
+        JOIN daily_behavior_totals t
+          ON t.tenant_id = :t AND t.account_id = k.account_id AND t.behavior_code = k.code
+         AND t.local_date >= k.month AND t.local_date < (k.month + interval '1 month')::date
+        GROUP BY k.account_id, k.code, k.month
+    """), {"t": tenant_id, "a": [k[0] for k in keys], "c": [k[1] for k in keys], "d": [k[2] for k in keys]})
+    return {(a, c, m): mg for a, c, m, mg in rows.all()}
+
+
+async def add_to_daily_totals(session: AsyncSession, tenant_id: uuid.UUID, deltas: dict[TotalKey, int]) -> None:
+    items = sorted(deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1], item[0][2]))
+    if not items:
+        return
+    await session.execute(text("""
+        INSERT INTO daily_behavior_totals AS t (tenant_id, account_id, behavior_code, local_date, credited_mg)
+        SELECT :t, * FROM unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[]), CAST(:mg AS bigint[]))
+        ON CONFLICT (tenant_id, account_id, behavior_code, local_date)
+        DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg
+    """), {"t": tenant_id, "a": [k[0] for k, _ in items], "c": [k[1] for k, _ in items],
+           "d": [k[2] for k, _ in items], "mg": [mg for _, mg in items]})
 
 
 @dataclass(frozen=True)
@@ -176,16 +169,6 @@ async def insert_records(session: AsyncSession, tenant_id: uuid.UUID, provider_i
         "points": [r.points for r in records], "evidence": [r.evidence for r in records],
     })
     return result.rowcount
-
-
-async def set_carries(session: AsyncSession, carries: dict[uuid.UUID, int]) -> None:
-    items = sorted(carries.items())
-    if items:
-        await session.execute(text("""
-            UPDATE accounts a SET unconverted_mg = c.carry
-            FROM unnest(CAST(:ids AS uuid[]), CAST(:carry AS bigint[])) AS c(id, carry)
-            WHERE a.id = c.id
-        """), {"ids": [i for i, _ in items], "carry": [c for _, c in items]})
 
 
 async def log_rejections(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, received_at: datetime,

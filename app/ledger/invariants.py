@@ -40,7 +40,8 @@ CHECKS: dict[str, str] = {
           ON p.ledger_account_id = la.id
         WHERE la.tracks_balance AND la.balance <> coalesce(p.total, 0) LIMIT :limit""",
     "untracked_balance_zero": """
-        SELECT id::text, asset, balance::text FROM ledger_accounts WHERE NOT tracks_balance AND balance <> 0
+        SELECT id::text, asset, balance::text FROM ledger_accounts
+        WHERE (NOT tracks_balance AND balance <> 0) OR (unconverted_mg <> 0 AND (account_id IS NULL OR asset <> 'POINTS'))
         LIMIT :limit""",
     "citizen_balance_non_negative": """
         SELECT id::text, asset, balance::text FROM ledger_accounts WHERE account_id IS NOT NULL AND balance < 0
@@ -68,13 +69,14 @@ CHECKS: dict[str, str] = {
         LEFT JOIN ledger_transactions t ON t.behavior_record_id = r.id AND t.kind = 'BEHAVIOR_CREDIT'
         WHERE t.id IS NULL OR t.reduction_mg <> r.reduction_mg OR t.points <> r.points LIMIT :limit""",
     "conversion_loses_nothing": """
-        SELECT a.id::text, 'carry ' || a.unconverted_mg::text,
+        SELECT la.account_id::text, 'carry ' || la.unconverted_mg::text,
                coalesce(t.credited, 0)::text || ' <> ' || coalesce(t.converted, 0)::text || ' + carry'
-        FROM accounts a
+        FROM ledger_accounts la
         LEFT JOIN (SELECT account_id, sum(reduction_mg) FILTER (WHERE kind = 'BEHAVIOR_CREDIT') AS credited,
                           sum(converted_mg) AS converted
-                   FROM ledger_transactions GROUP BY account_id) t ON t.account_id = a.id
-        WHERE coalesce(t.credited, 0) <> coalesce(t.converted, 0) + a.unconverted_mg OR a.unconverted_mg < 0
+                   FROM ledger_transactions GROUP BY account_id) t ON t.account_id = la.account_id
+        WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS'
+          AND (coalesce(t.credited, 0) <> coalesce(t.converted, 0) + la.unconverted_mg OR la.unconverted_mg < 0)
         LIMIT :limit""",
 }
 

@@ -50,6 +50,7 @@ class LedgerAccount(SQLModel, table=True):
         # The database, not only the code, keeps citizens out of the red.
         CheckConstraint("account_id IS NULL OR balance >= 0", name="citizen_balance_non_negative"),
         CheckConstraint("tracks_balance OR balance = 0", name="untracked_balance_zero"),
+        CheckConstraint("unconverted_mg >= 0", name="unconverted_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
     )
@@ -61,6 +62,9 @@ class LedgerAccount(SQLModel, table=True):
     asset: str = Field(sa_column=Column(Text, nullable=False))
     balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     tracks_balance: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default="true"))
+    # On a citizen's POINTS account: contribution (mg) credited but not yet worth a whole smallest point
+    # unit, carried to the next credit so no conversion remainder is ever lost (ADR 0004).
+    unconverted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
@@ -86,7 +90,7 @@ class LedgerTransaction(SQLModel, table=True):
     # What the account's activity shows; equal to this transaction's postings on the citizen's accounts.
     reduction_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    # Contribution this transaction converted into points (mg); with accounts.unconverted_mg it proves
+    # Contribution this transaction converted into points (mg); with the carry (unconverted_mg) it proves
     # that no conversion remainder is lost.
     converted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 

@@ -97,8 +97,36 @@ async def citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
     return {(account_id, asset): id_ for account_id, asset, id_ in rows.all()}
 
 
-async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID]) -> None:
-    """Append `transactions` and move the balances of the `tracked` ledger accounts they touch."""
+async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
+                                      account_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], CitizenLedger]:
+    """Lock the citizens' ledger accounts (both assets) in ledger-account id order and return them.
+
+    This is the platform's per-account lock: every write that moves an account's balances, totals or
+    carry takes it first, in this one global order, so concurrent writers for one account serialise here
+    and never deadlock on the rows behind it. Rows touched anyway by the balance update are locked, so
+    the lock adds no write of its own.
+    """
+    rows = await session.execute(text(
+        "SELECT id, account_id, asset, balance, unconverted_mg FROM ledger_accounts "
+        "WHERE tenant_id = :t AND account_id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        {"t": tenant_id, "ids": account_ids})
+    return {(row[1], row[2]): CitizenLedger(*row) for row in rows.all()}
+
+
+@dataclass(frozen=True)
+class CitizenLedger:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    asset: str
+    balance: int
+    unconverted_mg: int
+
+
+async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID],
+               carries: dict[uuid.UUID, int] | None = None) -> None:
+    """Append `transactions` and move the balances of the `tracked` ledger accounts they touch.
+
+    `carries` sets the conversion carry of (locked) POINTS ledger accounts in the same statement."""
     if not transactions:
         return
     for transaction in transactions:
@@ -134,10 +162,13 @@ async def post(session: AsyncSession, transactions: list[NewTransaction], tracke
     for _, posting in postings:
         if posting.ledger_account_id in tracked:
             deltas[posting.ledger_account_id] += posting.amount
-    ordered = sorted((id_, delta) for id_, delta in deltas.items() if delta)
-    if ordered:
+    carries = carries or {}
+    changed = sorted({id_ for id_, delta in deltas.items() if delta} | set(carries), key=lambda id_: id_.bytes)
+    if changed:
         await session.execute(text("""
-            UPDATE ledger_accounts la SET balance = la.balance + d.delta
-            FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[])) AS d(id, delta)
+            UPDATE ledger_accounts la
+            SET balance = la.balance + d.delta, unconverted_mg = coalesce(d.carry, la.unconverted_mg)
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[]), CAST(:carries AS bigint[])) AS d(id, delta, carry)
             WHERE la.id = d.id AND la.tracks_balance
-        """), {"ids": [id_ for id_, _ in ordered], "deltas": [delta for _, delta in ordered]})
+        """), {"ids": changed, "deltas": [deltas.get(id_, 0) for id_ in changed],
+               "carries": [carries.get(id_) for id_ in changed]})

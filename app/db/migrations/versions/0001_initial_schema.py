@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 08:43:59.232774
+Create Date: 2026-11-29 08:51:25.274050
 """
 from typing import Sequence, Union
 
@@ -33,7 +33,6 @@ TENANT_TABLES = {
     "behavior_records": ("SELECT, INSERT, UPDATE", False),
     "behavior_rejections": ("SELECT, INSERT", False),
     "daily_behavior_totals": ("SELECT, INSERT, UPDATE", False),
-    "monthly_behavior_totals": ("SELECT, INSERT, UPDATE", False),
     "ledger_accounts": ("SELECT, INSERT, UPDATE", False),
     "ledger_transactions": ("SELECT, INSERT", False),
     "ledger_postings": ("SELECT, INSERT", False),
@@ -58,7 +57,6 @@ def upgrade() -> None:
     sa.Column('status', sa.Text(), server_default='ACTIVE', nullable=False),
     sa.Column('bank_account_hash', sa.LargeBinary(), nullable=True),
     sa.Column('bank_account_mask', sa.Text(), nullable=True),
-    sa.Column('unconverted_mg', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('opened_by', sa.Text(), nullable=False),
     sa.Column('agreement_accepted_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('opened_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -68,7 +66,6 @@ def upgrade() -> None:
     sa.CheckConstraint("(kind = 'BANK_LINKED') = (bank_account_hash IS NOT NULL)", name='bank_link_consistent'),
     sa.CheckConstraint("kind IN ('GUEST', 'BANK_LINKED')", name='kind_known'),
     sa.CheckConstraint("status IN ('ACTIVE', 'FROZEN', 'CLOSED')", name='status_known'),
-    sa.CheckConstraint('unconverted_mg >= 0', name='unconverted_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'holder_hash', name='uq_accounts_holder'),
@@ -211,10 +208,12 @@ def upgrade() -> None:
     sa.Column('asset', sa.Text(), nullable=False),
     sa.Column('balance', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('tracks_balance', sa.Boolean(), server_default='true', nullable=False),
+    sa.Column('unconverted_mg', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name='asset_known'),
     sa.CheckConstraint('account_id IS NULL OR balance >= 0', name='citizen_balance_non_negative'),
     sa.CheckConstraint('tracks_balance OR balance = 0', name='untracked_balance_zero'),
+    sa.CheckConstraint('unconverted_mg >= 0', name='unconverted_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -222,17 +221,6 @@ def upgrade() -> None:
     )
     op.create_index('uq_ledger_accounts_citizen', 'ledger_accounts', ['tenant_id', 'account_id', 'asset'], unique=True, postgresql_where=sa.text('account_id IS NOT NULL'))
     op.create_index('uq_ledger_accounts_system', 'ledger_accounts', ['tenant_id', 'code', 'asset'], unique=True, postgresql_where=sa.text('account_id IS NULL'))
-    op.create_table('monthly_behavior_totals',
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('account_id', sa.Uuid(), nullable=False),
-    sa.Column('behavior_code', sa.Text(), nullable=False),
-    sa.Column('month', sa.Date(), nullable=False),
-    sa.Column('credited_mg', sa.BigInteger(), nullable=False),
-    sa.CheckConstraint('credited_mg >= 0', name='credited_non_negative'),
-    sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
-    sa.PrimaryKeyConstraint('tenant_id', 'account_id', 'behavior_code', 'month')
-    )
     op.create_table('rewards',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -347,6 +335,8 @@ def upgrade() -> None:
     op.execute(f"GRANT SELECT ON alembic_version TO {APP_ROLE}")
 
 
+
+
 def downgrade() -> None:
     # Roles are shared by every database of the cluster, so they are left in place.
     op.drop_index('ix_ledger_postings_transaction', table_name='ledger_postings')
@@ -358,7 +348,6 @@ def downgrade() -> None:
     op.drop_table('behavior_records')
     op.drop_index('ix_rewards_page', table_name='rewards')
     op.drop_table('rewards')
-    op.drop_table('monthly_behavior_totals')
     op.drop_index('uq_ledger_accounts_system', table_name='ledger_accounts', postgresql_where=sa.text('account_id IS NULL'))
     op.drop_index('uq_ledger_accounts_citizen', table_name='ledger_accounts', postgresql_where=sa.text('account_id IS NOT NULL'))
     op.drop_table('ledger_accounts')

@@ -1,0 +1,135 @@
+"""Shared benchmark set-up: a fresh database on the embedded (or given) server, migrated and seeded,
+bulk-made accounts with consents, and a real `carbon-inclusive serve` process to send HTTP to."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+
+from app.accounts.hashing import HolderHasher
+from app.cli import seed_database, set_app_role_password
+from app.db import migrate
+from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
+from app.settings import PROJECT_ROOT, Settings
+from app.tenants.config import load_city_files
+from app.tenants.models import tenant_id_for
+
+BENCH_DATA_DIR = PROJECT_ROOT / ".data" / "bench-postgres"
+
+
+@contextmanager
+def bench_database(name: str):
+    """A freshly created, migrated and seeded database; yields a DatabaseTarget with an app password."""
+    settings = Settings()
+    password = secrets.token_urlsafe(16)
+    if settings.database_url is not None:
+        owner_url = with_database(settings.database_url.get_secret_value(), name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))
+    else:
+        server = start_embedded(BENCH_DATA_DIR)
+        owner_url = embedded_url(server, name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
+    try:
+        asyncio.run(_recreate(owner_url))
+        migrate.upgrade(owner_url)
+        asyncio.run(set_app_role_password(owner_url, password))
+        asyncio.run(seed_database(target.app_url, load_city_files(settings.config_dir)))
+        yield target
+    finally:
+        target.close()
+
+
+async def _recreate(owner_url: str) -> None:
+    _, kwargs = asyncpg_dsn(owner_url)
+    name = kwargs.pop("database")
+    connection = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def app_connection(target: DatabaseTarget, tenant_slug: str) -> asyncpg.Connection:
+    _, kwargs = asyncpg_dsn(target.app_url)
+    connection = await asyncpg.connect(**kwargs)
+    await connection.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant_id_for(tenant_slug)))
+    return connection
+
+
+async def make_accounts(target: DatabaseTarget, count: int, provider: str, categories: list[str],
+                        tenant_slug: str = "wuhan") -> list[uuid.UUID]:
+    """Bulk-create `count` guest accounts with their ledger accounts and a consent for `provider`."""
+    tenant_id = tenant_id_for(tenant_slug)
+    hasher = HolderHasher(secrets.token_bytes(32))
+    ids = [uuid.uuid4() for _ in range(count)]
+    connection = await app_connection(target, tenant_slug)
+    try:
+        async with connection.transaction():
+            provider_id = await connection.fetchval(
+                "SELECT id FROM issuers WHERE tenant_id = $1 AND slug = $2", tenant_id, provider)
+            await connection.execute("""
+                INSERT INTO accounts (id, tenant_id, holder_hash, kind, status, opened_by, agreement_accepted_at)
+                SELECT id, $1, hash, 'GUEST', 'ACTIVE', 'bench', now() FROM unnest($2::uuid[], $3::bytea[]) AS a(id, hash)
+            """, tenant_id, ids, [hasher.holder_hash(tenant_id, f"bench-{i}") for i in range(count)])
+            await connection.execute("""
+                INSERT INTO ledger_accounts (id, tenant_id, account_id, code, asset, balance, tracks_balance)
+                SELECT gen_random_uuid(), $1, a.id, 'citizen', asset, 0, true
+                FROM unnest($2::uuid[]) AS a(id) CROSS JOIN (VALUES ('CONTRIBUTION_MG'), ('POINTS')) AS s(asset)
+            """, tenant_id, ids)
+            await connection.execute("""
+                INSERT INTO consents (id, tenant_id, account_id, provider_issuer_id, categories, granted_by, granted_at)
+                SELECT gen_random_uuid(), $1, a.id, $2, $3::text[], 'bench', now() FROM unnest($4::uuid[]) AS a(id)
+            """, tenant_id, provider_id, categories, ids)
+    finally:
+        await connection.close()
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(target: DatabaseTarget):
+    """`carbon-inclusive serve` as a separate process against the bench database; yields its base URL."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CARBON_")}
+    env |= {"CARBON_DATABASE_URL": target.owner_url, "CARBON_APP_DATABASE_URL": target.app_url,
+            "CARBON_PORT": str(port), "CARBON_LOG_LEVEL": "WARNING", "CARBON_SEED_ON_START": "false",
+            "CARBON_POOL_SIZE": "8"}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "carbon-inclusive"), "serve"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {process.stderr.read()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
