@@ -20,14 +20,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.behaviors import repository as repo
 from app.behaviors.rules.base import InvalidQuantity, PricingRule
+from app.behaviors.rules.calendar import local_date, month_of, timing_problem
 from app.behaviors.rules.caps import capped_mg
 from app.behaviors.rules.registry import requested_mg
 from app.ledger import service as ledger
@@ -36,7 +35,6 @@ from app.ledger.models import CONTRIBUTION, POINTS
 
 MAX_BATCH = 1000
 MAX_EXTERNAL_ID = 128
-CLOCK_SKEW = timedelta(minutes=5)
 RETRIES = 3
 
 CREDITED, CAPPED, DUPLICATE, REJECTED = "CREDITED", "CAPPED", "DUPLICATE", "REJECTED"
@@ -79,12 +77,7 @@ def _rejected(command: RecordCommand, code: str, reason: str) -> RecordOutcome:
     return RecordOutcome(external_id=command.external_id, status=REJECTED, code=code, reason=reason)
 
 
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-class _Versions:
+class Versions:
     """The tenant's configuration versions, answering "which one was in force at t"."""
 
     def __init__(self, rows: list[repo.VersionRow]) -> None:
@@ -126,7 +119,7 @@ class _Candidate:
 
 
 def _validate(command: RecordCommand, accounts: dict[uuid.UUID, str],
-              consents: dict[uuid.UUID, frozenset[str]], versions: _Versions,
+              consents: dict[uuid.UUID, frozenset[str]], versions: Versions,
               rules: dict[tuple[uuid.UUID, str], PricingRule], now: datetime,
               current: repo.VersionRow | None) -> RecordOutcome | tuple[PricingRule, repo.VersionRow, int]:
     status = accounts.get(command.account_id) if command.account_id else None
@@ -134,12 +127,12 @@ def _validate(command: RecordCommand, accounts: dict[uuid.UUID, str],
         return _rejected(command, "ACCOUNT_NOT_FOUND", "no such account in this city")
     if status == "CLOSED":
         return _rejected(command, "ACCOUNT_CLOSED", "the account is closed and takes no new credits")
-    if command.occurred_at > now + CLOCK_SKEW:
-        return _rejected(command, "FUTURE_TIMESTAMP", "occurredAt is in the future")
     window = current.claim_window_days if current else 0
-    if command.occurred_at < now - timedelta(days=window):
-        return _rejected(command, "OUTSIDE_CLAIM_WINDOW",
-                         f"occurredAt is more than {window} days ago; the claim window has closed")
+    problem = timing_problem(command.occurred_at, now, window)
+    if problem == "FUTURE_TIMESTAMP":
+        return _rejected(command, problem, "occurredAt is in the future")
+    if problem == "OUTSIDE_CLAIM_WINDOW":
+        return _rejected(command, problem, f"occurredAt is more than {window} days ago; the claim window has closed")
     version = versions.at(command.occurred_at)
     rule = rules.get((version.id, command.behavior)) if version else None
     if version is None or rule is None:
@@ -172,7 +165,7 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
             pending.append(index)
 
     account_ids = sorted({commands[i].account_id for i in pending if commands[i].account_id}, key=lambda a: a.bytes)
-    versions = _Versions(await repo.config_versions(session, tenant_id))
+    versions = Versions(await repo.config_versions(session, tenant_id))
     # The per-account lock first (ledger rows, id order); then every read below sees the latest commits.
     ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, account_ids)
     accounts = await repo.account_statuses(session, tenant_id, account_ids)
@@ -200,8 +193,8 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
             outcomes[index] = checked
             continue
         rule, version, requested = checked
-        local_date = command.occurred_at.astimezone(_zone(version.timezone)).date()
-        candidates.append(_Candidate(index, command, rule, version, local_date, requested))
+        candidates.append(_Candidate(index, command, rule, version,
+                                     local_date(command.occurred_at, version.timezone), requested))
 
     await _credit(session, tenant_id, provider_id, now, candidates, ledgers, outcomes)
 
@@ -226,7 +219,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     if not candidates:
         return
     day_keys = list({(c.command.account_id, c.rule.code, c.local_date) for c in candidates})
-    month_keys = list({(c.command.account_id, c.rule.code, c.local_date.replace(day=1)) for c in candidates
+    month_keys = list({(c.command.account_id, c.rule.code, month_of(c.local_date)) for c in candidates
                        if c.rule.cap_mg_per_month is not None})
     day_totals = await repo.daily_totals(session, tenant_id, day_keys)
     month_totals = await repo.monthly_totals(session, tenant_id, month_keys)
@@ -239,7 +232,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         account_id = candidate.command.account_id
         assert account_id is not None
         day_key = (account_id, candidate.rule.code, candidate.local_date)
-        month_key = (account_id, candidate.rule.code, candidate.local_date.replace(day=1))
+        month_key = (account_id, candidate.rule.code, month_of(candidate.local_date))
         so_far_day = day_totals.get(day_key, 0) + day_delta.get(day_key, 0)
         so_far_month = month_totals.get(month_key, 0) + month_delta.get(month_key, 0)
         credit = capped_mg(candidate.rule, candidate.requested_mg, so_far_day, so_far_month)

@@ -104,3 +104,50 @@ def test_conversion_example_742_grams_is_74_coins_and_2_grams_carried() -> None:
 def test_rates_that_are_not_whole_milligrams_are_refused() -> None:
     with pytest.raises(ValueError):
         mg_per_minor_point(1, 4)
+
+
+# --------------------------------------------------------------- time zones, claim window, versions
+
+from datetime import UTC, date, datetime, timedelta, timezone  # noqa: E402
+
+from app.behaviors.ingestion import Versions  # noqa: E402
+from app.behaviors.repository import VersionRow  # noqa: E402
+from app.behaviors.rules.calendar import local_date, month_of, timing_problem  # noqa: E402
+
+SHANGHAI_OFFSET = timezone(timedelta(hours=8))
+
+
+def test_local_day_boundaries_in_shanghai() -> None:
+    before_midnight = datetime(2026, 11, 27, 23, 59, tzinfo=SHANGHAI_OFFSET)
+    after_midnight = datetime(2026, 11, 28, 0, 1, tzinfo=SHANGHAI_OFFSET)
+    assert before_midnight.astimezone(UTC).date() == after_midnight.astimezone(UTC).date()  # same UTC day
+    assert local_date(before_midnight, "Asia/Shanghai") == date(2026, 11, 27)
+    assert local_date(after_midnight, "Asia/Shanghai") == date(2026, 11, 28)
+    # 16:30 UTC on the last day of the month is already the 1st in Shanghai.
+    assert month_of(local_date(datetime(2026, 11, 30, 16, 30, tzinfo=UTC), "Asia/Shanghai")) == date(2026, 12, 1)
+
+
+def test_claim_window_and_future() -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert timing_problem(now - timedelta(days=7) + timedelta(seconds=1), now, 7) is None
+    assert timing_problem(now - timedelta(days=7, seconds=1), now, 7) == "OUTSIDE_CLAIM_WINDOW"
+    assert timing_problem(now + timedelta(minutes=4), now, 7) is None  # clock skew tolerated
+    assert timing_problem(now + timedelta(minutes=6), now, 7) == "FUTURE_TIMESTAMP"
+    assert timing_problem(now - timedelta(days=20), now, 30) is None
+
+
+def _version(number: int, start: datetime) -> VersionRow:
+    return VersionRow(id=uuid.uuid4(), version=number, effective_from=start, timezone="Asia/Shanghai",
+                      claim_window_days=7, grams_per_point=10, unit_decimals=0)
+
+
+def test_version_in_force_at_an_instant() -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    v1, v2, v3 = _version(1, t0), _version(2, t0 + timedelta(days=10)), _version(3, t0 + timedelta(days=20))
+    v4_same_start = _version(4, t0 + timedelta(days=20))  # a later publication for the same instant wins
+    versions = Versions([v1, v2, v3, v4_same_start])
+    assert versions.at(t0 - timedelta(seconds=1)) is None
+    assert versions.at(t0) is v1
+    assert versions.at(t0 + timedelta(days=10) - timedelta(microseconds=1)) is v1
+    assert versions.at(t0 + timedelta(days=10)) is v2
+    assert versions.at(t0 + timedelta(days=25)) is v4_same_start
