@@ -13,6 +13,7 @@ help:
 	@echo "make run     serve GraphiQL on http://127.0.0.1:8000/graphql (CARBON_HOST / CARBON_PORT override)"
 	@echo "make test    run the whole suite against real PostgreSQL (embedded unless CARBON_DATABASE_URL is set)"
 	@echo "make schema  regenerate schema.graphql from the code"
+	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
