@@ -121,9 +121,10 @@ async def run_raw(target, batches: list[list[dict]], clients: int) -> float:
                                                  sorted(balances.items()))
                     await connection.executemany(
                         "INSERT INTO daily_behavior_totals AS t (tenant_id, account_id, behavior_code, local_date, "
-                        "credited_mg) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (tenant_id, account_id, behavior_code, "
-                        "local_date) DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg",
-                        [(tenant_id, *key, mg) for key, mg in sorted(totals.items())])
+                        "credited_mg, credited_points) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (tenant_id, account_id, "
+                        "behavior_code, local_date) DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg, "
+                        "credited_points = t.credited_points + excluded.credited_points",
+                        [(tenant_id, *key, mg, mg // 10_000) for key, mg in sorted(totals.items())])
         finally:
             await connection.close()
 

@@ -226,6 +226,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     carries = {account_id: row.unconverted_mg for (account_id, asset), row in ledgers.items() if asset == POINTS}
     day_delta: dict[repo.TotalKey, int] = {}
     month_delta: dict[repo.TotalKey, int] = {}
+    day_points: dict[repo.TotalKey, int] = {}
 
     records: list[repo.NewRecord] = []
     for candidate in candidates:  # input order: earlier records take the cap first
@@ -240,6 +241,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         conversion = convert(carries[account_id], credit, rate)
         carries[account_id] = conversion.carry_mg
         day_delta[day_key] = day_delta.get(day_key, 0) + credit
+        day_points[day_key] = day_points.get(day_key, 0) + conversion.points
         month_delta[month_key] = month_delta.get(month_key, 0) + credit
         status = CREDITED if credit == candidate.requested_mg else CAPPED
         command = candidate.command
@@ -262,7 +264,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     changed_carries = {ledgers[(account_id, POINTS)].id: carry for account_id, carry in carries.items()
                        if carry != ledgers[(account_id, POINTS)].unconverted_mg}
     await _post(session, tenant_id, candidates, records, ledgers, changed_carries)
-    await repo.add_to_daily_totals(session, tenant_id, {k: v for k, v in day_delta.items() if v})
+    await repo.add_to_daily_totals(session, tenant_id, {k: (v, day_points[k]) for k, v in day_delta.items() if v})
 
 
 async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate],

@@ -42,6 +42,7 @@ class BehaviorRecord(SQLModel, table=True):
         ForeignKeyConstraint(["tenant_id", "rule_id"], ["behavior_rules.tenant_id", "behavior_rules.id"]),
         Index("ix_behavior_records_account", "tenant_id", "account_id", "occurred_at"),
         CheckConstraint("status IN ('CREDITED', 'CAPPED')", name="status_known"),
+        CheckConstraint("reversed_at IS NULL OR reversal_reason IS NOT NULL", name="reversal_has_reason"),
         CheckConstraint("reduction_mg >= 0 AND reduction_mg <= requested_mg", name="credit_within_request"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
     )
@@ -63,6 +64,8 @@ class BehaviorRecord(SQLModel, table=True):
     reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
     evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    reversed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reversal_reason: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class BehaviorRejection(SQLModel, table=True):
@@ -95,6 +98,8 @@ class DailyBehaviorTotal(SQLModel, table=True):
     __table_args__ = (
         PrimaryKeyConstraint("tenant_id", "account_id", "behavior_code", "local_date"),
         CheckConstraint("credited_mg >= 0", name="credited_non_negative"),
+        CheckConstraint("credited_points >= 0", name="credited_points_non_negative"),
+        Index("ix_daily_behavior_totals_day", "tenant_id", "local_date"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
     )
 
@@ -103,3 +108,5 @@ class DailyBehaviorTotal(SQLModel, table=True):
     behavior_code: str = Field(sa_column=Column(Text, nullable=False))
     local_date: date = Field(sa_column=Column(Date, nullable=False))
     credited_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Points earned that day: the account's earning lot for that day (expiry consumes lots oldest first).
+    credited_points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -108,17 +108,22 @@ async def monthly_totals(session: AsyncSession, tenant_id: uuid.UUID, keys: list
     return {(a, c, m): mg for a, c, m, mg in rows.all()}
 
 
-async def add_to_daily_totals(session: AsyncSession, tenant_id: uuid.UUID, deltas: dict[TotalKey, int]) -> None:
+async def add_to_daily_totals(session: AsyncSession, tenant_id: uuid.UUID,
+                              deltas: dict[TotalKey, tuple[int, int]]) -> None:
+    """Add (mg, points) to each (account, behaviour, local day); negative deltas for reversals."""
     items = sorted(deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1], item[0][2]))
     if not items:
         return
     await session.execute(text("""
-        INSERT INTO daily_behavior_totals AS t (tenant_id, account_id, behavior_code, local_date, credited_mg)
-        SELECT :t, * FROM unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[]), CAST(:mg AS bigint[]))
+        INSERT INTO daily_behavior_totals AS t (tenant_id, account_id, behavior_code, local_date, credited_mg,
+                                                credited_points)
+        SELECT :t, * FROM unnest(CAST(:a AS uuid[]), CAST(:c AS text[]), CAST(:d AS date[]), CAST(:mg AS bigint[]),
+                                 CAST(:pts AS bigint[]))
         ON CONFLICT (tenant_id, account_id, behavior_code, local_date)
-        DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg
+        DO UPDATE SET credited_mg = t.credited_mg + excluded.credited_mg,
+                      credited_points = t.credited_points + excluded.credited_points
     """), {"t": tenant_id, "a": [k[0] for k, _ in items], "c": [k[1] for k, _ in items],
-           "d": [k[2] for k, _ in items], "mg": [mg for _, mg in items]})
+           "d": [k[2] for k, _ in items], "mg": [v[0] for _, v in items], "pts": [v[1] for _, v in items]})
 
 
 @dataclass(frozen=True)

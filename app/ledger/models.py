@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKeyConstraint,
     Identity,
@@ -51,6 +52,7 @@ class LedgerAccount(SQLModel, table=True):
         CheckConstraint("account_id IS NULL OR balance >= 0", name="citizen_balance_non_negative"),
         CheckConstraint("tracks_balance OR balance = 0", name="untracked_balance_zero"),
         CheckConstraint("unconverted_mg >= 0", name="unconverted_non_negative"),
+        CheckConstraint("points_consumed >= 0 AND earned_matured >= 0", name="lots_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
     )
@@ -65,6 +67,12 @@ class LedgerAccount(SQLModel, table=True):
     # On a citizen's POINTS account: contribution (mg) credited but not yet worth a whole smallest point
     # unit, carried to the next credit so no conversion remainder is ever lost (ADR 0004).
     unconverted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    # Earning lots, FIFO (ADR 0005), on a citizen's POINTS account: points consumed so far by spending and
+    # expiry (oldest lots first; a cancelled redemption gives back), and the points earned on local days
+    # before `matured_through` (the last expiry cut-off).
+    points_consumed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    earned_matured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    matured_through: date | None = Field(default=None, sa_column=Column(Date))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
@@ -72,7 +80,9 @@ class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
         Index("ix_ledger_transactions_activity", "tenant_id", "account_id", "occurred_at", "id"),
-        CheckConstraint("kind IN ('BEHAVIOR_CREDIT')", name="kind_known"),
+        CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', "
+                        "'REDEMPTION_CANCELLED', 'EXPIRY')", name="kind_known"),
+        CheckConstraint("shortfall_points >= 0", name="shortfall_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
         ForeignKeyConstraint(["tenant_id", "behavior_record_id"], ["behavior_records.tenant_id", "behavior_records.id"]),
@@ -93,6 +103,9 @@ class LedgerTransaction(SQLModel, table=True):
     # Contribution this transaction converted into points (mg); with the carry (unconverted_mg) it proves
     # that no conversion remainder is lost.
     converted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    redemption_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    # Reversal of points already spent: what could not be taken back (the balance floor stays 0).
+    shortfall_points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 class LedgerPosting(SQLModel, table=True):

@@ -248,6 +248,8 @@ class CityConfig(_Strict):
     timezone: str
     effective_from: datetime
     claim_window_days: Annotated[int, Field(ge=1, le=366)]
+    # Points earned on day d expire at the start of day d + N months (local); omitted: never expire.
+    point_expiry_months: Annotated[int, Field(ge=1, le=120)] | None = None
     point_unit: PointUnitConfig
     issuers: Annotated[list[IssuerConfig], Field(min_length=1)]
     clients: Annotated[list[ClientConfig], Field(min_length=1)]

@@ -69,6 +69,7 @@ class TenantConfigVersion(SQLModel, table=True):
     name_zh: str = Field(sa_column=Column(Text, nullable=False))
     timezone: str = Field(sa_column=Column(Text, nullable=False))
     claim_window_days: int = Field(nullable=False)
+    point_expiry_months: int | None = Field(default=None)
     unit_name_en: str = Field(sa_column=Column(Text, nullable=False))
     unit_name_zh: str = Field(sa_column=Column(Text, nullable=False))
     unit_singular_en: str = Field(sa_column=Column(Text, nullable=False))

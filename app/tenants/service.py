@@ -46,7 +46,7 @@ def _version_row(city: CityConfig, tenant_id: uuid.UUID, number: int, effective_
     return TenantConfigVersion(
         tenant_id=tenant_id, version=number, effective_from=effective_from, content_hash=city.content_hash(),
         name_en=city.name.en, name_zh=city.name.zh, timezone=city.timezone,
-        claim_window_days=city.claim_window_days, unit_name_en=unit.name.en, unit_name_zh=unit.name.zh,
+        claim_window_days=city.claim_window_days, point_expiry_months=city.point_expiry_months, unit_name_en=unit.name.en, unit_name_zh=unit.name.zh,
         unit_singular_en=unit.singular.en, unit_singular_zh=unit.singular.zh, unit_decimals=unit.decimals,
         grams_per_point=unit.grams_per_point, source=source, document=city.model_dump(mode="json"),
     )

@@ -86,7 +86,7 @@ async def test_regulator_reads_configuration_across_tenants_and_cannot_write(dat
 
 @pytest.mark.parametrize("table", ["accounts", "account_events", "consents", "behavior_records",
                                    "behavior_rejections", "daily_behavior_totals", "ledger_accounts",
-                                   "ledger_transactions", "ledger_postings"])
+                                   "ledger_transactions", "ledger_postings", "redemptions", "entitlements"])
 async def test_regulator_cannot_read_personal_tables(database, table) -> None:
     async with database.transaction(TenantScope.regulator()) as session:
         with pytest.raises(Exception, match="permission denied"):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 08:51:25.274050
+Create Date: 2026-11-29 08:56:53.105131
 """
 from typing import Sequence, Union
 
@@ -36,6 +36,8 @@ TENANT_TABLES = {
     "ledger_accounts": ("SELECT, INSERT, UPDATE", False),
     "ledger_transactions": ("SELECT, INSERT", False),
     "ledger_postings": ("SELECT, INSERT", False),
+    "redemptions": ("SELECT, INSERT, UPDATE", False),
+    "entitlements": ("SELECT, INSERT, UPDATE", False),
 }
 
 
@@ -98,6 +100,7 @@ def upgrade() -> None:
     sa.Column('name_zh', sa.Text(), nullable=False),
     sa.Column('timezone', sa.Text(), nullable=False),
     sa.Column('claim_window_days', sa.Integer(), nullable=False),
+    sa.Column('point_expiry_months', sa.Integer(), nullable=True),
     sa.Column('unit_name_en', sa.Text(), nullable=False),
     sa.Column('unit_name_zh', sa.Text(), nullable=False),
     sa.Column('unit_singular_en', sa.Text(), nullable=False),
@@ -195,11 +198,14 @@ def upgrade() -> None:
     sa.Column('behavior_code', sa.Text(), nullable=False),
     sa.Column('local_date', sa.Date(), nullable=False),
     sa.Column('credited_mg', sa.BigInteger(), nullable=False),
+    sa.Column('credited_points', sa.BigInteger(), server_default='0', nullable=False),
     sa.CheckConstraint('credited_mg >= 0', name='credited_non_negative'),
+    sa.CheckConstraint('credited_points >= 0', name='credited_points_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
     sa.PrimaryKeyConstraint('tenant_id', 'account_id', 'behavior_code', 'local_date')
     )
+    op.create_index('ix_daily_behavior_totals_day', 'daily_behavior_totals', ['tenant_id', 'local_date'], unique=False)
     op.create_table('ledger_accounts',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -209,9 +215,13 @@ def upgrade() -> None:
     sa.Column('balance', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('tracks_balance', sa.Boolean(), server_default='true', nullable=False),
     sa.Column('unconverted_mg', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('points_consumed', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('earned_matured', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('matured_through', sa.Date(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name='asset_known'),
     sa.CheckConstraint('account_id IS NULL OR balance >= 0', name='citizen_balance_non_negative'),
+    sa.CheckConstraint('points_consumed >= 0 AND earned_matured >= 0', name='lots_non_negative'),
     sa.CheckConstraint('tracks_balance OR balance = 0', name='untracked_balance_zero'),
     sa.CheckConstraint('unconverted_mg >= 0', name='unconverted_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
@@ -274,9 +284,12 @@ def upgrade() -> None:
     sa.Column('reduction_mg', sa.BigInteger(), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('evidence', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('reversed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reversal_reason', sa.Text(), nullable=True),
     sa.CheckConstraint("status IN ('CREDITED', 'CAPPED')", name='status_known'),
     sa.CheckConstraint('quantity > 0', name='quantity_positive'),
     sa.CheckConstraint('reduction_mg >= 0 AND reduction_mg <= requested_mg', name='credit_within_request'),
+    sa.CheckConstraint('reversed_at IS NULL OR reversal_reason IS NOT NULL', name='reversal_has_reason'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
     sa.ForeignKeyConstraint(['tenant_id', 'provider_issuer_id'], ['issuers.tenant_id', 'issuers.id'], ),
     sa.ForeignKeyConstraint(['tenant_id', 'rule_id'], ['behavior_rules.tenant_id', 'behavior_rules.id'], ),
@@ -286,6 +299,53 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'provider_issuer_id', 'external_id', name='uq_behavior_records_external')
     )
     op.create_index('ix_behavior_records_account', 'behavior_records', ['tenant_id', 'account_id', 'occurred_at'], unique=False)
+    op.create_table('redemptions',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('reward_id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.Text(), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('voucher_code', sa.Text(), nullable=True),
+    sa.Column('idempotency_key', sa.Text(), nullable=False),
+    sa.Column('request_hash', sa.Text(), nullable=False),
+    sa.Column('by_client', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('cancellable_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancel_reason', sa.Text(), nullable=True),
+    sa.CheckConstraint("status IN ('FULFILLED', 'CANCELLED')", name='status_known'),
+    sa.CheckConstraint('quantity > 0 AND points >= 0', name='amounts_valid'),
+    sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id', 'reward_id'], ['rewards.tenant_id', 'rewards.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('tenant_id', 'id'),
+    sa.UniqueConstraint('tenant_id', 'idempotency_key', name='uq_redemptions_idempotency')
+    )
+    op.create_index('ix_redemptions_account_reward', 'redemptions', ['tenant_id', 'account_id', 'reward_id', 'created_at'], unique=False)
+    op.create_table('entitlements',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('reward_id', sa.Uuid(), nullable=False),
+    sa.Column('sponsor_issuer_id', sa.Uuid(), nullable=False),
+    sa.Column('redemption_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('granted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('valid_to', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('ACTIVE', 'CANCELLED')", name='status_known'),
+    sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id', 'redemption_id'], ['redemptions.tenant_id', 'redemptions.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id', 'reward_id'], ['rewards.tenant_id', 'rewards.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id', 'sponsor_issuer_id'], ['issuers.tenant_id', 'issuers.id'], ),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('tenant_id', 'id')
+    )
+    op.create_index('ix_entitlements_sponsor', 'entitlements', ['tenant_id', 'sponsor_issuer_id', 'granted_at', 'id'], unique=False)
     op.create_table('ledger_transactions',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -299,7 +359,10 @@ def upgrade() -> None:
     sa.Column('reduction_mg', sa.BigInteger(), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('converted_mg', sa.BigInteger(), nullable=False),
-    sa.CheckConstraint("kind IN ('BEHAVIOR_CREDIT')", name='kind_known'),
+    sa.Column('redemption_id', sa.Uuid(), nullable=True),
+    sa.Column('shortfall_points', sa.BigInteger(), server_default='0', nullable=False),
+    sa.CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED', 'EXPIRY')", name='kind_known'),
+    sa.CheckConstraint('shortfall_points >= 0', name='shortfall_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
     sa.ForeignKeyConstraint(['tenant_id', 'behavior_record_id'], ['behavior_records.tenant_id', 'behavior_records.id'], ),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
@@ -344,6 +407,10 @@ def downgrade() -> None:
     op.drop_table('ledger_postings')
     op.drop_index('ix_ledger_transactions_activity', table_name='ledger_transactions')
     op.drop_table('ledger_transactions')
+    op.drop_index('ix_entitlements_sponsor', table_name='entitlements')
+    op.drop_table('entitlements')
+    op.drop_index('ix_redemptions_account_reward', table_name='redemptions')
+    op.drop_table('redemptions')
     op.drop_index('ix_behavior_records_account', table_name='behavior_records')
     op.drop_table('behavior_records')
     op.drop_index('ix_rewards_page', table_name='rewards')
@@ -351,6 +418,7 @@ def downgrade() -> None:
     op.drop_index('uq_ledger_accounts_system', table_name='ledger_accounts', postgresql_where=sa.text('account_id IS NULL'))
     op.drop_index('uq_ledger_accounts_citizen', table_name='ledger_accounts', postgresql_where=sa.text('account_id IS NOT NULL'))
     op.drop_table('ledger_accounts')
+    op.drop_index('ix_daily_behavior_totals_day', table_name='daily_behavior_totals')
     op.drop_table('daily_behavior_totals')
     op.drop_index('uq_consents_live', table_name='consents', postgresql_where=sa.text('revoked_at IS NULL'))
     op.drop_index('ix_consents_account', table_name='consents')
