@@ -1,4 +1,4 @@
-"""`carbon-inclusive`: serve | migrate | seed | token | export-schema | verify-ledger.
+"""`carbon-inclusive`: serve | migrate | seed | token | export-schema | verify-ledger | expire.
 
 Exit codes: 0 success, 2 configuration or usage error (the message says which file and key), 1 other.
 """
@@ -230,6 +230,33 @@ def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
+    """Post expiry of points past their tenant's policy, city by city (idempotent)."""
+    from app.db.session import Database, create_engine
+    from app.ledger.expiry import expire_all
+
+    target = prepare_database(settings)
+
+    async def run() -> list:
+        database = Database(create_engine(target.app_url, pool_size=1))
+        try:
+            return await expire_all(database, datetime.now(UTC))
+        finally:
+            await database.dispose()
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        target.close()
+    for result in results:
+        if result.cutoff is None:
+            print(f"{result.tenant}: points do not expire")
+        else:
+            print(f"{result.tenant}: {result.points} points expired on {result.accounts} accounts checked "
+                  f"(earned before {result.cutoff.isoformat()})")
+    return 0
+
+
 def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
     from app.graphql.schema import schema
 
@@ -252,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("client", help="client slug, e.g. wuhan-app, wuhan-tong, regulator")
     token.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
                        help="token lifetime (default and maximum: CARBON_TOKEN_MAX_LIFETIME_SECONDS)")
+    commands.add_parser("expire", help="post expiry of points past each city's policy (idempotent)")
     commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o", help="write to this file instead of standard output")
@@ -259,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token,
-            "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger}
+            "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger, "expire": cmd_expire}
 
 
 def main(argv: list[str] | None = None) -> int:

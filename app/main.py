@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from app.db.migrate import head_revision
 from app.db.session import Database
 from app.graphql.schema import schema
 from app.graphql.view import AuthenticatedGraphQL, GraphQLView
+from app.ledger.expiry import periodic_expiry
 from app.logs import get_logger
 from app.settings import Settings
 
@@ -97,8 +100,16 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
-        await database.dispose()
+        expiry = (asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
+                  if settings.expiry_interval_seconds > 0 else None)
+        try:
+            yield
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await expiry
+            await database.dispose()
 
     app = Starlette(
         routes=[

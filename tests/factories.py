@@ -69,3 +69,55 @@ async def submit(api, provider: str, records: list[dict]) -> list[dict]:
     payload = data["recordBehaviors"]
     assert payload["userErrors"] == [], payload
     return payload["results"]
+
+
+REDEEM = """mutation($input: RedeemRewardInput!) { redeemReward(input: $input) {
+    redemption { id status voucherCode quantity points { amount } cancellableUntil } balance { amount }
+    userErrors { code field message } } }"""
+CANCEL = """mutation($input: CancelRedemptionInput!) { cancelRedemption(input: $input) {
+    redemption { id status cancelledAt } balance { amount } userErrors { code field message } } }"""
+
+
+async def earn(api, account_id: str, coins: int, *, provider: str = "wuhan-tong") -> list[dict]:
+    """Credit `coins` Wuhan carbon coins (a multiple of 8) with bus rides, at most 10 a day, within the window."""
+    assert coins % 8 == 0 and coins <= 8 * 10 * 7
+    rides = coins // 8
+    records = [record(account_id, "bus", 1, local_time(1 + i // 10, 6, i % 10)) for i in range(rides)]
+    return await submit(api, provider, records)
+
+
+async def make_reward(database, tenant: str = "wuhan", **fields) -> str:
+    """A catalogue item made for a test (inside the test's transaction); returns its global id."""
+    from sqlalchemy import text
+
+    from app.db.session import TenantScope
+    from app.graphql.ids import to_global_id
+    from app.tenants.models import tenant_id_for
+
+    tenant_id = tenant_id_for(tenant)
+    reward_id = uuid.uuid4()
+    values = {"id": reward_id, "t": tenant_id, "code": f"test-{reward_id.hex[:10]}", "kind": "REWARD",
+              "cost": 10, "stock": None, "limit": None, "period": "LIFETIME", "window": 0, "bank": False,
+              "min_mg": 0, "valid_from": None, "valid_to": None, "sponsor": "hankou-bank"} | fields
+    async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
+        await session.execute(text("""
+            INSERT INTO rewards (id, tenant_id, code, kind, position, name_en, name_zh, cost_points, stock_total,
+                stock_taken, per_account_limit, limit_period, valid_from, valid_to, sponsor_issuer_id,
+                cancellation_window_hours, bank_linked_only, min_contribution_mg, active)
+            SELECT :id, :t, :code, :kind, 1000, 'Test item', '测试', :cost, :stock, 0, :limit, :period, :valid_from,
+                   :valid_to, i.id, :window, :bank, :min_mg, true
+            FROM issuers i WHERE i.tenant_id = :t AND i.slug = :sponsor
+        """), values)
+        if values["kind"] == "DONATION":
+            from app.ledger.service import ensure_donation_account
+
+            await ensure_donation_account(session, tenant_id, values["code"])
+    return to_global_id("Reward", reward_id)
+
+
+async def redeem(api, account_id: str, reward_id: str, *, quantity: int = 1, key: str | None = None,
+                 app: str = "wuhan-app") -> dict:
+    data = await api.query(REDEEM, as_=app, variables={"input": {
+        "accountId": account_id, "rewardId": reward_id, "quantity": quantity,
+        "idempotencyKey": key or uuid.uuid4().hex}})
+    return data["redeemReward"]

@@ -44,15 +44,26 @@ class AccountStatus(enum.Enum):
     CLOSED = "CLOSED"
 
 
-@strawberry.enum
+@strawberry.enum(description="What moved: a behaviour credit or its reversal, a redemption or donation or its "
+                             "cancellation, or expiry of old points.")
 class ActivityKind(enum.Enum):
     BEHAVIOR_CREDIT = "BEHAVIOR_CREDIT"
+    BEHAVIOR_REVERSAL = "BEHAVIOR_REVERSAL"
+    REDEMPTION = "REDEMPTION"
+    DONATION = "DONATION"
+    REDEMPTION_CANCELLED = "REDEMPTION_CANCELLED"
+    EXPIRY = "EXPIRY"
 
 
-@strawberry.enum(description="Outcome of an activity entry: CREDITED in full, or CAPPED (partly or fully).")
+@strawberry.enum(description="CREDITED in full or CAPPED (partly or fully) for credits; REVERSED, FULFILLED, "
+                             "CANCELLED, EXPIRED for the other kinds.")
 class ActivityStatus(enum.Enum):
     CREDITED = "CREDITED"
     CAPPED = "CAPPED"
+    REVERSED = "REVERSED"
+    FULFILLED = "FULFILLED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
 
 AccountErrorCodeEnum = strawberry.enum(AccountErrorCode, name="AccountErrorCode")
@@ -134,9 +145,23 @@ class ActivityEntry(Node):
     def reduction_grams(self) -> Decimal:
         return grams(self._row["reduction_mg"])
 
-    @strawberry.field(description="Points change, whole points.")
+    @strawberry.field(description="Points change, whole points (negative for spending, reversal, expiry).")
     def points(self) -> Decimal:
         return Decimal(self._row["points"]).scaleb(-self._decimals)
+
+    @strawberry.field(description="For a reversal: points that could not be taken back (already spent).")
+    def shortfall_points(self) -> Decimal:
+        return Decimal(self._row["shortfall_points"]).scaleb(-self._decimals)
+
+    @strawberry.field(description="The behaviour record credited or reversed; null for other kinds.")
+    def record_id(self) -> strawberry.ID | None:
+        record_id = self._row["behavior_record_id"]
+        return None if record_id is None else strawberry.ID(to_global_id("BehaviorRecord", record_id))
+
+    @strawberry.field(description="The redemption spent or cancelled; null for other kinds.")
+    def redemption_id(self) -> strawberry.ID | None:
+        redemption_id = self._row["redemption_id"]
+        return None if redemption_id is None else strawberry.ID(to_global_id("Redemption", redemption_id))
 
 
 @strawberry.type

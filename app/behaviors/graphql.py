@@ -9,8 +9,8 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.auth.permissions import PARTNER
-from app.behaviors import ingestion
+from app.auth.permissions import PARTNER, TENANT_ADMIN
+from app.behaviors import ingestion, reversal
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
 from app.tenants.graphql import grams
@@ -143,3 +143,50 @@ class BehaviorMutations:
 
 
 _STATUS = {status.value: status for status in BehaviorRecordStatus}
+
+
+ReversalErrorCodeEnum = strawberry.enum(reversal.ReversalErrorCode, name="ReversalErrorCode")
+
+
+@strawberry.type
+class ReversalUserError:
+    code: ReversalErrorCodeEnum
+    field: list[str] | None
+    message: str
+
+
+@strawberry.input
+class ReverseBehaviorRecordInput:
+    record_id: strawberry.ID = strawberry.field(description="`recordId` of an accepted record (results, activity).")
+    reason: str
+
+
+@strawberry.type
+class ReverseBehaviorRecordPayload:
+    reduction_grams: Decimal | None = strawberry.field(default=None, description="Contribution taken back.")
+    points: Decimal | None = strawberry.field(default=None, description="Points taken back.")
+    shortfall_points: Decimal | None = strawberry.field(
+        default=None, description="Points already spent that could not be taken back (the balance stays >= 0).")
+    user_errors: list[ReversalUserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ReversalMutations:
+    @strawberry.mutation(description="Reverse a credited record (e.g. found fraudulent) with reversing postings.",
+                         permission_classes=[TENANT_ADMIN])
+    async def reverse_behavior_record(self, info: Info[Context, None],
+                                      input: ReverseBehaviorRecordInput) -> ReverseBehaviorRecordPayload:
+        principal = info.context.principal
+        try:
+            async with info.context.session.begin_nested():
+                result = await reversal.reverse_record(
+                    info.context.session, principal.tenant_id, try_global_id(input.record_id, "BehaviorRecord"),
+                    input.reason, principal.client.slug, info.context.now)
+        except reversal.ReversalError as error:
+            return ReverseBehaviorRecordPayload(user_errors=[ReversalUserError(
+                code=error.code, field=error.field, message=error.message)])
+        tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
+        return ReverseBehaviorRecordPayload(
+            reduction_grams=grams(result.reduction_mg),
+            points=Decimal(result.points).scaleb(-tenant.unit_decimals),
+            shortfall_points=Decimal(result.shortfall_points).scaleb(-tenant.unit_decimals))

@@ -110,7 +110,7 @@ async def monthly_totals(session: AsyncSession, tenant_id: uuid.UUID, keys: list
 
 async def add_to_daily_totals(session: AsyncSession, tenant_id: uuid.UUID,
                               deltas: dict[TotalKey, tuple[int, int]]) -> None:
-    """Add (mg, points) to each (account, behaviour, local day); negative deltas for reversals."""
+    """Add (mg, points) to each (account, behaviour, local day)."""
     items = sorted(deltas.items(), key=lambda item: (item[0][0].bytes, item[0][1], item[0][2]))
     if not items:
         return
@@ -124,6 +124,15 @@ async def add_to_daily_totals(session: AsyncSession, tenant_id: uuid.UUID,
                       credited_points = t.credited_points + excluded.credited_points
     """), {"t": tenant_id, "a": [k[0] for k, _ in items], "c": [k[1] for k, _ in items],
            "d": [k[2] for k, _ in items], "mg": [v[0] for _, v in items], "pts": [v[1] for _, v in items]})
+
+
+async def subtract_from_daily_total(session: AsyncSession, tenant_id: uuid.UUID, key: TotalKey, mg: int,
+                                    points: int) -> None:
+    """Take a reversed record's credit out of its day (the row exists: the credit put it there)."""
+    await session.execute(text(
+        "UPDATE daily_behavior_totals SET credited_mg = credited_mg - :mg, credited_points = credited_points - :p "
+        "WHERE tenant_id = :t AND account_id = :a AND behavior_code = :c AND local_date = :d"),
+        {"t": tenant_id, "a": key[0], "c": key[1], "d": key[2], "mg": mg, "p": points})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from app.tenants import repository as tenants_repository
 from app.accounts import repository as accounts_repository
 from app.accounts.hashing import HolderHasher
 from app.accounts.models import Account, Consent
+from app.ledger.service import donation_account_code
+from app.rewards import repository as rewards_repository
 from app.tenants.models import BehaviorRule, Issuer, Reward
 
 Language = Literal["en", "zh"]
@@ -159,6 +161,36 @@ class Loaders:
                                   reverse=not page.backwards)
                     results[(account_id, tenant_id, page)] = rows
             return [results[key] for key in keys]
+        return DataLoader(load_fn=load)
+
+
+    @cached_property
+    def issuer_id_by_slug(self) -> DataLoader[tuple[uuid.UUID, str], uuid.UUID | None]:
+        async def load(keys: list[tuple[uuid.UUID, str]]) -> list[uuid.UUID | None]:
+            found = await tenants_repository.issuer_ids_by_slug(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def redemption_by_id(self) -> DataLoader[uuid.UUID, Any]:
+        async def load(keys: list[uuid.UUID]) -> list[Any]:
+            found = await rewards_repository.redemptions_by_id(self._session(), keys)
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def taken_since(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, datetime | None], int]:
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, datetime | None]]) -> list[int]:
+            found = await rewards_repository.taken_since(self._session(), keys)
+            return [found.get(key, 0) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def donation_points(self) -> DataLoader[tuple[uuid.UUID, str], int]:
+        async def load(keys: list[tuple[uuid.UUID, str]]) -> list[int]:
+            codes = [(tenant_id, donation_account_code(code)) for tenant_id, code in keys]
+            found = await rewards_repository.donation_totals(self._session(), codes)
+            return [found.get(code, 0) for code in codes]
         return DataLoader(load_fn=load)
 
 

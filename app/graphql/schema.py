@@ -13,12 +13,13 @@ from app.graphql.node import Node, resolve_node
 from app.graphql.scalars import SCALAR_MAP
 from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
 from app.auth.permissions import ANY_CLIENT
-from app.behaviors.graphql import BehaviorMutations
+from app.behaviors.graphql import BehaviorMutations, ReversalMutations
+from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery, AccountQuery):
+class Query(TenantQuery, AccountQuery, RewardQuery):
     @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
                       permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
@@ -26,7 +27,7 @@ class Query(TenantQuery, AccountQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutations, BehaviorMutations):
+class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations):
     pass
 
 
@@ -34,7 +35,7 @@ def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent],
+        types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent, Redemption, Entitlement],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.

@@ -19,8 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger.models import ASSETS, CONTRIBUTION, POINTS
 
-ISSUANCE = "issuance"
-SYSTEM_ACCOUNTS = (ISSUANCE,)
+ISSUANCE = "issuance"  # source of credited contribution and issued points
+REDEMPTIONS = "redemptions"  # points spent on rewards and financial services
+EXPIRED = "expired"  # points that expired
+SYSTEM_ACCOUNTS = (ISSUANCE, REDEMPTIONS, EXPIRED)
+
+
+def donation_account_code(reward_code: str) -> str:
+    """The ledger account of a public-welfare project: donated points land here (a tracked balance:
+    the project's running total)."""
+    return f"donation:{reward_code}"
 
 
 class UnbalancedTransaction(ValueError):
@@ -46,6 +54,8 @@ class NewTransaction:
     reduction_mg: int = 0
     points: int = 0
     converted_mg: int = 0
+    redemption_id: uuid.UUID | None = None
+    shortfall_points: int = 0
     postings: list[Posting] = field(default_factory=list)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
@@ -79,6 +89,14 @@ async def ensure_system_accounts(session: AsyncSession, tenant_id: uuid.UUID) ->
                 {"id": uuid.uuid4(), "t": tenant_id, "code": code, "asset": asset})
 
 
+async def ensure_donation_account(session: AsyncSession, tenant_id: uuid.UUID, reward_code: str) -> None:
+    await session.execute(text(
+        "INSERT INTO ledger_accounts (id, tenant_id, account_id, code, asset, balance, tracks_balance) "
+        "VALUES (:id, :t, NULL, :code, 'POINTS', 0, true) "
+        "ON CONFLICT (tenant_id, code, asset) WHERE account_id IS NULL DO NOTHING"),
+        {"id": uuid.uuid4(), "t": tenant_id, "code": donation_account_code(reward_code)})
+
+
 async def open_citizen_accounts(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID) -> None:
     """The citizen's two tracked ledger accounts (contribution and points), created with the account."""
     for asset in (CONTRIBUTION, POINTS):
@@ -107,8 +125,8 @@ async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UU
     the lock adds no write of its own.
     """
     rows = await session.execute(text(
-        "SELECT id, account_id, asset, balance, unconverted_mg FROM ledger_accounts "
-        "WHERE tenant_id = :t AND account_id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        "SELECT id, account_id, asset, balance, unconverted_mg, points_consumed, earned_matured, matured_through "
+        "FROM ledger_accounts WHERE tenant_id = :t AND account_id = ANY(:ids) ORDER BY id FOR UPDATE"),
         {"t": tenant_id, "ids": account_ids})
     return {(row[1], row[2]): CitizenLedger(*row) for row in rows.all()}
 
@@ -120,25 +138,33 @@ class CitizenLedger:
     asset: str
     balance: int
     unconverted_mg: int
+    points_consumed: int = 0
+    earned_matured: int = 0
+    matured_through: object = None
 
 
 async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID],
-               carries: dict[uuid.UUID, int] | None = None) -> None:
+               carries: dict[uuid.UUID, int] | None = None, consumed: dict[uuid.UUID, int] | None = None) -> None:
     """Append `transactions` and move the balances of the `tracked` ledger accounts they touch.
 
-    `carries` sets the conversion carry of (locked) POINTS ledger accounts in the same statement."""
+    In the same statement, `carries` sets the conversion carry and `consumed` adds to the FIFO
+    consumption counter of (locked) citizen POINTS ledger accounts."""
     if not transactions:
         return
     for transaction in transactions:
         transaction.check_balanced()
     await session.execute(text("""
         INSERT INTO ledger_transactions (id, tenant_id, account_id, kind, status, occurred_at, behavior_record_id,
-                                         behavior_code, reduction_mg, points, converted_mg)
+                                         behavior_code, reduction_mg, points, converted_mg, redemption_id,
+                                         shortfall_points)
         SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:tenant AS uuid[]), CAST(:account AS uuid[]),
                              CAST(:kind AS text[]), CAST(:status AS text[]), CAST(:occurred AS timestamptz[]),
                              CAST(:record AS uuid[]), CAST(:code AS text[]), CAST(:reduction AS bigint[]),
-                             CAST(:points AS bigint[]), CAST(:converted AS bigint[]))
+                             CAST(:points AS bigint[]), CAST(:converted AS bigint[]), CAST(:redemption AS uuid[]),
+                             CAST(:shortfall AS bigint[]))
     """), {
+        "redemption": [t.redemption_id for t in transactions],
+        "shortfall": [t.shortfall_points for t in transactions],
         "id": [t.id for t in transactions], "tenant": [t.tenant_id for t in transactions],
         "account": [t.account_id for t in transactions], "kind": [t.kind for t in transactions],
         "status": [t.status for t in transactions], "occurred": [t.occurred_at for t in transactions],
@@ -162,13 +188,17 @@ async def post(session: AsyncSession, transactions: list[NewTransaction], tracke
     for _, posting in postings:
         if posting.ledger_account_id in tracked:
             deltas[posting.ledger_account_id] += posting.amount
-    carries = carries or {}
-    changed = sorted({id_ for id_, delta in deltas.items() if delta} | set(carries), key=lambda id_: id_.bytes)
+    carries, consumed = carries or {}, consumed or {}
+    changed = sorted({id_ for id_, delta in deltas.items() if delta} | set(carries) | set(consumed),
+                     key=lambda id_: id_.bytes)
     if changed:
         await session.execute(text("""
             UPDATE ledger_accounts la
-            SET balance = la.balance + d.delta, unconverted_mg = coalesce(d.carry, la.unconverted_mg)
-            FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[]), CAST(:carries AS bigint[])) AS d(id, delta, carry)
+            SET balance = la.balance + d.delta, unconverted_mg = coalesce(d.carry, la.unconverted_mg),
+                points_consumed = la.points_consumed + d.consumed
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[]), CAST(:carries AS bigint[]),
+                        CAST(:consumed AS bigint[])) AS d(id, delta, carry, consumed)
             WHERE la.id = d.id AND la.tracks_balance
         """), {"ids": changed, "deltas": [deltas.get(id_, 0) for id_ in changed],
-               "carries": [carries.get(id_) for id_ in changed]})
+               "carries": [carries.get(id_) for id_ in changed],
+               "consumed": [consumed.get(id_, 0) for id_ in changed]})

@@ -16,6 +16,11 @@ import strawberry
 from strawberry.types import Info
 
 from app.auth.permissions import ANY_CLIENT
+from app.behaviors.rules.calendar import local_date, zone
+from app.graphql.errors import Forbidden
+from app.graphql.ids import try_global_id
+from app.rewards.errors import RewardErrorCode
+from app.rewards.service import check_eligibility, period_start
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.node import Node, register_node
@@ -168,6 +173,21 @@ class RewardEligibility:
     min_contribution_grams: Long
 
 
+RewardErrorCodeEnum = strawberry.enum(RewardErrorCode, name="RewardErrorCode")
+
+
+@strawberry.type(description="Whether an account can take an item now, and every reason why not.")
+class EligibilityCheck:
+    eligible: bool
+    reasons: list[RewardErrorCodeEnum]
+
+
+@strawberry.type(description="A public-welfare project's running totals.")
+class DonationProgress:
+    points: PointAmount = strawberry.field(description="Points donated so far (net of cancellations).")
+    gifts: Long = strawberry.field(description="Donations made so far (net of cancellations).")
+
+
 @strawberry.type(description="A catalogue item: a reward, a public-welfare donation or a financial service.")
 class Reward(Node):
     _row: strawberry.Private[models.Reward]
@@ -236,6 +256,37 @@ class Reward(Node):
     @strawberry.field(description="The issuer that sponsors and fulfils the item.")
     async def sponsor(self, info: Info[Context, None]) -> Issuer:
         return Issuer(_row=await info.context.loaders.issuer_by_id.load(self._row.sponsor_issuer_id))
+
+    @strawberry.field(description="For DONATION items: the project's running totals; null for other kinds.")
+    async def donations(self, info: Info[Context, None]) -> DonationProgress | None:
+        if self._row.kind != "DONATION":
+            return None
+        tenant = self._tenant or await info.context.loaders.tenant_by_id.load(self._row.tenant_id)
+        points = await info.context.loaders.donation_points.load((self._row.tenant_id, self._row.code))
+        return DonationProgress(points=PointAmount(_minor=points, _view=tenant), gifts=self._row.stock_taken)
+
+    @strawberry.field(description="Whether this account can redeem one unit now, and every reason why not "
+                                  "(city apps and tenant admins; null for another city's account).")
+    async def eligibility_for(self, info: Info[Context, None], account_id: strawberry.ID,
+                              quantity: int = 1) -> EligibilityCheck | None:
+        principal = info.context.principal
+        if principal.role not in (cfg.Role.CITY_APP, cfg.Role.TENANT_ADMIN):
+            raise Forbidden("only CITY_APP/TENANT_ADMIN clients may check an account's eligibility")
+        decoded = try_global_id(account_id, "Account")
+        loaders = info.context.loaders
+        account = await loaders.account_by_id.load(decoded) if decoded else None
+        if account is None or account.tenant_id != principal.tenant_id or account.tenant_id != self._row.tenant_id:
+            return None
+        tenant = self._tenant or await loaders.tenant_by_id.load(self._row.tenant_id)
+        start = period_start(self._row.limit_period, local_date(info.context.now, tenant.timezone))
+        since = datetime(start.year, start.month, start.day, tzinfo=zone(tenant.timezone)) if start else None
+        balances = await loaders.balances.load(account.id)
+        taken = await loaders.taken_since.load((account.id, self._row.id, since))
+        reasons = check_eligibility(self._row, kind=account.kind, status=account.status,
+                                    contribution_mg=balances.get("CONTRIBUTION_MG", 0),
+                                    balance=balances.get("POINTS", 0), already_taken=taken, quantity=quantity,
+                                    now=info.context.now)
+        return EligibilityCheck(eligible=not reasons, reasons=reasons)
 
 
 @strawberry.type

@@ -80,6 +80,15 @@ async def issuers_for_tenants(session: AsyncSession, tenant_ids: Sequence[uuid.U
     return grouped
 
 
+async def issuer_ids_by_slug(session: AsyncSession,
+                             keys: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    rows = await session.execute(text(
+        "SELECT i.tenant_id, i.slug, i.id FROM issuers i JOIN unnest(CAST(:t AS uuid[]), CAST(:s AS text[])) "
+        "AS k(tenant_id, slug) ON i.tenant_id = k.tenant_id AND i.slug = k.slug WHERE i.active"),
+        {"t": [k[0] for k in keys], "s": [k[1] for k in keys]})
+    return {(t, s): id_ for t, s, id_ in rows.all()}
+
+
 async def issuers_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Issuer]:
     rows = await session.execute(text("SELECT * FROM issuers WHERE id = ANY(:ids)"), {"ids": list(ids)})
     return {row["id"]: Issuer(**row) for row in rows.mappings()}

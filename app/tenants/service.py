@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import NO_TENANT, TenantScope, apply_scope
 from app.tenants import repository
-from app.ledger.service import ensure_system_accounts
+from app.ledger.service import ensure_donation_account, ensure_system_accounts
 from app.tenants.config import CityConfig, ConfigError
 from app.tenants.models import BehaviorRule, TenantConfigVersion, tenant_id_for
 
@@ -110,6 +110,9 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
         for position, item in enumerate(city.rewards)
     ])
     await ensure_system_accounts(session, tenant_id)
+    for item in city.rewards:
+        if item.kind.value == "DONATION":
+            await ensure_donation_account(session, tenant_id, item.code)
     await apply_scope(session, NO_TENANT)
     return CityLoadResult(slug=city.slug, version=number, published=published, effective_from=effective_from,
                           behaviors=len(city.behaviors), rewards=len(city.rewards), retired_rewards=retired)

@@ -1,0 +1,87 @@
+"""Reversing a credited behaviour record (e.g. found fraudulent), by a tenant admin.
+
+Policy (ADR 0005): the record is marked REVERSED (with who and why), never deleted or edited. One
+BEHAVIOR_REVERSAL transaction takes back the contribution in full (contribution is never spent) and
+as many of the record's points as the balance still holds; the balance floor stays 0 and what could not
+be taken back is recorded on the transaction as `shortfall_points` (visible to admins, not recovered
+from later credits). The day's totals and the day's earning lot shrink by what was credited, so the
+cap frees up and expiry never expires reversed points. Conversion carry is untouched: the reversal is a
+debit of its own, not an undo of the conversion.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.behaviors import repository as behaviors_repo
+from app.ledger import service as ledger
+from app.ledger.models import CONTRIBUTION, POINTS
+
+
+class ReversalErrorCode(str, enum.Enum):
+    RECORD_NOT_FOUND = "RECORD_NOT_FOUND"
+    ALREADY_REVERSED = "ALREADY_REVERSED"
+    REASON_REQUIRED = "REASON_REQUIRED"
+
+
+class ReversalError(Exception):
+    def __init__(self, code: ReversalErrorCode, field: list[str], message: str) -> None:
+        super().__init__(message)
+        self.code, self.field, self.message = code, field, message
+
+
+@dataclass(frozen=True)
+class Reversed:
+    transaction_id: uuid.UUID
+    record_id: uuid.UUID
+    reduction_mg: int
+    points: int
+    shortfall_points: int
+
+
+async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID | None, reason: str,
+                         by_client: str, now: datetime) -> Reversed:
+    if not reason or not reason.strip():
+        raise ReversalError(ReversalErrorCode.REASON_REQUIRED, ["input", "reason"], "give the reason for the reversal")
+    record = (await session.execute(text(
+        "SELECT id, account_id, behavior_code, local_date, reduction_mg, points, reversed_at FROM behavior_records "
+        "WHERE tenant_id = :t AND id = :id"), {"t": tenant_id, "id": record_id})).mappings().first() if record_id else None
+    if record is None:
+        raise ReversalError(ReversalErrorCode.RECORD_NOT_FOUND, ["input", "recordId"], "no such record in this city")
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [record["account_id"]])
+    marked = (await session.execute(text(
+        "UPDATE behavior_records SET reversed_at = :now, reversal_reason = :reason WHERE id = :id AND reversed_at IS NULL "
+        "RETURNING id"), {"id": record["id"], "now": now, "reason": f"{reason.strip()} (by {by_client})"})).first()
+    if marked is None:
+        raise ReversalError(ReversalErrorCode.ALREADY_REVERSED, ["input", "recordId"], "the record is already reversed")
+    points_row = ledgers[(record["account_id"], POINTS)]
+    contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
+    taken_points = min(record["points"], points_row.balance)
+    shortfall = record["points"] - taken_points
+    system = await ledger.system_accounts(session, tenant_id)
+    postings = []
+    if record["reduction_mg"]:
+        postings += [ledger.Posting(contribution_row.id, CONTRIBUTION, -record["reduction_mg"]),
+                     ledger.Posting(system[(ledger.ISSUANCE, CONTRIBUTION)], CONTRIBUTION, record["reduction_mg"])]
+    if taken_points:
+        postings += [ledger.Posting(points_row.id, POINTS, -taken_points),
+                     ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, taken_points)]
+    transaction = ledger.NewTransaction(
+        tenant_id=tenant_id, kind="BEHAVIOR_REVERSAL", status="REVERSED", occurred_at=now,
+        account_id=record["account_id"], behavior_record_id=record["id"], behavior_code=record["behavior_code"],
+        reduction_mg=-record["reduction_mg"], points=-taken_points, shortfall_points=shortfall, postings=postings)
+    await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id})
+    key = (record["account_id"], record["behavior_code"], record["local_date"])
+    await behaviors_repo.subtract_from_daily_total(session, tenant_id, key, record["reduction_mg"], record["points"])
+    if points_row.matured_through is not None and record["local_date"] < points_row.matured_through:
+        await session.execute(text(
+            "UPDATE ledger_accounts SET earned_matured = GREATEST(earned_matured - :p, 0) WHERE id = :id"),
+            {"p": record["points"], "id": points_row.id})
+    return Reversed(transaction_id=transaction.id, record_id=record["id"], reduction_mg=record["reduction_mg"],
+                    points=taken_points, shortfall_points=shortfall)

@@ -1,0 +1,246 @@
+"""Redemption of the three kinds of rights: rewards, public-welfare donations, financial services.
+
+`redeem` promises (ADR 0005):
+
+* Idempotent per tenant and `idempotency_key`: a replay of the same request returns the first result;
+  the same key with a different request is IDEMPOTENCY_CONFLICT. Racing replays serialise on the
+  account lock (same account) or on the key's unique index (then the loser re-reads in a savepoint).
+* No overspend: the account's ledger rows are locked (the platform's per-account lock, id order) before
+  the balance is read, and the balance CHECK backs the code.
+* No oversell: finite stock is taken with one guarded UPDATE (`stock_taken + q <= stock_total`); the
+  item row is locked after the account rows, always in that order.
+* Everything (stock, postings, balance, FIFO consumption, redemption, entitlement) in the caller's
+  transaction; business failures raise RewardError before anything is written.
+
+`cancel` reverses a redemption within the item's cancellation window with reversing postings; the
+redemption row is marked CANCELLED, nothing is deleted or edited in the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.behaviors.rules.calendar import local_date, zone
+from app.ledger import service as ledger
+from app.ledger.models import CONTRIBUTION, POINTS
+from app.rewards import repository as repo
+from app.rewards.errors import RewardError, RewardErrorCode as Code
+from app.rewards.models import Redemption
+from app.tenants.models import Reward
+
+MAX_QUANTITY = 100
+MAX_KEY = 128
+_VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True)
+class Redeem:
+    tenant_id: uuid.UUID
+    account_id: uuid.UUID | None
+    reward_id: uuid.UUID | None
+    quantity: int
+    idempotency_key: str
+    by_client: str
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    redemption: Redemption
+    balance_points: int
+    replayed: bool
+
+
+def request_hash(command: Redeem) -> str:
+    return hashlib.sha256(f"{command.account_id}|{command.reward_id}|{command.quantity}".encode()).hexdigest()
+
+
+def voucher_code() -> str:
+    return "-".join("".join(secrets.choice(_VOUCHER_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
+def period_start(period: str, today: date) -> date | None:
+    """First local day of the limit period containing `today`; None for LIFETIME."""
+    if period == "DAY":
+        return today
+    if period == "WEEK":
+        return today - timedelta(days=today.weekday())
+    if period == "MONTH":
+        return today.replace(day=1)
+    if period == "YEAR":
+        return today.replace(month=1, day=1)
+    return None
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    codes: list[Code]
+
+
+def check_eligibility(reward: Reward, *, kind: str, status: str, contribution_mg: int, balance: int,
+                      already_taken: int, quantity: int, now: datetime) -> list[Code]:
+    """Every reason the account cannot take `quantity` of `reward` now (empty: it can). Pure."""
+    reasons: list[Code] = []
+    if status == "FROZEN":
+        reasons.append(Code.ACCOUNT_FROZEN)
+    elif status == "CLOSED":
+        reasons.append(Code.ACCOUNT_CLOSED)
+    if not reward.active or (reward.valid_from and now < reward.valid_from) or (reward.valid_to and now >= reward.valid_to):
+        reasons.append(Code.REWARD_UNAVAILABLE)
+    if (reward.bank_linked_only and kind != "BANK_LINKED") or contribution_mg < reward.min_contribution_mg:
+        reasons.append(Code.NOT_ELIGIBLE)
+    if reward.per_account_limit is not None and already_taken + quantity > reward.per_account_limit:
+        reasons.append(Code.LIMIT_REACHED)
+    if reward.stock_total is not None and reward.stock_taken + quantity > reward.stock_total:
+        reasons.append(Code.OUT_OF_STOCK)
+    if balance < reward.cost_points * quantity:
+        reasons.append(Code.INSUFFICIENT_POINTS)
+    return reasons
+
+
+_MESSAGES = {
+    Code.ACCOUNT_FROZEN: "the account is frozen and cannot spend",
+    Code.ACCOUNT_CLOSED: "the account is closed",
+    Code.REWARD_UNAVAILABLE: "the item is not available now",
+    Code.NOT_ELIGIBLE: "the account does not meet the item's eligibility (bank link or contribution)",
+    Code.LIMIT_REACHED: "the account reached the item's limit for this period",
+    Code.OUT_OF_STOCK: "not enough stock left",
+    Code.INSUFFICIENT_POINTS: "not enough points",
+}
+
+
+async def redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redeemed:
+    """Redeem, or replay the first result of this idempotency key. Does not commit."""
+    if not 0 < command.quantity <= MAX_QUANTITY:
+        raise RewardError(Code.INVALID_QUANTITY, ["input", "quantity"], f"quantity must be 1 to {MAX_QUANTITY}")
+    if not 0 < len(command.idempotency_key) <= MAX_KEY:
+        raise RewardError(Code.INVALID_IDEMPOTENCY_KEY, ["input", "idempotencyKey"],
+                          f"idempotencyKey must have 1 to {MAX_KEY} characters")
+    for attempt in range(3):
+        try:
+            async with session.begin_nested():
+                return await _redeem(session, command, now)
+        except IntegrityError:
+            if attempt == 2:  # pragma: no cover - three concurrent losers in a row
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _replay(session: AsyncSession, command: Redeem, existing: Redemption) -> Redeemed:
+    if existing.request_hash != request_hash(command):
+        raise RewardError(Code.IDEMPOTENCY_CONFLICT, ["input", "idempotencyKey"],
+                          "this idempotencyKey was used for a different request")
+    balance = await repo.points_balance(session, existing.account_id)
+    return Redeemed(redemption=existing, balance_points=balance, replayed=True)
+
+
+async def _redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redeemed:
+    tenant_id = command.tenant_id
+    existing = await repo.redemption_by_key(session, tenant_id, command.idempotency_key)
+    if existing is not None:
+        return await _replay(session, command, existing)
+    if command.account_id is None:
+        raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [command.account_id])
+    account = await repo.account(session, tenant_id, command.account_id)
+    if account is None or not ledgers:
+        raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
+    existing = await repo.redemption_by_key(session, tenant_id, command.idempotency_key)  # after the lock
+    if existing is not None:
+        return await _replay(session, command, existing)
+    reward = await repo.reward(session, tenant_id, command.reward_id) if command.reward_id else None
+    if reward is None:
+        raise RewardError(Code.REWARD_UNAVAILABLE, ["input", "rewardId"], "no such item in this city")
+    timezone = await repo.tenant_timezone(session, tenant_id, now)
+    start = period_start(reward.limit_period, local_date(now, timezone))
+    taken = await repo.quantity_taken(session, tenant_id, account.id, reward.id,
+                                      _local_midnight(start, timezone) if start else None)
+    points_row, contribution_row = ledgers[(account.id, POINTS)], ledgers[(account.id, CONTRIBUTION)]
+    reasons = check_eligibility(reward, kind=account.kind, status=account.status,
+                                contribution_mg=contribution_row.balance, balance=points_row.balance,
+                                already_taken=taken, quantity=command.quantity, now=now)
+    if reasons:
+        first = reasons[0]
+        field = ["input", "accountId"] if first in (Code.ACCOUNT_FROZEN, Code.ACCOUNT_CLOSED) else ["input", "rewardId"]
+        if first in (Code.LIMIT_REACHED, Code.OUT_OF_STOCK):
+            field = ["input", "quantity"]
+        raise RewardError(first, field, _MESSAGES[first])
+    if reward.stock_total is not None and not await repo.take_stock(session, reward.id, command.quantity):
+        raise RewardError(Code.OUT_OF_STOCK, ["input", "quantity"], _MESSAGES[Code.OUT_OF_STOCK])
+    cost = reward.cost_points * command.quantity
+    redemption = Redemption(
+        tenant_id=tenant_id, account_id=account.id, reward_id=reward.id, kind=reward.kind,
+        quantity=command.quantity, points=cost, status="FULFILLED",
+        voucher_code=voucher_code() if reward.kind == "REWARD" else None,
+        idempotency_key=command.idempotency_key, request_hash=request_hash(command), by_client=command.by_client,
+        created_at=now,
+        cancellable_until=now + timedelta(hours=reward.cancellation_window_hours)
+        if reward.cancellation_window_hours else None,
+    )
+    await repo.insert_redemption(session, redemption)
+    if reward.kind == "FINANCIAL_SERVICE":
+        await repo.insert_entitlement(session, redemption, reward, now)
+    if reward.kind == "DONATION" and reward.stock_total is None:
+        await repo.count_donation(session, reward.id, command.quantity)
+    counterparty = await _counterparty(session, tenant_id, reward)
+    if cost:
+        await ledger.post(session, [ledger.NewTransaction(
+            tenant_id=tenant_id, kind="DONATION" if reward.kind == "DONATION" else "REDEMPTION",
+            status="FULFILLED", occurred_at=now, account_id=account.id, points=-cost,
+            redemption_id=redemption.id,
+            postings=[ledger.Posting(points_row.id, POINTS, -cost), ledger.Posting(counterparty, POINTS, cost)],
+        )], tracked={points_row.id, counterparty}, consumed={points_row.id: cost})
+    return Redeemed(redemption=redemption, balance_points=points_row.balance - cost, replayed=False)
+
+
+async def _counterparty(session: AsyncSession, tenant_id: uuid.UUID, reward: Reward) -> uuid.UUID:
+    system = await ledger.system_accounts(session, tenant_id)
+    if reward.kind == "DONATION":
+        code = ledger.donation_account_code(reward.code)
+        if (code, POINTS) not in system:
+            await ledger.ensure_donation_account(session, tenant_id, reward.code)
+            system = await ledger.system_accounts(session, tenant_id)
+        return system[(code, POINTS)]
+    return system[(ledger.REDEMPTIONS, POINTS)]
+
+
+def _local_midnight(day: date, timezone: str) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=zone(timezone))
+
+
+async def cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID | None, by_client: str,
+                 now: datetime, reason: str | None = None) -> Redeemed:
+    """Cancel within the item's window: points and stock back, reversing postings. Repeating a
+    cancellation returns the cancelled redemption unchanged."""
+    found = await repo.redemption(session, tenant_id, redemption_id) if redemption_id else None
+    if found is None:
+        raise RewardError(Code.REDEMPTION_NOT_FOUND, ["input", "redemptionId"], "no such redemption in this city")
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [found.account_id])
+    redemption = await repo.lock_redemption(session, found.id)
+    points_row = ledgers[(redemption.account_id, POINTS)]
+    if redemption.status == "CANCELLED":
+        return Redeemed(redemption=redemption, balance_points=points_row.balance, replayed=True)
+    if redemption.cancellable_until is None or now > redemption.cancellable_until:
+        raise RewardError(Code.CANCELLATION_WINDOW_CLOSED, ["input", "redemptionId"],
+                          "this redemption can no longer be cancelled")
+    reward = await repo.reward(session, tenant_id, redemption.reward_id)
+    assert reward is not None
+    if reward.stock_total is not None or reward.kind == "DONATION":
+        await repo.return_stock(session, reward.id, redemption.quantity)
+    cancelled = await repo.mark_cancelled(session, redemption.id, now, reason)
+    await repo.cancel_entitlements(session, redemption.id)
+    counterparty = await _counterparty(session, tenant_id, reward)
+    if redemption.points:
+        await ledger.post(session, [ledger.NewTransaction(
+            tenant_id=tenant_id, kind="REDEMPTION_CANCELLED", status="CANCELLED", occurred_at=now,
+            account_id=redemption.account_id, points=redemption.points, redemption_id=redemption.id,
+            postings=[ledger.Posting(counterparty, POINTS, -redemption.points),
+                      ledger.Posting(points_row.id, POINTS, redemption.points)],
+        )], tracked={points_row.id, counterparty}, consumed={points_row.id: -redemption.points})
+    return Redeemed(redemption=cancelled, balance_points=points_row.balance + redemption.points, replayed=False)
