@@ -15,6 +15,17 @@ from tests.factories import REDEEM, local_time, make_reward, record, submit
 WUHAN = tenant_id_for("wuhan")
 
 
+async def _retire(app_engine, reward_id: str) -> None:
+    """Committed test items leave the catalogue afterwards, so other tests see only configured items."""
+    from sqlalchemy import text
+
+    from app.graphql.ids import from_global_id
+
+    async with Database(app_engine).transaction(TenantScope.for_tenant(WUHAN)) as session:
+        await session.execute(text("UPDATE rewards SET active = false WHERE id = :id"),
+                              {"id": from_global_id(reward_id)[1]})
+
+
 async def _fire(api, account_ids: list[str], reward_id: str) -> Counter:
     async def one(account_id: str) -> str:
         data = await api.query(REDEEM, as_="wuhan-app", variables={"input": {
@@ -31,8 +42,10 @@ async def test_five_hundred_concurrent_redemptions_of_ten_units(committed_api, d
     results = await submit(api, "wuhan-tong", [record(a, "bus", 1, local_time(1)) for a in account_ids])
     assert {r["points"] for r in results} == {"8"}
     reward_id = await make_reward(Database(app_engine), cost=5, stock=10)
-
-    outcomes = await _fire(api, account_ids, reward_id)
+    try:
+        outcomes = await _fire(api, account_ids, reward_id)
+    finally:
+        await _retire(app_engine, reward_id)
     assert outcomes == Counter({"FULFILLED": 10, "OUT_OF_STOCK": 490})
     node = await api.query('query($id: ID!) { node(id: $id) { ... on Reward { remainingStock totalStock } } }',
                            as_="wuhan-app", variables={"id": reward_id})
@@ -53,7 +66,10 @@ async def test_one_account_cannot_overspend_under_concurrency(committed_api, dat
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
                                      record(account_id, "subway", 1, local_time(1, 12))])  # 16 coins
     reward_id = await make_reward(Database(app_engine), cost=5)
-    outcomes = await _fire(api, [account_id] * 60, reward_id)
+    try:
+        outcomes = await _fire(api, [account_id] * 60, reward_id)
+    finally:
+        await _retire(app_engine, reward_id)
     assert outcomes == Counter({"FULFILLED": 3, "INSUFFICIENT_POINTS": 57})
     balance = (await api.query('query($id: ID!) { account(id: $id) { balance { amount } } }', as_="wuhan-app",
                                variables={"id": account_id}))["account"]["balance"]

@@ -85,13 +85,15 @@ async def test_expiry_consumes_the_oldest_lots_first_and_shows_in_activity(api, 
     expiry_day = add_months(yesterday, 24)
     later = datetime(expiry_day.year, expiry_day.month, expiry_day.day, 12, tzinfo=shanghai)
     result = await expire_tenant(database, WUHAN, "wuhan", later)
-    assert result.points == 50, result
+    assert result.points >= 50, result  # other accounts of this database may expire too
     account = await _account(api, account_id)
     assert account["balance"] == {"amount": "8"}
     expiry = account["activity"]["nodes"][0]
     assert (expiry["kind"], expiry["status"], expiry["points"]) == ("EXPIRY", "EXPIRED", "-50")
     assert (await expire_tenant(database, WUHAN, "wuhan", later)).points == 0  # idempotent
-    assert (await expire_tenant(database, WUHAN, "wuhan", later + timedelta(days=2))).points >= 8
+    assert (await _account(api, account_id))["balance"] == {"amount": "8"}
+    await expire_tenant(database, WUHAN, "wuhan", later + timedelta(days=2))
+    assert (await _account(api, account_id))["balance"] == {"amount": "0"}
 
 
 async def test_shanghai_points_do_not_expire(database) -> None:
