@@ -39,3 +39,7 @@ clean-data:
 .PHONY: bench-ingest
 bench-ingest: install
 	$(BIN)/python bench/ingest.py
+
+.PHONY: bench-redeem
+bench-redeem: install
+	$(BIN)/python bench/redeem.py

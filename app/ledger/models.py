@@ -98,11 +98,11 @@ class LedgerTransaction(SQLModel, table=True):
     behavior_record_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
     behavior_code: str | None = Field(default=None, sa_column=Column(Text))
     # What the account's activity shows; equal to this transaction's postings on the citizen's accounts.
-    reduction_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    reduction_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     # Contribution this transaction converted into points (mg); with the carry (unconverted_mg) it proves
     # that no conversion remainder is lost.
-    converted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    converted_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     redemption_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
     # Reversal of points already spent: what could not be taken back (the balance floor stays 0).
     shortfall_points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -202,9 +202,9 @@ class RewardMutations:
             tenant_id=principal.tenant_id, account_id=try_global_id(input.account_id, "Account"),
             reward_id=try_global_id(input.reward_id, "Reward"), quantity=input.quantity,
             idempotency_key=input.idempotency_key, by_client=principal.client.slug)
-        try:
-            async with info.context.session.begin_nested():
-                result = await service.redeem(info.context.session, command, info.context.now)
+        tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
+        try:  # the service writes nothing when it raises (its own savepoint)
+            result = await service.redeem(info.context.session, command, info.context.now, timezone=tenant.timezone)
         except RewardError as error:
             return RedeemRewardPayload(user_errors=[RewardUserError.from_domain(error)])
         return await _payload(info, result)
@@ -213,11 +213,10 @@ class RewardMutations:
                                      "come back through reversing postings.", permission_classes=[CITY_APP])
     async def cancel_redemption(self, info: Info[Context, None], input: CancelRedemptionInput) -> RedeemRewardPayload:
         principal = info.context.principal
-        try:
-            async with info.context.session.begin_nested():
-                result = await service.cancel(info.context.session, principal.tenant_id,
-                                              try_global_id(input.redemption_id, "Redemption"),
-                                              principal.client.slug, info.context.now, input.reason)
+        try:  # the service writes nothing when it raises (its own savepoint)
+            result = await service.cancel(info.context.session, principal.tenant_id,
+                                          try_global_id(input.redemption_id, "Redemption"),
+                                          principal.client.slug, info.context.now, input.reason)
         except RewardError as error:
             return RedeemRewardPayload(user_errors=[RewardUserError.from_domain(error)])
         return await _payload(info, result)

@@ -34,10 +34,37 @@ async def lock_redemption(session: AsyncSession, redemption_id: uuid.UUID) -> Re
     return Redemption(**row)
 
 
-async def account(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account | None:
-    row = (await session.execute(text("SELECT * FROM accounts WHERE tenant_id = :t AND id = :id"),
-                                 {"t": tenant_id, "id": account_id})).mappings().first()
-    return Account(**row) if row else None
+async def reward_with_counterparty(session: AsyncSession, tenant_id: uuid.UUID,
+                                   reward_id: uuid.UUID) -> tuple[Reward, uuid.UUID | None] | None:
+    """The item and, in the same statement, the ledger account its points go to (the project's account
+    for donations, `redemptions` otherwise)."""
+    row = (await session.execute(text("""
+        SELECT r.*, la.id AS counterparty_ledger_id FROM rewards r
+        LEFT JOIN ledger_accounts la ON la.tenant_id = r.tenant_id AND la.account_id IS NULL AND la.asset = 'POINTS'
+             AND la.code = CASE WHEN r.kind = 'DONATION' THEN 'donation:' || r.code ELSE 'redemptions' END
+        WHERE r.tenant_id = :t AND r.id = :id
+    """), {"t": tenant_id, "id": reward_id})).mappings().first()
+    if row is None:
+        return None
+    values = dict(row)
+    counterparty = values.pop("counterparty_ledger_id")
+    return Reward(**values), counterparty
+
+
+async def account_and_taken(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                            reward_id: uuid.UUID, since: datetime | None) -> tuple[Account, int] | None:
+    """The account and the units of the item it holds (not cancelled) since `since`, in one statement."""
+    row = (await session.execute(text("""
+        SELECT a.*, (SELECT coalesce(sum(quantity), 0) FROM redemptions r WHERE r.tenant_id = a.tenant_id
+                     AND r.account_id = a.id AND r.reward_id = :r AND r.status = 'FULFILLED'
+                     AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)) AS taken
+        FROM accounts a WHERE a.tenant_id = :t AND a.id = :a
+    """), {"t": tenant_id, "a": account_id, "r": reward_id, "since": since})).mappings().first()
+    if row is None:
+        return None
+    values = dict(row)
+    taken = int(values.pop("taken"))
+    return Account(**values), taken
 
 
 async def reward(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.UUID) -> Reward | None:
@@ -46,24 +73,9 @@ async def reward(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.UU
     return Reward(**row) if row else None
 
 
-async def tenant_timezone(session: AsyncSession, tenant_id: uuid.UUID, at: datetime) -> str:
-    return (await session.execute(text(
-        "SELECT timezone FROM tenant_config_versions WHERE tenant_id = :t AND effective_from <= :at "
-        "ORDER BY effective_from DESC, version DESC LIMIT 1"), {"t": tenant_id, "at": at})).scalar_one()
-
-
 async def points_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
     return (await session.execute(text(
         "SELECT balance FROM ledger_accounts WHERE account_id = :a AND asset = 'POINTS'"), {"a": account_id})).scalar_one()
-
-
-async def quantity_taken(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID, reward_id: uuid.UUID,
-                         since: datetime | None) -> int:
-    """Units of the item this account holds (not cancelled) since `since` (None: ever)."""
-    return (await session.execute(text(
-        "SELECT coalesce(sum(quantity), 0) FROM redemptions WHERE tenant_id = :t AND account_id = :a "
-        "AND reward_id = :r AND status = 'FULFILLED' AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)"),
-        {"t": tenant_id, "a": account_id, "r": reward_id, "since": since})).scalar_one()
 
 
 async def take_stock(session: AsyncSession, reward_id: uuid.UUID, quantity: int) -> bool:

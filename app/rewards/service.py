@@ -115,8 +115,9 @@ _MESSAGES = {
 }
 
 
-async def redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redeemed:
-    """Redeem, or replay the first result of this idempotency key. Does not commit."""
+async def redeem(session: AsyncSession, command: Redeem, now: datetime, *, timezone: str) -> Redeemed:
+    """Redeem, or replay the first result of this idempotency key. `timezone` is the tenant's (limit
+    periods are local). Does not commit; writes nothing when it raises RewardError."""
     if not 0 < command.quantity <= MAX_QUANTITY:
         raise RewardError(Code.INVALID_QUANTITY, ["input", "quantity"], f"quantity must be 1 to {MAX_QUANTITY}")
     if not 0 < len(command.idempotency_key) <= MAX_KEY:
@@ -125,7 +126,7 @@ async def redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redee
     for attempt in range(3):
         try:
             async with session.begin_nested():
-                return await _redeem(session, command, now)
+                return await _redeem(session, command, now, timezone)
         except IntegrityError:
             if attempt == 2:  # pragma: no cover - three concurrent losers in a row
                 raise
@@ -140,27 +141,31 @@ async def _replay(session: AsyncSession, command: Redeem, existing: Redemption) 
     return Redeemed(redemption=existing, balance_points=balance, replayed=True)
 
 
-async def _redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redeemed:
+def _not_found() -> RewardError:
+    return RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
+
+
+async def _redeem(session: AsyncSession, command: Redeem, now: datetime, timezone: str) -> Redeemed:
     tenant_id = command.tenant_id
+    if command.account_id is None:
+        raise _not_found()
+    # The per-account lock first: replays of one key for one account serialise here, then see each other.
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [command.account_id])
+    if not ledgers:
+        raise _not_found()
     existing = await repo.redemption_by_key(session, tenant_id, command.idempotency_key)
     if existing is not None:
         return await _replay(session, command, existing)
-    if command.account_id is None:
-        raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
-    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [command.account_id])
-    account = await repo.account(session, tenant_id, command.account_id)
-    if account is None or not ledgers:
-        raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
-    existing = await repo.redemption_by_key(session, tenant_id, command.idempotency_key)  # after the lock
-    if existing is not None:
-        return await _replay(session, command, existing)
-    reward = await repo.reward(session, tenant_id, command.reward_id) if command.reward_id else None
-    if reward is None:
+    found = await repo.reward_with_counterparty(session, tenant_id, command.reward_id) if command.reward_id else None
+    if found is None:
         raise RewardError(Code.REWARD_UNAVAILABLE, ["input", "rewardId"], "no such item in this city")
-    timezone = await repo.tenant_timezone(session, tenant_id, now)
+    reward, counterparty = found
     start = period_start(reward.limit_period, local_date(now, timezone))
-    taken = await repo.quantity_taken(session, tenant_id, account.id, reward.id,
-                                      _local_midnight(start, timezone) if start else None)
+    held = await repo.account_and_taken(session, tenant_id, command.account_id, reward.id,
+                                        _local_midnight(start, timezone) if start else None)
+    if held is None:
+        raise _not_found()
+    account, taken = held
     points_row, contribution_row = ledgers[(account.id, POINTS)], ledgers[(account.id, CONTRIBUTION)]
     reasons = check_eligibility(reward, kind=account.kind, status=account.status,
                                 contribution_mg=contribution_row.balance, balance=points_row.balance,
@@ -188,8 +193,8 @@ async def _redeem(session: AsyncSession, command: Redeem, now: datetime) -> Rede
         await repo.insert_entitlement(session, redemption, reward, now)
     if reward.kind == "DONATION" and reward.stock_total is None:
         await repo.count_donation(session, reward.id, command.quantity)
-    counterparty = await _counterparty(session, tenant_id, reward)
     if cost:
+        counterparty = counterparty or await _counterparty(session, tenant_id, reward)
         await ledger.post(session, [ledger.NewTransaction(
             tenant_id=tenant_id, kind="DONATION" if reward.kind == "DONATION" else "REDEMPTION",
             status="FULFILLED", occurred_at=now, account_id=account.id, points=-cost,
@@ -217,7 +222,13 @@ def _local_midnight(day: date, timezone: str) -> datetime:
 async def cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID | None, by_client: str,
                  now: datetime, reason: str | None = None) -> Redeemed:
     """Cancel within the item's window: points and stock back, reversing postings. Repeating a
-    cancellation returns the cancelled redemption unchanged."""
+    cancellation returns the cancelled redemption unchanged. Writes nothing when it raises."""
+    async with session.begin_nested():
+        return await _cancel(session, tenant_id, redemption_id, by_client, now, reason)
+
+
+async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID | None, by_client: str,
+                  now: datetime, reason: str | None) -> Redeemed:
     found = await repo.redemption(session, tenant_id, redemption_id) if redemption_id else None
     if found is None:
         raise RewardError(Code.REDEMPTION_NOT_FOUND, ["input", "redemptionId"], "no such redemption in this city")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 08:56:53.105131
+Create Date: 2026-11-29 09:04:46.942378
 """
 from typing import Sequence, Union
 
@@ -356,9 +356,9 @@ def upgrade() -> None:
     sa.Column('posted_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('behavior_record_id', sa.Uuid(), nullable=True),
     sa.Column('behavior_code', sa.Text(), nullable=True),
-    sa.Column('reduction_mg', sa.BigInteger(), nullable=False),
-    sa.Column('points', sa.BigInteger(), nullable=False),
-    sa.Column('converted_mg', sa.BigInteger(), nullable=False),
+    sa.Column('reduction_mg', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('points', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('converted_mg', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('redemption_id', sa.Uuid(), nullable=True),
     sa.Column('shortfall_points', sa.BigInteger(), server_default='0', nullable=False),
     sa.CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED', 'EXPIRY')", name='kind_known'),

@@ -1,0 +1,184 @@
+"""`make bench-redeem`: redemptions per second against raw asyncpg ledger transactions.
+
+(a) raw asyncpg: one statement per transaction — a guarded balance update (`balance >= cost`) plus the
+    ledger transaction and its two postings — as the application role under row-level security;
+(b) `redeemReward` mutations over HTTP against a running `carbon-inclusive serve` (idempotency key,
+    eligibility, limits, stock, voucher, ledger postings, FIFO consumption, all in one transaction).
+
+Same number of concurrent clients, each on its own accounts. Prints both rates and b/a (target >= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+
+from app.cli import _registry  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.tenants.config import load_city_files  # noqa: E402
+from app.tenants.models import tenant_id_for  # noqa: E402
+from bench.common import app_connection, bench_database, make_accounts, running_server  # noqa: E402
+
+REDEEM = """mutation($input: RedeemRewardInput!) { redeemReward(input: $input) {
+  redemption { id status voucherCode } balance { amount } userErrors { code message } } }"""
+
+RAW = """
+WITH debit AS (
+    UPDATE ledger_accounts SET balance = balance - $2, points_consumed = points_consumed + $2
+    WHERE id = $1 AND balance >= $2 RETURNING tenant_id, account_id
+), txn AS (
+    INSERT INTO ledger_transactions (id, tenant_id, account_id, kind, status, occurred_at, points)
+    SELECT $3, tenant_id, account_id, 'REDEMPTION', 'FULFILLED', now(), -$2 FROM debit RETURNING id, tenant_id
+)
+INSERT INTO ledger_postings (tenant_id, transaction_id, ledger_account_id, asset, amount)
+SELECT tenant_id, id, $1, 'POINTS', -$2 FROM txn UNION ALL SELECT tenant_id, id, $4, 'POINTS', $2 FROM txn
+"""
+
+
+def global_id(kind: str, object_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{object_id}".encode()).decode().rstrip("=")
+
+
+async def fund(target, account_ids: list[uuid.UUID], points: int) -> None:
+    """Give each account `points` through balanced issuance transactions (the ledger stays verifiable)."""
+    tenant_id = tenant_id_for("wuhan")
+    connection = await app_connection(target, "wuhan")
+    try:
+        async with connection.transaction():
+            issuance = await connection.fetchval(
+                "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND account_id IS NULL AND code = 'issuance' "
+                "AND asset = 'POINTS'", tenant_id)
+            rows = await connection.fetch(
+                "SELECT id, account_id FROM ledger_accounts WHERE tenant_id = $1 AND asset = 'POINTS' "
+                "AND account_id = ANY($2)", tenant_id, account_ids)
+            transactions = [(uuid.uuid4(), row["id"], row["account_id"]) for row in rows]
+            await connection.executemany(
+                "INSERT INTO ledger_transactions (id, tenant_id, account_id, kind, status, occurred_at, points) "
+                "VALUES ($1, $2, $3, 'BEHAVIOR_CREDIT', 'CREDITED', now(), $4)",
+                [(t, tenant_id, account, points) for t, _, account in transactions])
+            await connection.executemany(
+                "INSERT INTO ledger_postings (tenant_id, transaction_id, ledger_account_id, asset, amount) "
+                "VALUES ($1, $2, $3, 'POINTS', $4)",
+                [(tenant_id, t, ledger, points) for t, ledger, _ in transactions]
+                + [(tenant_id, t, issuance, -points) for t, _, _ in transactions])
+            await connection.execute("UPDATE ledger_accounts SET balance = balance + $2 WHERE id = ANY($1)",
+                                     [ledger for _, ledger, _ in transactions], points)
+    finally:
+        await connection.close()
+
+
+async def make_item(target, cost: int) -> uuid.UUID:
+    tenant_id = tenant_id_for("wuhan")
+    connection = await app_connection(target, "wuhan")
+    reward_id = uuid.uuid4()
+    try:
+        await connection.execute("""
+            INSERT INTO rewards (id, tenant_id, code, kind, position, name_en, name_zh, cost_points, stock_total,
+                per_account_limit, limit_period, sponsor_issuer_id, cancellation_window_hours, bank_linked_only,
+                min_contribution_mg, active)
+            SELECT $1, $2, 'bench-item', 'REWARD', 999, 'Bench item', '基准', $3, NULL, NULL, 'LIFETIME', i.id, 0,
+                   false, 0, true FROM issuers i WHERE i.tenant_id = $2 AND i.slug = 'hankou-bank'
+        """, reward_id, tenant_id, cost)
+    finally:
+        await connection.close()
+    return reward_id
+
+
+async def run_raw(target, ledgers: list[list[uuid.UUID]], per_account: int, cost: int) -> float:
+    tenant_id = tenant_id_for("wuhan")
+
+    async def worker(mine: list[uuid.UUID]) -> int:
+        connection = await app_connection(target, "wuhan")
+        sink = await connection.fetchval(
+            "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND account_id IS NULL AND code = 'redemptions' "
+            "AND asset = 'POINTS'", tenant_id)
+        statement = await connection.prepare(RAW)
+        done = 0
+        try:
+            for _ in range(per_account):
+                for ledger_id in mine:
+                    await statement.fetch(ledger_id, cost, uuid.uuid4(), sink)
+                    done += 1
+        finally:
+            await connection.close()
+        return done
+
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker(mine) for mine in ledgers))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+async def run_http(base_url: str, token: str, accounts: list[list[str]], reward: str, per_account: int) -> float:
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+    async def worker(http: httpx.AsyncClient, mine: list[str]) -> int:
+        done = 0
+        for _ in range(per_account):
+            for account in mine:
+                response = await http.post("/graphql", headers=headers, json={"query": REDEEM, "variables": {"input": {
+                    "accountId": account, "rewardId": reward, "idempotencyKey": uuid.uuid4().hex}}})
+                payload = response.json()["data"]["redeemReward"]
+                if payload["userErrors"]:
+                    raise RuntimeError(f"redemption failed: {payload['userErrors']}")
+                done += 1
+        return done
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(worker(http, mine) for mine in accounts))
+        return sum(counts) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--accounts-per-client", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=8, help="redemptions per account per measurement")
+    args = parser.parse_args()
+    settings = Settings()
+    token = _registry(settings, load_city_files(settings.config_dir)).issue("wuhan-app", 3600)
+    cost = 5
+    with bench_database("carbon_bench_redeem") as target:
+        count = args.clients * args.accounts_per_client
+        raw_accounts = asyncio.run(make_accounts(target, count, "wuhan-tong", ["TRAVEL"]))
+        http_accounts = asyncio.run(make_accounts(target, count, "wuhan-tong", ["TRAVEL"]))
+        asyncio.run(fund(target, raw_accounts + http_accounts, cost * (args.rounds + 2)))
+        item = asyncio.run(make_item(target, cost))
+
+        async def ledger_ids() -> list[uuid.UUID]:
+            connection = await app_connection(target, "wuhan")
+            try:
+                rows = await connection.fetch("SELECT account_id, id FROM ledger_accounts WHERE asset = 'POINTS' "
+                                              "AND account_id = ANY($1)", raw_accounts)
+            finally:
+                await connection.close()
+            by_account = {row["account_id"]: row["id"] for row in rows}
+            return [by_account[a] for a in raw_accounts]
+
+        ledgers = asyncio.run(ledger_ids())
+        slices = [ledgers[i::args.clients] for i in range(args.clients)]
+        asyncio.run(run_raw(target, slices, 1, cost))  # warm-up
+        raw_rate = asyncio.run(run_raw(target, slices, args.rounds, cost))
+        ids = [global_id("Account", a) for a in http_accounts]
+        with running_server(target) as base_url:
+            http_slices = [ids[i::args.clients] for i in range(args.clients)]
+            asyncio.run(run_http(base_url, token, http_slices, global_id("Reward", item), 1))  # warm-up
+            http_rate = asyncio.run(run_http(base_url, token, http_slices, global_id("Reward", item), args.rounds))
+    ratio = http_rate / raw_rate
+    print(f"(a) raw asyncpg guarded debit + postings : {raw_rate:8.0f} transactions/s")
+    print(f"(b) redeemReward (HTTP)                  : {http_rate:8.0f} redemptions/s")
+    print(f"b/a = {ratio:.2f}  (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
