@@ -14,6 +14,7 @@ help:
 	@echo "make test    run the whole suite against real PostgreSQL (embedded unless CARBON_DATABASE_URL is set)"
 	@echo "make schema  regenerate schema.graphql from the code"
 	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
+	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions (prints b/a, target >= 0.5)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
