@@ -40,22 +40,6 @@ def _registry(settings: Settings, cities):  # type: ignore[no-untyped-def]
     return registry
 
 
-async def set_app_role_password(owner_url: str, password: str) -> None:
-    import asyncpg
-
-    from app.db.rls import APP_ROLE
-    from app.db.server import asyncpg_dsn
-
-    _, kwargs = asyncpg_dsn(owner_url)
-    connection = await asyncpg.connect(**kwargs)
-    try:
-        statement = await connection.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
-                                              APP_ROLE, password)
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 async def check_app_role(app_url: str) -> None:
     """Refuse to serve if the runtime login could bypass row-level security."""
     import asyncpg
@@ -80,6 +64,7 @@ async def check_app_role(app_url: str) -> None:
 def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
     """Start or reach the database, create it if embedded, and migrate it to head."""
     from app.db import migrate
+    from app.db.provision import set_app_role_password
     from app.db.server import ensure_database, open_database
 
     target = open_database(settings)
@@ -96,7 +81,7 @@ def prepare_database(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def seed_database(app_url: str, cities) -> list:  # type: ignore[no-untyped-def]
-    from app.db.session import Database, NO_TENANT, create_engine
+    from app.db.session import NO_TENANT, Database, create_engine
     from app.tenants.service import load_cities
 
     database = Database(create_engine(app_url, pool_size=1))

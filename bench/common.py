@@ -18,11 +18,9 @@ from pathlib import Path
 import asyncpg
 
 from app.accounts.hashing import HolderHasher
-from app.cli import seed_database, set_app_role_password
-from app.db import migrate
-from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
+from app.db.provision import scratch_database
+from app.db.server import DatabaseTarget, asyncpg_dsn
 from app.settings import PROJECT_ROOT, Settings
-from app.tenants.config import load_city_files
 from app.tenants.models import tenant_id_for
 
 BENCH_DATA_DIR = PROJECT_ROOT / ".data" / "bench-postgres"
@@ -30,35 +28,9 @@ BENCH_DATA_DIR = PROJECT_ROOT / ".data" / "bench-postgres"
 
 @contextmanager
 def bench_database(name: str):
-    """A freshly created, migrated and seeded database; yields a DatabaseTarget with an app password."""
-    settings = Settings()
-    password = secrets.token_urlsafe(16)
-    if settings.database_url is not None:
-        owner_url = with_database(settings.database_url.get_secret_value(), name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))
-    else:
-        server = start_embedded(BENCH_DATA_DIR)
-        owner_url = embedded_url(server, name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
-    try:
-        asyncio.run(_recreate(owner_url))
-        migrate.upgrade(owner_url)
-        asyncio.run(set_app_role_password(owner_url, password))
-        asyncio.run(seed_database(target.app_url, load_city_files(settings.config_dir)))
+    """A freshly created, migrated and seeded database (kept afterwards for inspection)."""
+    with scratch_database(Settings(), name, BENCH_DATA_DIR, drop=False) as target:
         yield target
-    finally:
-        target.close()
-
-
-async def _recreate(owner_url: str) -> None:
-    _, kwargs = asyncpg_dsn(owner_url)
-    name = kwargs.pop("database")
-    connection = await asyncpg.connect(database="postgres", **kwargs)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 async def app_connection(target: DatabaseTarget, tenant_slug: str) -> asyncpg.Connection:

@@ -7,64 +7,29 @@ user needs CREATEDB and CREATEROLE, e.g. a superuser of a local test cluster).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-import asyncpg
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.tokens import ClientRegistry
-from app.cli import _registry, set_app_role_password
-from app.db import migrate
-from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
-from app.db.session import Database, NO_TENANT, create_engine
+from app.cli import _registry
+from app.db.provision import scratch_database
+from app.db.server import DatabaseTarget
+from app.db.session import Database, create_engine
 from app.ledger.invariants import verify_all_tenants
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
 from app.tenants.config import load_city_files
-from app.tenants.service import load_cities
 
 TEST_DATA_DIR = PROJECT_ROOT / ".data" / "test-postgres"
 
 
 def make_test_settings() -> Settings:
     return Settings(environment="test", config_dir=PROJECT_ROOT / "config", data_dir=TEST_DATA_DIR)
-
-
-async def _recreate_database(owner_url: str) -> None:
-    _, kwargs = asyncpg_dsn(owner_url)
-    name = kwargs.pop("database")
-    connection = await asyncpg.connect(database="postgres", **kwargs)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def _drop_database(owner_url: str) -> None:
-    _, kwargs = asyncpg_dsn(owner_url)
-    name = kwargs.pop("database")
-    connection = await asyncpg.connect(database="postgres", **kwargs)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
-async def _seed(app_url: str, settings: Settings) -> None:
-    database = Database(create_engine(app_url, pool_size=1))
-    try:
-        async with database.transaction(NO_TENANT) as session:
-            await load_cities(session, load_city_files(settings.config_dir), now=datetime.now(UTC))
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -74,28 +39,12 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def database_target(settings: Settings) -> Iterator[DatabaseTarget]:
-    """A migrated, seeded database for this worker; the embedded server stops after the session."""
+    """A migrated, seeded database for this worker; dropped (and the embedded server stopped) at the end.
+
+    The pid keeps two runs in one checkout (or on one server) out of each other's database."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    # The pid keeps two runs in one checkout (or on one server) out of each other's database.
-    name = f"carbon_test_{worker}_{os.getpid()}"
-    password = (settings.app_database_password.get_secret_value() if settings.app_database_password
-                else secrets.token_urlsafe(24))
-    if settings.database_url is not None:
-        owner_url = with_database(settings.database_url.get_secret_value(), name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))
-    else:
-        server = start_embedded(TEST_DATA_DIR)
-        owner_url = embedded_url(server, name)
-        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
-    try:
-        asyncio.run(_recreate_database(owner_url))
-        migrate.upgrade(owner_url)
-        asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
-        asyncio.run(_seed(target.app_url, settings))
+    with scratch_database(settings, f"carbon_test_{worker}_{os.getpid()}", TEST_DATA_DIR) as target:
         yield target
-        asyncio.run(_drop_database(owner_url))
-    finally:
-        target.close()
 
 
 @pytest.fixture(scope="session")

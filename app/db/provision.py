@@ -1,0 +1,80 @@
+"""Scratch databases for the test suite and the benchmarks: created fresh, migrated, seeded, dropped.
+
+On the embedded server (its own data directory) or, with `CARBON_DATABASE_URL`, on that server (the
+URL's user needs CREATEDB and CREATEROLE, e.g. a superuser of a local test cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from app.db import migrate
+from app.db.rls import APP_ROLE
+from app.db.server import DatabaseTarget, asyncpg_dsn, derive_app_url, embedded_url, start_embedded, with_database
+from app.db.session import NO_TENANT, Database, create_engine
+from app.settings import Settings
+from app.tenants.config import load_city_files
+from app.tenants.service import load_cities
+
+
+async def _maintenance(owner_url: str, *statements: str) -> None:
+    _, kwargs = asyncpg_dsn(owner_url)
+    kwargs.pop("database")
+    connection = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def set_app_role_password(owner_url: str, password: str) -> None:
+    _, kwargs = asyncpg_dsn(owner_url)
+    connection = await asyncpg.connect(**kwargs)
+    try:
+        statement = await connection.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+                                              APP_ROLE, password)
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def seed(app_url: str, config_dir: Path) -> list:
+    database = Database(create_engine(app_url, pool_size=1))
+    try:
+        async with database.transaction(NO_TENANT) as session:
+            return await load_cities(session, load_city_files(config_dir), now=datetime.now(UTC))
+    finally:
+        await database.dispose()
+
+
+@contextmanager
+def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: bool = True) -> Iterator[DatabaseTarget]:
+    """A freshly created, migrated and seeded database named `name`; the app role gets a fresh password."""
+    password = (settings.app_database_password.get_secret_value() if settings.app_database_password
+                else secrets.token_urlsafe(24))
+    if settings.database_url is not None:
+        owner_url = with_database(settings.database_url.get_secret_value(), name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))
+    else:
+        server = start_embedded(data_dir)
+        owner_url = embedded_url(server, name)
+        target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
+    drop_statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    try:
+        asyncio.run(_maintenance(owner_url, drop_statement, f'CREATE DATABASE "{name}"'))
+        migrate.upgrade(owner_url)
+        asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
+        asyncio.run(seed(target.app_url, settings.config_dir))
+        yield target
+        if drop:
+            asyncio.run(_maintenance(owner_url, drop_statement))
+    finally:
+        target.close()
