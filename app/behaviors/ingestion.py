@@ -168,7 +168,7 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     versions = Versions(await repo.config_versions(session, tenant_id))
     # The per-account lock first (ledger rows, id order); then every read below sees the latest commits.
     ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, account_ids)
-    accounts = await repo.account_statuses(session, tenant_id, account_ids)
+    accounts = {account_id: row.account_status for (account_id, _), row in ledgers.items()}
     existing = await repo.existing_records(session, tenant_id, provider_id,
                                            [commands[i].external_id for i in pending])
     consents = await repo.live_consents(session, tenant_id, provider_id, list(accounts))

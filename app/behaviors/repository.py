@@ -41,14 +41,6 @@ async def issuer_id(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> u
         "SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s AND active"), {"t": tenant_id, "s": slug})).scalar()
 
 
-async def account_statuses(session: AsyncSession, tenant_id: uuid.UUID,
-                           account_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Status of each visible account (another tenant's accounts are simply absent)."""
-    rows = await session.execute(text("SELECT id, status FROM accounts WHERE tenant_id = :t AND id = ANY(:ids)"),
-                                 {"t": tenant_id, "ids": account_ids})
-    return dict(rows.all())
-
-
 @dataclass(frozen=True)
 class ExistingRecord:
     id: uuid.UUID

@@ -125,8 +125,9 @@ async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UU
     the lock adds no write of its own.
     """
     rows = await session.execute(text(
-        "SELECT id, account_id, asset, balance, unconverted_mg, points_consumed, earned_matured, matured_through "
-        "FROM ledger_accounts WHERE tenant_id = :t AND account_id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        "SELECT la.id, la.account_id, la.asset, la.balance, la.unconverted_mg, la.points_consumed, la.earned_matured, "
+        "la.matured_through, a.status FROM ledger_accounts la JOIN accounts a ON a.id = la.account_id "
+        "WHERE la.tenant_id = :t AND la.account_id = ANY(:ids) ORDER BY la.id FOR UPDATE OF la"),
         {"t": tenant_id, "ids": account_ids})
     return {(row[1], row[2]): CitizenLedger(*row) for row in rows.all()}
 
@@ -141,6 +142,7 @@ class CitizenLedger:
     points_consumed: int = 0
     earned_matured: int = 0
     matured_through: object = None
+    account_status: str = "ACTIVE"  # read with the lock (the accounts row itself is not locked)
 
 
 async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID],
