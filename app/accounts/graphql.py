@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from typing import TYPE_CHECKING, Annotated
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -29,6 +30,9 @@ from app.graphql.scalars import Long
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount, Tenant, grams
 from app.tenants.config import BehaviorCategory as Category
+
+if TYPE_CHECKING:
+    from app.rewards.graphql import RedemptionConnection
 
 
 @strawberry.enum(description="GUEST: no bank link (open to everyone, tourists included). BANK_LINKED: linked to a bank account.")
@@ -271,6 +275,14 @@ class Account(Node):
         edges = [ActivityEdge(cursor=encode_cursor(row["occurred_at"], row["id"]),
                               node=ActivityEntry(_row=row, _decimals=tenant.unit_decimals)) for row in rows]
         return ActivityConnection(edges=edges, page_info=page_info(len(found), page, [e.cursor for e in edges]))
+
+    @strawberry.field(description="The account's redemptions (vouchers, donations, financial services), newest first.")
+    async def redemptions(self, info: Info[Context, None], first: int | None = None,
+                          after: str | None = None) -> Annotated[
+                              "RedemptionConnection", strawberry.lazy("app.rewards.graphql")]:
+        from app.rewards.graphql import account_redemptions
+
+        return await account_redemptions(info, self._row.id, self._row.tenant_id, first, after)
 
     @strawberry.field(description="Every consent ever given, newest first (revoked ones included).")
     async def consents(self, info: Info[Context, None]) -> list[Consent]:

@@ -179,6 +179,22 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
+    def redemption_pages(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list[Any]]:
+        """Keyed by (account, tenant, page request): accounts asking the same page share one statement."""
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> list[list[Any]]:
+            groups: dict[tuple[uuid.UUID, Any], list[uuid.UUID]] = {}
+            for account_id, tenant_id, page in keys:
+                groups.setdefault((tenant_id, page), []).append(account_id)
+            results: dict[tuple[uuid.UUID, uuid.UUID, Any], list[Any]] = {}
+            for (tenant_id, page), account_ids in groups.items():
+                found = await rewards_repository.redemption_pages(self._session(), tenant_id, account_ids,
+                                                                  after=page.after, limit=page.size + 1)
+                for account_id in account_ids:
+                    results[(account_id, tenant_id, page)] = found.get(account_id, [])
+            return [results[key] for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
     def taken_since(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, datetime | None], int]:
         async def load(keys: list[tuple[uuid.UUID, uuid.UUID, datetime | None]]) -> list[int]:
             found = await rewards_repository.taken_since(self._session(), keys)

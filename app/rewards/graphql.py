@@ -119,6 +119,29 @@ class Entitlement(Node):
 
 
 @strawberry.type
+class RedemptionEdge:
+    cursor: str
+    node: Redemption
+
+
+@strawberry.type
+class RedemptionConnection:
+    edges: list[RedemptionEdge]
+    page_info: PageInfo
+
+
+async def account_redemptions(info: Info[Context, None], account_id: uuid.UUID, tenant_id: uuid.UUID,
+                              first: int | None, after: str | None) -> RedemptionConnection:
+    page = page_request(first, after, None, None, key=TIME_KEY)
+    found = await info.context.loaders.redemption_pages.load((account_id, tenant_id, page))
+    edges = [RedemptionEdge(cursor=encode_cursor(row.created_at, row.id), node=Redemption(_row=row))
+             for row in found[: page.size]]
+    return RedemptionConnection(edges=edges, page_info=PageInfo(
+        has_next_page=len(found) > page.size, has_previous_page=page.after is not None,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+
+
+@strawberry.type
 class EntitlementEdge:
     cursor: str
     node: Entitlement

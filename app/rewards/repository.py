@@ -151,6 +151,28 @@ async def taken_since(session: AsyncSession, keys: Sequence[tuple[uuid.UUID, uui
     return {(a, r, s): int(n) for a, r, s, n in rows.all()}
 
 
+async def redemption_pages(session: AsyncSession, tenant_id: uuid.UUID, account_ids: Sequence[uuid.UUID], *,
+                           after: Any, limit: int) -> dict[uuid.UUID, list[Redemption]]:
+    """Newest first by (created_at, id); up to `limit` per account, one statement, an index range each."""
+    condition = "AND (r.created_at, r.id) < (:after_at, :after_id)" if after is not None else ""
+    params: dict[str, Any] = {"t": tenant_id, "ids": list(account_ids), "limit": limit}
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    rows = await session.execute(text(f"""
+        SELECT r.* FROM unnest(CAST(:ids AS uuid[])) AS k(id)
+        CROSS JOIN LATERAL (
+            SELECT * FROM redemptions r WHERE r.tenant_id = :t AND r.account_id = k.id {condition}
+            ORDER BY r.created_at DESC, r.id DESC LIMIT :limit
+        ) r
+    """), params)
+    found: dict[uuid.UUID, list[Redemption]] = defaultdict(list)
+    for row in rows.mappings():
+        found[row["account_id"]].append(Redemption(**row))
+    for items in found.values():
+        items.sort(key=lambda item: (item.created_at, item.id.bytes), reverse=True)
+    return found
+
+
 async def donation_totals(session: AsyncSession, codes: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], int]:
     """Points received per (tenant, donation ledger code)."""
     rows = await session.execute(text(

@@ -192,3 +192,18 @@ async def test_only_city_apps_redeem(api, database) -> None:
         assert errors[0]["extensions"]["code"] == "FORBIDDEN"
     other = await redeem(api, account_id, reward_id, app="beijing-app")
     assert [e["code"] for e in other["userErrors"]] == ["ACCOUNT_NOT_FOUND"]
+
+
+async def test_an_account_lists_its_redemptions_newest_first(api, database) -> None:
+    account_id = await consenting_account(api)
+    await earn(api, account_id, 80)
+    reward_id = await make_reward(database, cost=10)
+    made = [(await redeem(api, account_id, reward_id))["redemption"]["id"] for _ in range(3)]
+    query = """query($id: ID!, $after: String) { account(id: $id) { redemptions(first: 2, after: $after) {
+        edges { node { id status voucherCode reward { id } points { amount } } } pageInfo { hasNextPage endCursor } } } }"""
+    page = (await api.query(query, as_="wuhan-app", variables={"id": account_id}))["account"]["redemptions"]
+    assert page["pageInfo"]["hasNextPage"] is True
+    rest = (await api.query(query, as_="wuhan-app", variables={"id": account_id, "after": page["pageInfo"]["endCursor"]}))
+    ids = [e["node"]["id"] for e in page["edges"]] + [e["node"]["id"] for e in rest["account"]["redemptions"]["edges"]]
+    assert sorted(ids) == sorted(made) and len(set(ids)) == 3
+    assert all(e["node"]["reward"]["id"] == reward_id and e["node"]["voucherCode"] for e in page["edges"])
