@@ -20,7 +20,7 @@ from app.accounts import repository as repo
 from app.accounts.errors import AccountError, AccountErrorCode as Code
 from app.accounts.hashing import HolderHasher, mask_bank_ref, normalize_bank_ref
 from app.accounts.models import Account, Consent
-from app.ledger.service import open_citizen_accounts
+from app.ledger.service import lock_citizen_ledger_accounts, open_citizen_accounts
 from app.tenants.config import BehaviorCategory
 
 GUEST, BANK_LINKED = "GUEST", "BANK_LINKED"
@@ -121,7 +121,12 @@ async def link_bank_account(session: AsyncSession, hasher: HolderHasher, tenant_
 
 async def set_status(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID | None, status: str,
                      by_client: str, now: datetime, reason: str | None = None) -> Account:
-    """FROZEN, ACTIVE (unfreeze) or CLOSED. Repeating the current status changes nothing."""
+    """FROZEN, ACTIVE (unfreeze) or CLOSED. Repeating the current status changes nothing.
+
+    Takes the per-account ledger lock first (ADR 0004), so a status change is ordered with the credits
+    and redemptions of the account, never in the middle of one."""
+    if account_id is not None:
+        await lock_citizen_ledger_accounts(session, tenant_id, [account_id])
     account = await _locked(session, tenant_id, account_id)
     if account.status == status:
         return account

@@ -168,10 +168,11 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
     versions = Versions(await repo.config_versions(session, tenant_id))
     # The per-account lock first (ledger rows, id order); then every read below sees the latest commits.
     ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, account_ids)
-    accounts = {account_id: row.account_status for (account_id, _), row in ledgers.items()}
+    visible = await repo.statuses_and_consents(session, tenant_id, provider_id, account_ids)
+    accounts = {account_id: status for account_id, (status, _) in visible.items()}
+    consents = {account_id: categories for account_id, (_, categories) in visible.items()}
     existing = await repo.existing_records(session, tenant_id, provider_id,
                                            [commands[i].external_id for i in pending])
-    consents = await repo.live_consents(session, tenant_id, provider_id, list(accounts))
     needed_versions = {v.id for i in pending if (v := versions.at(commands[i].occurred_at))}
     version_numbers = {v.id: v.version for v in versions.rows}
     rules = {(row["config_version_id"], row["code"]): PricingRule.from_mapping(
@@ -263,13 +264,22 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         raise _ConcurrentDuplicate()
     changed_carries = {ledgers[(account_id, POINTS)].id: carry for account_id, carry in carries.items()
                        if carry != ledgers[(account_id, POINTS)].unconverted_mg}
-    await _post(session, tenant_id, candidates, records, ledgers, changed_carries)
-    await repo.add_to_daily_totals(session, tenant_id, {k: (v, day_points[k]) for k, v in day_delta.items() if v})
+    # A late record for a day that expiry has already matured joins the matured earnings at once, or it
+    # would never expire (ADR 0005).
+    matured: dict[uuid.UUID, int] = {}
+    for (account_id, _, day), points in day_points.items():
+        row = ledgers[(account_id, POINTS)]
+        if points and row.matured_through is not None and day < row.matured_through:
+            matured[row.id] = matured.get(row.id, 0) + points
+    await _post(session, tenant_id, candidates, records, ledgers, changed_carries, matured)
+    # Keep a day whose credit is 0 mg when points came from the carry: they belong to that day's lot.
+    await repo.add_to_daily_totals(session, tenant_id, {k: (v, day_points[k]) for k, v in day_delta.items()
+                                                        if v or day_points[k]})
 
 
 async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate],
                 records: list[repo.NewRecord], ledgers: dict[tuple[uuid.UUID, str], ledger.CitizenLedger],
-                carries: dict[uuid.UUID, int]) -> None:
+                carries: dict[uuid.UUID, int], matured: dict[uuid.UUID, int]) -> None:
     system = await ledger.system_accounts(session, tenant_id)
     citizen = {key: row.id for key, row in ledgers.items()}
     transactions = []
@@ -292,4 +302,4 @@ async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_C
             converted_mg=candidate.converted_mg,
             postings=postings,
         ))
-    await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries)
+    await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries, matured=matured)

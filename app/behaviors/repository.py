@@ -59,12 +59,19 @@ async def existing_records(session: AsyncSession, tenant_id: uuid.UUID, provider
     return {row[1]: ExistingRecord(*row) for row in rows.all()}
 
 
-async def live_consents(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
-                        account_ids: list[uuid.UUID]) -> dict[uuid.UUID, frozenset[str]]:
-    rows = await session.execute(text(
-        "SELECT account_id, categories FROM consents WHERE tenant_id = :t AND provider_issuer_id = :p "
-        "AND revoked_at IS NULL AND account_id = ANY(:ids)"), {"t": tenant_id, "p": provider_id, "ids": account_ids})
-    return {account_id: frozenset(categories) for account_id, categories in rows.all()}
+async def statuses_and_consents(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
+                                account_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, frozenset[str]]]:
+    """Each visible account's status and the categories its live consent for `provider` covers.
+
+    Read after the account lock, so a status change committed meanwhile is seen (another tenant's
+    accounts are simply absent)."""
+    rows = await session.execute(text("""
+        SELECT a.id, a.status, c.categories FROM accounts a
+        LEFT JOIN consents c ON c.tenant_id = a.tenant_id AND c.account_id = a.id AND c.provider_issuer_id = :p
+             AND c.revoked_at IS NULL
+        WHERE a.tenant_id = :t AND a.id = ANY(:ids)
+    """), {"t": tenant_id, "p": provider_id, "ids": account_ids})
+    return {account_id: (status, frozenset(categories or ())) for account_id, status, categories in rows.all()}
 
 
 TotalKey = tuple[uuid.UUID, str, date]
@@ -150,6 +157,9 @@ async def insert_records(session: AsyncSession, tenant_id: uuid.UUID, provider_i
     """Insert accepted records; returns how many were inserted (fewer means a concurrent duplicate)."""
     if not records:
         return 0
+    # In external-id order: two batches sharing ids (for different accounts) then wait on each other's
+    # index entries in one order, instead of deadlocking.
+    records = sorted(records, key=lambda record: record.external_id)
     result = await session.execute(text("""
         INSERT INTO behavior_records (id, tenant_id, account_id, provider_issuer_id, external_id, behavior_code,
             rule_id, config_version, quantity, occurred_at, local_date, received_at, status, requested_mg,

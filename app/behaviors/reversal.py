@@ -1,5 +1,8 @@
 """Reversing a credited behaviour record (e.g. found fraudulent), by a tenant admin.
 
+The record's day must not have been matured by expiry in a way that loses track: its points are taken
+out of the day's lot and, if that day is already matured, out of the matured earnings as well.
+
 Policy (ADR 0005): the record is marked REVERSED (with who and why), never deleted or edited. One
 BEHAVIOR_REVERSAL transaction takes back the contribution in full (contribution is never spent) and
 as many of the record's points as the balance still holds; the balance floor stays 0 and what could not
@@ -76,7 +79,12 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
         tenant_id=tenant_id, kind="BEHAVIOR_REVERSAL", status="REVERSED", occurred_at=now,
         account_id=record["account_id"], behavior_record_id=record["id"], behavior_code=record["behavior_code"],
         reduction_mg=-record["reduction_mg"], points=-taken_points, shortfall_points=shortfall, postings=postings)
-    await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id})
+    # The lot shrinks by all the record's points but the balance only by what was taken: the untaken rest
+    # was consumed (spent or expired), so consumption shrinks by it too (lots - consumed = balance), and
+    # it is owed until a cancelled redemption gives points back.
+    await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id},
+                      consumed={points_row.id: -shortfall} if shortfall else None,
+                      owed={points_row.id: shortfall} if shortfall else None)
     key = (record["account_id"], record["behavior_code"], record["local_date"])
     await behaviors_repo.subtract_from_daily_total(session, tenant_id, key, record["reduction_mg"], record["points"])
     if points_row.matured_through is not None and record["local_date"] < points_row.matured_through:

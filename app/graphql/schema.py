@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from app.graphql.context import Context
 from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, UnitOfWork
 from app.graphql.node import Node, resolve_node
+from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
 from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
 from app.auth.permissions import ANY_CLIENT
@@ -41,6 +42,7 @@ def build_schema() -> strawberry.Schema:
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
+            lambda: AddValidationRules([OneMutationFieldPerOperation]),
             OperationMetrics,
             UnitOfWork,
             MaskUnexpectedErrors,

@@ -27,6 +27,7 @@ from app.ledger import service as ledger
 from app.ledger.models import POINTS
 
 CHUNK = 1000
+EXPIRY_LOCK = 0x65787069  # "expi": one expiry run at a time across server processes and commands
 
 
 def add_months(day: date, months: int) -> date:
@@ -41,8 +42,14 @@ def add_months(day: date, months: int) -> date:
 
 
 def cutoff(today: date, months: int) -> date:
-    """Days strictly before this have expired: d + months <= today."""
-    return add_months(today, -months) + timedelta(days=1)
+    """The first earning day that has not expired by `today`: the smallest d with d + months > today.
+
+    (Not simply today - months + 1 day: month ends clamp, e.g. points of Jan 31 with one month expire on
+    Feb 29 in a leap year, and so must points of Jan 30.)"""
+    day = add_months(today, -months) - timedelta(days=4)
+    while add_months(day, months) <= today:
+        day += timedelta(days=1)
+    return day
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, 
     if not candidates:
         return 0, 0
     ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, candidates)
+    # Chosen before the lock: a concurrent run may have matured some further meanwhile. Never go back.
+    candidates = [a for a in candidates
+                  if ledgers[(a, POINTS)].matured_through is None or ledgers[(a, POINTS)].matured_through < day]
+    if not candidates:
+        return CHUNK, 0  # all taken by a concurrent run: look for more
     matured = dict((await session.execute(text("""
         SELECT la.account_id, coalesce(sum(d.credited_points), 0)::bigint
         FROM ledger_accounts la
@@ -106,26 +118,32 @@ async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, 
     await session.execute(text("""
         UPDATE ledger_accounts la SET earned_matured = la.earned_matured + coalesce(m.points, 0), matured_through = :day
         FROM unnest(CAST(:ids AS uuid[]), CAST(:points AS bigint[])) AS m(id, points)
-        WHERE la.id = m.id
+        WHERE la.id = m.id AND (la.matured_through IS NULL OR la.matured_through < :day)
     """), {"day": day, "ids": [ledgers[(a, POINTS)].id for a in candidates],
            "points": [matured.get(a, 0) for a in candidates]})
     return len(candidates), points_total
 
 
 async def expire_all(database: Database, now: datetime) -> list[ExpiryResult]:
-    async with database.transaction(TenantScope.regulator()) as session:
-        tenants = (await session.execute(text("SELECT id, slug FROM tenants ORDER BY slug"))).all()
-    return [await expire_tenant(database, tenant_id, slug, now) for tenant_id, slug in tenants]
-
-
-EXPIRY_LOCK = 0x65787069  # "expi": one expiry run at a time across all server processes
+    """Every tenant, under the expiry advisory lock (one run at a time across processes and commands)."""
+    async with database.sessionmaker() as holder:
+        # A session-level lock on a connection of its own, held for the whole run.
+        await holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": EXPIRY_LOCK})
+        await holder.commit()
+        try:
+            async with database.transaction(TenantScope.regulator()) as session:
+                tenants = (await session.execute(text("SELECT id, slug FROM tenants ORDER BY slug"))).all()
+            return [await expire_tenant(database, tenant_id, slug, now) for tenant_id, slug in tenants]
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": EXPIRY_LOCK})
+            await holder.commit()
 
 
 async def periodic_expiry(database: Database, interval_seconds: float) -> None:
     """Run `expire_all` every `interval_seconds` while the server runs (cancel the task to stop).
 
-    Several server processes may run this loop; a session advisory lock lets one of them work at a time,
-    and runs are idempotent anyway. Failures are logged and retried at the next interval."""
+    Several server processes (and the `expire` command) may run it; the advisory lock in `expire_all`
+    makes them take turns, and runs are idempotent. Failures are logged and retried next time."""
     import asyncio
 
     from app.logs import get_logger
@@ -133,16 +151,8 @@ async def periodic_expiry(database: Database, interval_seconds: float) -> None:
     log = get_logger("app.expiry")
     while True:
         try:
-            async with database.bind.connect() as connection:  # type: ignore[union-attr]
-                locked = (await connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": EXPIRY_LOCK})).scalar()
-                await connection.commit()
-                if locked:
-                    try:
-                        results = await expire_all(database, datetime.now(UTC))
-                        log.info("expiry_run", points=sum(r.points for r in results))
-                    finally:
-                        await connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": EXPIRY_LOCK})
-                        await connection.commit()
+            results = await expire_all(database, datetime.now(UTC))
+            log.info("expiry_run", points=sum(r.points for r in results))
         except asyncio.CancelledError:
             raise
         except Exception as error:  # keep serving; try again next time

@@ -7,6 +7,11 @@
 5. Behaviour records agree with their credit transaction.
 6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry, and the
    carry is non-negative.
+7. Earning lots: points balance = Σ the days' earned points − points consumed; matured earnings equal
+   the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
+   the ledger exactly when it is marked reversed.
+8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
+   transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -78,6 +83,59 @@ CHECKS: dict[str, str] = {
         WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS'
           AND (coalesce(t.credited, 0) <> coalesce(t.converted, 0) + la.unconverted_mg OR la.unconverted_mg < 0)
         LIMIT :limit""",
+    "points_equal_lots_minus_consumption": """
+        SELECT la.account_id::text, la.balance::text,
+               coalesce(d.points, 0)::text || ' earned - ' || la.points_consumed::text || ' consumed'
+        FROM ledger_accounts la
+        LEFT JOIN (SELECT account_id, sum(credited_points) AS points FROM daily_behavior_totals GROUP BY account_id) d
+          ON d.account_id = la.account_id
+        WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS'
+          AND la.balance <> coalesce(d.points, 0) - la.points_consumed
+        LIMIT :limit""",
+    "matured_earnings": """
+        SELECT la.account_id::text, la.earned_matured::text, coalesce(sum(d.credited_points), 0)::text
+        FROM ledger_accounts la
+        LEFT JOIN daily_behavior_totals d ON d.account_id = la.account_id AND d.local_date < la.matured_through
+        WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS' AND la.matured_through IS NOT NULL
+        GROUP BY la.account_id, la.earned_matured
+        HAVING la.earned_matured <> coalesce(sum(d.credited_points), 0)
+        LIMIT :limit""",
+    "daily_totals_match_records": """
+        SELECT t.account_id::text, t.behavior_code || ' ' || t.local_date::text,
+               t.credited_mg::text || '/' || t.credited_points::text || ' <> ' ||
+               coalesce(r.mg, 0)::text || '/' || coalesce(r.points, 0)::text
+        FROM daily_behavior_totals t
+        LEFT JOIN (SELECT account_id, behavior_code, local_date, sum(reduction_mg) AS mg, sum(points) AS points
+                   FROM behavior_records WHERE reversed_at IS NULL GROUP BY account_id, behavior_code, local_date) r
+          ON r.account_id = t.account_id AND r.behavior_code = t.behavior_code AND r.local_date = t.local_date
+        WHERE t.credited_mg <> coalesce(r.mg, 0) OR t.credited_points <> coalesce(r.points, 0)
+        LIMIT :limit""",
+    "reversals_match_records": """
+        SELECT r.id::text, r.external_id, CASE WHEN r.reversed_at IS NULL THEN 'reversal without mark'
+                                               ELSE 'mark without reversal' END
+        FROM behavior_records r
+        LEFT JOIN ledger_transactions t ON t.behavior_record_id = r.id AND t.kind = 'BEHAVIOR_REVERSAL'
+        WHERE (r.reversed_at IS NULL) <> (t.id IS NULL)
+        LIMIT :limit""",
+    "stock_matches_redemptions": """
+        SELECT w.id::text, w.code, w.stock_taken::text || ' <> ' || coalesce(sum(r.stock_units), 0)::text
+        FROM rewards w
+        LEFT JOIN redemptions r ON r.reward_id = w.id AND r.status = 'FULFILLED'
+        GROUP BY w.id, w.code, w.stock_taken
+        HAVING w.stock_taken <> coalesce(sum(r.stock_units), 0)
+        LIMIT :limit""",
+    "redemptions_match_transactions": """
+        SELECT r.id::text, r.status, count(t.id)::text || ' transactions'
+        FROM redemptions r
+        LEFT JOIN ledger_transactions t ON t.redemption_id = r.id
+        WHERE r.points > 0
+        GROUP BY r.id, r.status
+        HAVING count(t.id) FILTER (WHERE t.kind IN ('REDEMPTION', 'DONATION')) <> 1
+            OR count(t.id) FILTER (WHERE t.kind = 'REDEMPTION_CANCELLED') <> (CASE WHEN r.status = 'CANCELLED' THEN 1 ELSE 0 END)
+        LIMIT :limit""",
+    "project_balances_non_negative": """
+        SELECT id::text, code, balance::text FROM ledger_accounts
+        WHERE account_id IS NULL AND tracks_balance AND balance < 0 LIMIT :limit""",
 }
 
 

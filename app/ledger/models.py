@@ -52,7 +52,7 @@ class LedgerAccount(SQLModel, table=True):
         CheckConstraint("account_id IS NULL OR balance >= 0", name="citizen_balance_non_negative"),
         CheckConstraint("tracks_balance OR balance = 0", name="untracked_balance_zero"),
         CheckConstraint("unconverted_mg >= 0", name="unconverted_non_negative"),
-        CheckConstraint("points_consumed >= 0 AND earned_matured >= 0", name="lots_non_negative"),
+        CheckConstraint("points_consumed >= 0 AND earned_matured >= 0 AND points_owed >= 0", name="lots_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
     )
@@ -73,6 +73,9 @@ class LedgerAccount(SQLModel, table=True):
     points_consumed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     earned_matured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     matured_through: date | None = Field(default=None, sa_column=Column(Date))
+    # Points a reversal could not take back because they were already spent (the balance floor stays 0);
+    # a later cancellation of a redemption repays this first (ADR 0005).
+    points_owed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
@@ -80,6 +83,12 @@ class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
         Index("ix_ledger_transactions_activity", "tenant_id", "account_id", "occurred_at", "id"),
+        # A record is credited once and reversed at most once; a redemption is spent once and cancelled
+        # at most once: the database refuses a second one, whatever the code does.
+        Index("uq_ledger_transactions_record_kind", "tenant_id", "behavior_record_id", "kind", unique=True,
+              postgresql_where=text("behavior_record_id IS NOT NULL")),
+        Index("uq_ledger_transactions_redemption_kind", "tenant_id", "redemption_id", "kind", unique=True,
+              postgresql_where=text("redemption_id IS NOT NULL")),
         CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', "
                         "'REDEMPTION_CANCELLED', 'EXPIRY')", name="kind_known"),
         CheckConstraint("shortfall_points >= 0", name="shortfall_non_negative"),

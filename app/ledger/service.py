@@ -125,9 +125,8 @@ async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UU
     the lock adds no write of its own.
     """
     rows = await session.execute(text(
-        "SELECT la.id, la.account_id, la.asset, la.balance, la.unconverted_mg, la.points_consumed, la.earned_matured, "
-        "la.matured_through, a.status FROM ledger_accounts la JOIN accounts a ON a.id = la.account_id "
-        "WHERE la.tenant_id = :t AND la.account_id = ANY(:ids) ORDER BY la.id FOR UPDATE OF la"),
+        "SELECT id, account_id, asset, balance, unconverted_mg, points_consumed, earned_matured, matured_through, "
+        "points_owed FROM ledger_accounts WHERE tenant_id = :t AND account_id = ANY(:ids) ORDER BY id FOR UPDATE"),
         {"t": tenant_id, "ids": account_ids})
     return {(row[1], row[2]): CitizenLedger(*row) for row in rows.all()}
 
@@ -142,15 +141,17 @@ class CitizenLedger:
     points_consumed: int = 0
     earned_matured: int = 0
     matured_through: object = None
-    account_status: str = "ACTIVE"  # read with the lock (the accounts row itself is not locked)
+    points_owed: int = 0
 
 
 async def post(session: AsyncSession, transactions: list[NewTransaction], tracked: set[uuid.UUID],
-               carries: dict[uuid.UUID, int] | None = None, consumed: dict[uuid.UUID, int] | None = None) -> None:
+               carries: dict[uuid.UUID, int] | None = None, consumed: dict[uuid.UUID, int] | None = None,
+               owed: dict[uuid.UUID, int] | None = None, matured: dict[uuid.UUID, int] | None = None) -> None:
     """Append `transactions` and move the balances of the `tracked` ledger accounts they touch.
 
-    In the same statement, `carries` sets the conversion carry and `consumed` adds to the FIFO
-    consumption counter of (locked) citizen POINTS ledger accounts."""
+    In the same statement, on (locked) citizen POINTS ledger accounts: `carries` sets the conversion
+    carry; `consumed`, `owed` and `matured` add to the FIFO consumption counter, the reversal debt and
+    the matured earnings (ADR 0005)."""
     if not transactions:
         return
     for transaction in transactions:
@@ -190,17 +191,20 @@ async def post(session: AsyncSession, transactions: list[NewTransaction], tracke
     for _, posting in postings:
         if posting.ledger_account_id in tracked:
             deltas[posting.ledger_account_id] += posting.amount
-    carries, consumed = carries or {}, consumed or {}
-    changed = sorted({id_ for id_, delta in deltas.items() if delta} | set(carries) | set(consumed),
-                     key=lambda id_: id_.bytes)
+    carries, consumed, owed, matured = carries or {}, consumed or {}, owed or {}, matured or {}
+    changed = sorted({id_ for id_, delta in deltas.items() if delta} | set(carries) | set(consumed) | set(owed)
+                     | set(matured), key=lambda id_: id_.bytes)
     if changed:
         await session.execute(text("""
             UPDATE ledger_accounts la
             SET balance = la.balance + d.delta, unconverted_mg = coalesce(d.carry, la.unconverted_mg),
-                points_consumed = la.points_consumed + d.consumed
+                points_consumed = la.points_consumed + d.consumed, points_owed = la.points_owed + d.owed,
+                earned_matured = la.earned_matured + d.matured
             FROM unnest(CAST(:ids AS uuid[]), CAST(:deltas AS bigint[]), CAST(:carries AS bigint[]),
-                        CAST(:consumed AS bigint[])) AS d(id, delta, carry, consumed)
+                        CAST(:consumed AS bigint[]), CAST(:owed AS bigint[]), CAST(:matured AS bigint[]))
+                 AS d(id, delta, carry, consumed, owed, matured)
             WHERE la.id = d.id AND la.tracks_balance
         """), {"ids": changed, "deltas": [deltas.get(id_, 0) for id_ in changed],
                "carries": [carries.get(id_) for id_ in changed],
-               "consumed": [consumed.get(id_, 0) for id_ in changed]})
+               "consumed": [consumed.get(id_, 0) for id_ in changed], "owed": [owed.get(id_, 0) for id_ in changed],
+               "matured": [matured.get(id_, 0) for id_ in changed]})

@@ -33,7 +33,7 @@ class Redemption(SQLModel, table=True):
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
         ForeignKeyConstraint(["tenant_id", "reward_id"], ["rewards.tenant_id", "rewards.id"]),
         CheckConstraint("status IN ('FULFILLED', 'CANCELLED')", name="status_known"),
-        CheckConstraint("quantity > 0 AND points >= 0", name="amounts_valid"),
+        CheckConstraint("quantity > 0 AND points >= 0 AND stock_units >= 0", name="amounts_valid"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -45,6 +45,10 @@ class Redemption(SQLModel, table=True):
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
     status: str = Field(sa_column=Column(Text, nullable=False))
     voucher_code: str | None = Field(default=None, sa_column=Column(Text))
+    # What this redemption did, so a cancellation undoes exactly that whatever the item became since:
+    # units taken from the item's stock counter, and the ledger account the points went to.
+    stock_units: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    counterparty_ledger_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
     idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
     request_hash: str = Field(sa_column=Column(Text, nullable=False))
     by_client: str = Field(sa_column=Column(Text, nullable=False))

@@ -87,7 +87,7 @@ async def take_stock(session: AsyncSession, reward_id: uuid.UUID, quantity: int)
     return row.first() is not None
 
 
-async def count_donation(session: AsyncSession, reward_id: uuid.UUID, quantity: int) -> None:
+async def count_donation(session: AsyncSession, reward_id: uuid.UUID, quantity: int) -> None:  # noqa: D401
     """Unlimited donation projects count their units in `stock_taken` too (their running total of gifts)."""
     await session.execute(text("UPDATE rewards SET stock_taken = stock_taken + :q WHERE id = :id"),
                           {"id": reward_id, "q": quantity})
@@ -101,12 +101,14 @@ async def return_stock(session: AsyncSession, reward_id: uuid.UUID, quantity: in
 async def insert_redemption(session: AsyncSession, redemption: Redemption) -> None:
     await session.execute(text("""
         INSERT INTO redemptions (id, tenant_id, account_id, reward_id, kind, quantity, points, status, voucher_code,
-                                 idempotency_key, request_hash, by_client, created_at, cancellable_until)
+                                 idempotency_key, request_hash, by_client, created_at, cancellable_until, stock_units,
+                                 counterparty_ledger_id)
         VALUES (:id, :tenant_id, :account_id, :reward_id, :kind, :quantity, :points, :status, :voucher_code,
-                :idempotency_key, :request_hash, :by_client, :created_at, :cancellable_until)
+                :idempotency_key, :request_hash, :by_client, :created_at, :cancellable_until, :stock_units,
+                :counterparty_ledger_id)
     """), redemption.model_dump(include={"id", "tenant_id", "account_id", "reward_id", "kind", "quantity", "points",
                                           "status", "voucher_code", "idempotency_key", "request_hash", "by_client",
-                                          "created_at", "cancellable_until"}))
+                                          "created_at", "cancellable_until", "stock_units", "counterparty_ledger_id"}))
 
 
 async def insert_entitlement(session: AsyncSession, redemption: Redemption, reward: Reward, now: datetime) -> None:

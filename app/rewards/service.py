@@ -178,7 +178,10 @@ async def _redeem(session: AsyncSession, command: Redeem, now: datetime, timezon
         raise RewardError(first, field, _MESSAGES[first])
     if reward.stock_total is not None and not await repo.take_stock(session, reward.id, command.quantity):
         raise RewardError(Code.OUT_OF_STOCK, ["input", "quantity"], _MESSAGES[Code.OUT_OF_STOCK])
+    counted = reward.stock_total is not None or reward.kind == "DONATION"
     cost = reward.cost_points * command.quantity
+    if cost:
+        counterparty = counterparty or await _counterparty(session, tenant_id, reward)
     redemption = Redemption(
         tenant_id=tenant_id, account_id=account.id, reward_id=reward.id, kind=reward.kind,
         quantity=command.quantity, points=cost, status="FULFILLED",
@@ -187,6 +190,7 @@ async def _redeem(session: AsyncSession, command: Redeem, now: datetime, timezon
         created_at=now,
         cancellable_until=now + timedelta(hours=reward.cancellation_window_hours)
         if reward.cancellation_window_hours else None,
+        stock_units=command.quantity if counted else 0, counterparty_ledger_id=counterparty if cost else None,
     )
     await repo.insert_redemption(session, redemption)
     if reward.kind == "FINANCIAL_SERVICE":
@@ -194,7 +198,6 @@ async def _redeem(session: AsyncSession, command: Redeem, now: datetime, timezon
     if reward.kind == "DONATION" and reward.stock_total is None:
         await repo.count_donation(session, reward.id, command.quantity)
     if cost:
-        counterparty = counterparty or await _counterparty(session, tenant_id, reward)
         await ledger.post(session, [ledger.NewTransaction(
             tenant_id=tenant_id, kind="DONATION" if reward.kind == "DONATION" else "REDEMPTION",
             status="FULFILLED", occurred_at=now, account_id=account.id, points=-cost,
@@ -240,18 +243,25 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
     if redemption.cancellable_until is None or now > redemption.cancellable_until:
         raise RewardError(Code.CANCELLATION_WINDOW_CLOSED, ["input", "redemptionId"],
                           "this redemption can no longer be cancelled")
-    reward = await repo.reward(session, tenant_id, redemption.reward_id)
-    assert reward is not None
-    if reward.stock_total is not None or reward.kind == "DONATION":
-        await repo.return_stock(session, reward.id, redemption.quantity)
+    # Undo exactly what the redemption did, whatever the item has become since.
+    if redemption.stock_units:
+        await repo.return_stock(session, redemption.reward_id, redemption.stock_units)
     cancelled = await repo.mark_cancelled(session, redemption.id, now, reason)
     await repo.cancel_entitlements(session, redemption.id)
-    counterparty = await _counterparty(session, tenant_id, reward)
-    if redemption.points:
+    refund = redemption.points
+    repay = min(points_row.points_owed, refund)  # a reversal's unpaid shortfall is settled first
+    to_citizen = refund - repay
+    if refund:
+        system = await ledger.system_accounts(session, tenant_id)
+        postings = [ledger.Posting(redemption.counterparty_ledger_id, POINTS, -refund)]
+        if to_citizen:
+            postings.append(ledger.Posting(points_row.id, POINTS, to_citizen))
+        if repay:
+            postings.append(ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, repay))
         await ledger.post(session, [ledger.NewTransaction(
             tenant_id=tenant_id, kind="REDEMPTION_CANCELLED", status="CANCELLED", occurred_at=now,
-            account_id=redemption.account_id, points=redemption.points, redemption_id=redemption.id,
-            postings=[ledger.Posting(counterparty, POINTS, -redemption.points),
-                      ledger.Posting(points_row.id, POINTS, redemption.points)],
-        )], tracked={points_row.id, counterparty}, consumed={points_row.id: -redemption.points})
-    return Redeemed(redemption=cancelled, balance_points=points_row.balance + redemption.points, replayed=False)
+            account_id=redemption.account_id, points=to_citizen, redemption_id=redemption.id, postings=postings,
+        )], tracked={points_row.id, redemption.counterparty_ledger_id},
+            consumed={points_row.id: -to_citizen} if to_citizen else None,
+            owed={points_row.id: -repay} if repay else None)
+    return Redeemed(redemption=cancelled, balance_points=points_row.balance + to_citizen, replayed=False)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 09:04:46.942378
+Create Date: 2026-11-29 09:17:51.502463
 """
 from typing import Sequence, Union
 
@@ -218,10 +218,11 @@ def upgrade() -> None:
     sa.Column('points_consumed', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('earned_matured', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('matured_through', sa.Date(), nullable=True),
+    sa.Column('points_owed', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name='asset_known'),
     sa.CheckConstraint('account_id IS NULL OR balance >= 0', name='citizen_balance_non_negative'),
-    sa.CheckConstraint('points_consumed >= 0 AND earned_matured >= 0', name='lots_non_negative'),
+    sa.CheckConstraint('points_consumed >= 0 AND earned_matured >= 0 AND points_owed >= 0', name='lots_non_negative'),
     sa.CheckConstraint('tracks_balance OR balance = 0', name='untracked_balance_zero'),
     sa.CheckConstraint('unconverted_mg >= 0', name='unconverted_non_negative'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
@@ -309,6 +310,8 @@ def upgrade() -> None:
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('status', sa.Text(), nullable=False),
     sa.Column('voucher_code', sa.Text(), nullable=True),
+    sa.Column('stock_units', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('counterparty_ledger_id', sa.Uuid(), nullable=True),
     sa.Column('idempotency_key', sa.Text(), nullable=False),
     sa.Column('request_hash', sa.Text(), nullable=False),
     sa.Column('by_client', sa.Text(), nullable=False),
@@ -317,7 +320,7 @@ def upgrade() -> None:
     sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('cancel_reason', sa.Text(), nullable=True),
     sa.CheckConstraint("status IN ('FULFILLED', 'CANCELLED')", name='status_known'),
-    sa.CheckConstraint('quantity > 0 AND points >= 0', name='amounts_valid'),
+    sa.CheckConstraint('quantity > 0 AND points >= 0 AND stock_units >= 0', name='amounts_valid'),
     sa.ForeignKeyConstraint(['tenant_id', 'account_id'], ['accounts.tenant_id', 'accounts.id'], ),
     sa.ForeignKeyConstraint(['tenant_id', 'reward_id'], ['rewards.tenant_id', 'rewards.id'], ),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
@@ -370,6 +373,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'id')
     )
     op.create_index('ix_ledger_transactions_activity', 'ledger_transactions', ['tenant_id', 'account_id', 'occurred_at', 'id'], unique=False)
+    op.create_index('uq_ledger_transactions_record_kind', 'ledger_transactions', ['tenant_id', 'behavior_record_id', 'kind'], unique=True, postgresql_where=sa.text('behavior_record_id IS NOT NULL'))
+    op.create_index('uq_ledger_transactions_redemption_kind', 'ledger_transactions', ['tenant_id', 'redemption_id', 'kind'], unique=True, postgresql_where=sa.text('redemption_id IS NOT NULL'))
     op.create_table('ledger_postings',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -405,6 +410,8 @@ def downgrade() -> None:
     op.drop_index('ix_ledger_postings_transaction', table_name='ledger_postings')
     op.drop_index('ix_ledger_postings_account', table_name='ledger_postings')
     op.drop_table('ledger_postings')
+    op.drop_index('uq_ledger_transactions_redemption_kind', table_name='ledger_transactions', postgresql_where=sa.text('redemption_id IS NOT NULL'))
+    op.drop_index('uq_ledger_transactions_record_kind', table_name='ledger_transactions', postgresql_where=sa.text('behavior_record_id IS NOT NULL'))
     op.drop_index('ix_ledger_transactions_activity', table_name='ledger_transactions')
     op.drop_table('ledger_transactions')
     op.drop_index('ix_entitlements_sponsor', table_name='entitlements')
