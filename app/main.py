@@ -35,6 +35,52 @@ HTTP_LATENCY = Histogram("carbon_http_request_seconds", "HTTP request latency", 
 _KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
 
 
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1,000-record batch is about 250 KB
+
+
+class BodySizeLimit:
+    """HTTP 413 for a request body over `limit` bytes, before anything parses it (declared length or,
+    for chunked bodies, counted as it arrives)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = ('{"errors":[{"message":"request body over %d bytes","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}'
+                % self.limit).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class RequestContextMiddleware:
     """A request id on every log line (honouring a sane incoming `X-Request-ID`), one access log line
     per request, HTTP metrics. Logs the path only: query strings may carry personal data."""
@@ -120,5 +166,6 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -27,6 +34,11 @@ class Query(TenantQuery, AccountQuery, RewardQuery):
         return await resolve_node(info, id)
 
 
+MAX_TOKENS = 20_000
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+
+
 @strawberry.type
 class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations):
     pass
@@ -39,6 +51,11 @@ def build_schema() -> strawberry.Schema:
         types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent, Redemption, Entitlement],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[
+            # Basic request limits (a fuller cost analysis comes with the public-clients work): deep,
+            # alias-heavy or huge documents are refused before they run. Batches travel in variables.
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
