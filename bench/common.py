@@ -105,3 +105,37 @@ def running_server(target: DatabaseTarget):
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+class LightHttpClient:
+    """A minimal HTTP/1.1 keep-alive client (one connection) for load generation.
+
+    httpx spends about half a millisecond of CPU per request; on a 2-core machine shared with the
+    server and PostgreSQL the load generator would then be the bottleneck of the measurement. This one
+    writes the request bytes and reads `Content-Length` bodies, nothing else."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> LightHttpClient:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    async def post_json(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *(f"{key}: {value}" for key, value in headers.items()), "", ""]
+        self.writer.write("\r\n".join(head).encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import random
 import sys
 import time
@@ -27,13 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
 
 from app.cli import _registry  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from app.tenants.models import tenant_id_for  # noqa: E402
-from bench.common import app_connection, bench_database, make_accounts, running_server  # noqa: E402
+from bench.common import (  # noqa: E402
+    LightHttpClient,
+    app_connection,
+    bench_database,
+    make_accounts,
+    running_server,
+)
 
 RECORD = """mutation($input: RecordBehaviorsInput!) { recordBehaviors(input: $input) {
   results { externalId status code reductionGrams points } userErrors { code message } } }"""
@@ -134,23 +140,24 @@ async def run_raw(target, batches: list[list[dict]], clients: int) -> float:
 
 
 async def run_http(base_url: str, token: str, batches: list[list[dict]], clients: int) -> float:
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}"}
+    host, port = base_url.removeprefix("http://").split(":")
+    bodies = [json.dumps({"query": RECORD, "variables": {"input": {"records": batch}}}).encode() for batch in batches]
 
-    async def worker(http: httpx.AsyncClient, mine: list[list[dict]]) -> None:
-        for batch in mine:
-            response = await http.post("/graphql", json={"query": RECORD, "variables": {"input": {"records": batch}}},
-                                       headers=headers)
-            body = response.json()
-            if response.status_code != 200 or "errors" in body or body["data"]["recordBehaviors"]["userErrors"]:
-                raise RuntimeError(f"ingestion failed: {response.status_code} {str(body)[:500]}")
-            statuses = {r["status"] for r in body["data"]["recordBehaviors"]["results"]}
-            if not statuses <= {"CREDITED", "CAPPED"}:
-                raise RuntimeError(f"unexpected outcomes {statuses}")
+    async def worker(mine: list[bytes]) -> None:
+        async with LightHttpClient(host, int(port)) as http:
+            for body in mine:
+                status, raw = await http.post_json("/graphql", body, headers)
+                parsed = json.loads(raw)
+                if status != 200 or "errors" in parsed or parsed["data"]["recordBehaviors"]["userErrors"]:
+                    raise RuntimeError(f"ingestion failed: {status} {raw[:500]!r}")
+                statuses = {r["status"] for r in parsed["data"]["recordBehaviors"]["results"]}
+                if not statuses <= {"CREDITED", "CAPPED"}:
+                    raise RuntimeError(f"unexpected outcomes {statuses}")
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=120) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(http, batches[i::clients]) for i in range(clients)))
-        return sum(len(b) for b in batches) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(bodies[i::clients]) for i in range(clients)))
+    return sum(len(b) for b in batches) / (time.perf_counter() - started)
 
 
 def main() -> int:

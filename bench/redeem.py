@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import sys
 import time
 import uuid
@@ -20,13 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
 
 from app.cli import _registry  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from app.tenants.models import tenant_id_for  # noqa: E402
-from bench.common import app_connection, bench_database, make_accounts, running_server  # noqa: E402
+from bench.common import (  # noqa: E402
+    LightHttpClient,
+    app_connection,
+    bench_database,
+    make_accounts,
+    running_server,
+)
 
 REDEEM = """mutation($input: RedeemRewardInput!) { redeemReward(input: $input) {
   redemption { id status voucherCode } balance { amount } userErrors { code message } } }"""
@@ -118,24 +124,26 @@ async def run_raw(target, ledgers: list[list[uuid.UUID]], per_account: int, cost
 
 
 async def run_http(base_url: str, token: str, accounts: list[list[str]], reward: str, per_account: int) -> float:
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}"}
+    host, port = base_url.removeprefix("http://").split(":")
 
-    async def worker(http: httpx.AsyncClient, mine: list[str]) -> int:
+    async def worker(mine: list[str]) -> int:
         done = 0
-        for _ in range(per_account):
-            for account in mine:
-                response = await http.post("/graphql", headers=headers, json={"query": REDEEM, "variables": {"input": {
-                    "accountId": account, "rewardId": reward, "idempotencyKey": uuid.uuid4().hex}}})
-                payload = response.json()["data"]["redeemReward"]
-                if payload["userErrors"]:
-                    raise RuntimeError(f"redemption failed: {payload['userErrors']}")
-                done += 1
+        async with LightHttpClient(host, int(port)) as http:
+            for _ in range(per_account):
+                for account in mine:
+                    body = json.dumps({"query": REDEEM, "variables": {"input": {
+                        "accountId": account, "rewardId": reward, "idempotencyKey": uuid.uuid4().hex}}}).encode()
+                    status, raw = await http.post_json("/graphql", body, headers)
+                    payload = json.loads(raw)["data"]["redeemReward"]
+                    if status != 200 or payload["userErrors"]:
+                        raise RuntimeError(f"redemption failed: {status} {payload['userErrors']}")
+                    done += 1
         return done
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-        started = time.perf_counter()
-        counts = await asyncio.gather(*(worker(http, mine) for mine in accounts))
-        return sum(counts) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker(mine) for mine in accounts))
+    return sum(counts) / (time.perf_counter() - started)
 
 
 def main() -> int:

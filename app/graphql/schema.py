@@ -37,6 +37,11 @@ class Query(TenantQuery, AccountQuery, RewardQuery):
 MAX_TOKENS = 20_000
 MAX_DEPTH = 12
 MAX_ALIASES = 30
+EXTRA_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    OneMutationFieldPerOperation,
+]
 
 
 @strawberry.type
@@ -54,12 +59,12 @@ def build_schema() -> strawberry.Schema:
             # Basic request limits (a fuller cost analysis comes with the public-clients work): deep,
             # alias-heavy or huge documents are refused before they run. Batches travel in variables.
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            # The same rule classes every request, so the validation cache keeps hitting (limiter
+            # extensions built per request would make new rule classes and miss it every time).
+            lambda: AddValidationRules(EXTRA_RULES),
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
-            lambda: AddValidationRules([OneMutationFieldPerOperation]),
             OperationMetrics,
             UnitOfWork,
             MaskUnexpectedErrors,
