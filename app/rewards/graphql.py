@@ -20,7 +20,7 @@ from app.rewards import repository as repo
 from app.rewards import service
 from app.rewards.errors import RewardError
 from app.rewards.models import Redemption as RedemptionRow
-from app.tenants.graphql import EligibilityCheck, PointAmount, Reward, RewardErrorCodeEnum
+from app.tenants.graphql import PointAmount, Reward, RewardErrorCodeEnum
 
 
 

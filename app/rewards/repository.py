@@ -16,6 +16,19 @@ from app.rewards.models import Entitlement, Redemption
 from app.tenants.models import Reward
 
 
+REDEEM_SQL = (
+    "SELECT carbon_redeem(CAST(:tenant AS uuid), CAST(:account AS uuid), CAST(:reward AS uuid), "
+    "CAST(:quantity AS int), CAST(:key AS text), CAST(:hash AS text), CAST(:client AS text), "
+    "CAST(:now AS timestamptz), CAST(:timezone AS text), CAST(:voucher AS text), CAST(:redemption AS uuid), "
+    "CAST(:transaction AS uuid))"
+)
+
+
+async def redeem_in_database(session: AsyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    """One round trip: `carbon_redeem()` (migration 0002) locks, checks and writes; returns its verdict."""
+    return (await session.execute(text(REDEEM_SQL), params)).scalar_one()
+
+
 async def redemption_by_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) -> Redemption | None:
     row = (await session.execute(text("SELECT * FROM redemptions WHERE tenant_id = :t AND idempotency_key = :k"),
                                  {"t": tenant_id, "k": key})).mappings().first()

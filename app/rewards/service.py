@@ -10,7 +10,8 @@
 * No oversell: finite stock is taken with one guarded UPDATE (`stock_taken + q <= stock_total`); the
   item row is locked after the account rows, always in that order.
 * Everything (stock, postings, balance, FIFO consumption, redemption, entitlement) in the caller's
-  transaction; business failures raise RewardError before anything is written.
+  transaction, in one statement: `carbon_redeem()` (migration 0002) is the write path, so a trusted
+  document can run it in one round trip too; business failures write nothing.
 
 `cancel` reverses a redemption within the item's cancellation window with reversing postings; the
 redemption row is marked CANCELLED, nothing is deleted or edited in the ledger.
@@ -27,9 +28,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.behaviors.rules.calendar import local_date, zone
 from app.ledger import service as ledger
-from app.ledger.models import CONTRIBUTION, POINTS
+from app.ledger.models import POINTS
 from app.rewards import repository as repo
 from app.rewards.errors import RewardError, RewardErrorCode as Code
 from app.rewards.models import Redemption
@@ -78,11 +78,6 @@ def period_start(period: str, today: date) -> date | None:
     return None
 
 
-@dataclass(frozen=True)
-class Eligibility:
-    codes: list[Code]
-
-
 def check_eligibility(reward: Reward, *, kind: str, status: str, contribution_mg: int, balance: int,
                       already_taken: int, quantity: int, now: datetime) -> list[Code]:
     """Every reason the account cannot take `quantity` of `reward` now (empty: it can). Pure."""
@@ -112,114 +107,63 @@ _MESSAGES = {
     Code.LIMIT_REACHED: "the account reached the item's limit for this period",
     Code.OUT_OF_STOCK: "not enough stock left",
     Code.INSUFFICIENT_POINTS: "not enough points",
+    Code.ACCOUNT_NOT_FOUND: "no such account in this city",
+    Code.IDEMPOTENCY_CONFLICT: "this idempotencyKey was used for a different request",
 }
 
 
-async def redeem(session: AsyncSession, command: Redeem, now: datetime, *, timezone: str) -> Redeemed:
-    """Redeem, or replay the first result of this idempotency key. `timezone` is the tenant's (limit
-    periods are local). Does not commit; writes nothing when it raises RewardError."""
+def redeem_params(command: Redeem, now: datetime, timezone: str) -> dict[str, object]:
+    """The arguments of `carbon_redeem()` for a validated command (fresh ids and voucher each call)."""
+    return {"tenant": command.tenant_id, "account": command.account_id, "reward": command.reward_id,
+            "quantity": command.quantity, "key": command.idempotency_key, "hash": request_hash(command),
+            "client": command.by_client, "now": now, "timezone": timezone, "voucher": voucher_code(),
+            "redemption": uuid.uuid4(), "transaction": uuid.uuid4()}
+
+
+def validate(command: Redeem) -> None:
     if not 0 < command.quantity <= MAX_QUANTITY:
         raise RewardError(Code.INVALID_QUANTITY, ["input", "quantity"], f"quantity must be 1 to {MAX_QUANTITY}")
     if not 0 < len(command.idempotency_key) <= MAX_KEY:
         raise RewardError(Code.INVALID_IDEMPOTENCY_KEY, ["input", "idempotencyKey"],
                           f"idempotencyKey must have 1 to {MAX_KEY} characters")
+    if command.account_id is None:
+        raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
+    if command.reward_id is None:
+        raise RewardError(Code.REWARD_UNAVAILABLE, ["input", "rewardId"], "no such item in this city")
+
+
+_FIELDS = {Code.ACCOUNT_NOT_FOUND: "accountId", Code.ACCOUNT_FROZEN: "accountId", Code.ACCOUNT_CLOSED: "accountId",
+           Code.IDEMPOTENCY_CONFLICT: "idempotencyKey", Code.LIMIT_REACHED: "quantity", Code.OUT_OF_STOCK: "quantity"}
+
+
+def verdict_error(verdict: dict[str, object]) -> RewardError | None:
+    """The RewardError a `carbon_redeem()` verdict stands for, or None for a fulfilled redemption."""
+    if "error" not in verdict:
+        return None
+    code = Code(verdict["error"])
+    return RewardError(code, ["input", _FIELDS.get(code, "rewardId")], _MESSAGES[code])
+
+
+async def redeem(session: AsyncSession, command: Redeem, now: datetime, *, timezone: str) -> Redeemed:
+    """Redeem, or replay the first result of this idempotency key. `timezone` is the tenant's (limit
+    periods are local). One statement does the work (`carbon_redeem()`, migration 0002); it writes nothing
+    when it returns an error. A race on the key with another account fails the unique index and is
+    retried in a savepoint, which then sees the winner. Does not commit."""
+    validate(command)
     for attempt in range(3):
         try:
             async with session.begin_nested():
-                return await _redeem(session, command, now, timezone)
+                verdict = await repo.redeem_in_database(session, redeem_params(command, now, timezone))
+            break
         except IntegrityError:
             if attempt == 2:  # pragma: no cover - three concurrent losers in a row
                 raise
-    raise AssertionError("unreachable")
-
-
-async def _replay(session: AsyncSession, command: Redeem, existing: Redemption) -> Redeemed:
-    if existing.request_hash != request_hash(command):
-        raise RewardError(Code.IDEMPOTENCY_CONFLICT, ["input", "idempotencyKey"],
-                          "this idempotencyKey was used for a different request")
-    balance = await repo.points_balance(session, existing.account_id)
-    return Redeemed(redemption=existing, balance_points=balance, replayed=True)
-
-
-def _not_found() -> RewardError:
-    return RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
-
-
-async def _redeem(session: AsyncSession, command: Redeem, now: datetime, timezone: str) -> Redeemed:
-    tenant_id = command.tenant_id
-    if command.account_id is None:
-        raise _not_found()
-    # The per-account lock first: replays of one key for one account serialise here, then see each other.
-    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, [command.account_id])
-    if not ledgers:
-        raise _not_found()
-    existing = await repo.redemption_by_key(session, tenant_id, command.idempotency_key)
-    if existing is not None:
-        return await _replay(session, command, existing)
-    found = await repo.reward_with_counterparty(session, tenant_id, command.reward_id) if command.reward_id else None
-    if found is None:
-        raise RewardError(Code.REWARD_UNAVAILABLE, ["input", "rewardId"], "no such item in this city")
-    reward, counterparty = found
-    start = period_start(reward.limit_period, local_date(now, timezone))
-    held = await repo.account_and_taken(session, tenant_id, command.account_id, reward.id,
-                                        _local_midnight(start, timezone) if start else None)
-    if held is None:
-        raise _not_found()
-    account, taken = held
-    points_row, contribution_row = ledgers[(account.id, POINTS)], ledgers[(account.id, CONTRIBUTION)]
-    reasons = check_eligibility(reward, kind=account.kind, status=account.status,
-                                contribution_mg=contribution_row.balance, balance=points_row.balance,
-                                already_taken=taken, quantity=command.quantity, now=now)
-    if reasons:
-        first = reasons[0]
-        field = ["input", "accountId"] if first in (Code.ACCOUNT_FROZEN, Code.ACCOUNT_CLOSED) else ["input", "rewardId"]
-        if first in (Code.LIMIT_REACHED, Code.OUT_OF_STOCK):
-            field = ["input", "quantity"]
-        raise RewardError(first, field, _MESSAGES[first])
-    if reward.stock_total is not None and not await repo.take_stock(session, reward.id, command.quantity):
-        raise RewardError(Code.OUT_OF_STOCK, ["input", "quantity"], _MESSAGES[Code.OUT_OF_STOCK])
-    counted = reward.stock_total is not None or reward.kind == "DONATION"
-    cost = reward.cost_points * command.quantity
-    if cost:
-        counterparty = counterparty or await _counterparty(session, tenant_id, reward)
-    redemption = Redemption(
-        tenant_id=tenant_id, account_id=account.id, reward_id=reward.id, kind=reward.kind,
-        quantity=command.quantity, points=cost, status="FULFILLED",
-        voucher_code=voucher_code() if reward.kind == "REWARD" else None,
-        idempotency_key=command.idempotency_key, request_hash=request_hash(command), by_client=command.by_client,
-        created_at=now,
-        cancellable_until=now + timedelta(hours=reward.cancellation_window_hours)
-        if reward.cancellation_window_hours else None,
-        stock_units=command.quantity if counted else 0, counterparty_ledger_id=counterparty if cost else None,
-    )
-    await repo.insert_redemption(session, redemption)
-    if reward.kind == "FINANCIAL_SERVICE":
-        await repo.insert_entitlement(session, redemption, reward, now)
-    if reward.kind == "DONATION" and reward.stock_total is None:
-        await repo.count_donation(session, reward.id, command.quantity)
-    if cost:
-        await ledger.post(session, [ledger.NewTransaction(
-            tenant_id=tenant_id, kind="DONATION" if reward.kind == "DONATION" else "REDEMPTION",
-            status="FULFILLED", occurred_at=now, account_id=account.id, points=-cost,
-            redemption_id=redemption.id,
-            postings=[ledger.Posting(points_row.id, POINTS, -cost), ledger.Posting(counterparty, POINTS, cost)],
-        )], tracked={points_row.id, counterparty}, consumed={points_row.id: cost})
-    return Redeemed(redemption=redemption, balance_points=points_row.balance - cost, replayed=False)
-
-
-async def _counterparty(session: AsyncSession, tenant_id: uuid.UUID, reward: Reward) -> uuid.UUID:
-    system = await ledger.system_accounts(session, tenant_id)
-    if reward.kind == "DONATION":
-        code = ledger.donation_account_code(reward.code)
-        if (code, POINTS) not in system:
-            await ledger.ensure_donation_account(session, tenant_id, reward.code)
-            system = await ledger.system_accounts(session, tenant_id)
-        return system[(code, POINTS)]
-    return system[(ledger.REDEMPTIONS, POINTS)]
-
-
-def _local_midnight(day: date, timezone: str) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=zone(timezone))
+    error = verdict_error(verdict)
+    if error is not None:
+        raise error
+    redemption = await repo.redemption(session, command.tenant_id, uuid.UUID(str(verdict["redemption_id"])))
+    assert redemption is not None
+    return Redeemed(redemption=redemption, balance_points=int(verdict["balance"]), replayed=bool(verdict["replayed"]))
 
 
 async def cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID | None, by_client: str,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 import tomllib
 from datetime import datetime
 from decimal import Decimal

@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from app.db.server import asyncpg_dsn
 from app.db.session import TenantScope
-from app.ledger.invariants import verify_all_tenants
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.ledger.service import NewTransaction, Posting, UnbalancedTransaction
 from app.tenants.models import tenant_id_for

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.db.session import TenantScope
 from app.ledger.expiry import add_months, cutoff, expire_tenant
 from app.tenants.models import tenant_id_for
 from tests.factories import consenting_account, earn, local_time, make_reward, record, redeem, submit
