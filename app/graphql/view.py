@@ -16,9 +16,11 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from app.accounts.hashing import HolderHasher
+from app.auth.principals import Principal
 from app.auth.tokens import AuthenticationError, ClientRegistry
 from app.db.session import Database
 from app.graphql.context import Context, negotiate_language
+from app.graphql.trusted import DOCUMENTS, requested_hash, run_fast_path
 
 
 class GraphQLView(GraphQL):
@@ -37,6 +39,24 @@ class GraphQLView(GraphQL):
             hasher=self.hasher,
             language=negotiate_language(request.headers.get("accept-language")),
         )
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+def _replay(body: bytes) -> Receive:
+    """A `receive` that hands the (already read) body to the next app once."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def unauthenticated(message: str) -> Response:
@@ -68,4 +88,31 @@ class AuthenticatedGraphQL:
                     await unauthenticated(str(error))(scope, receive, send)
                     return
                 scope.setdefault("state", {})["principal"] = principal
+                if request.method == "POST" and "json" in request.headers.get("content-type", ""):
+                    receive = await self._trusted(request, principal, scope, send)
+                    if receive is None:
+                        return
         await self.view(scope, receive, send)
+
+    async def _trusted(self, request: Request, principal: Principal, scope: Scope, send: Send) -> Receive | None:
+        """Serve a trusted document by hash (fast path, or its text through full execution). Returns the
+        `receive` for strawberry, or None when the response has been sent."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        document_hash = requested_hash(body) if isinstance(body, dict) else None
+        if document_hash is not None:
+            document = DOCUMENTS.get(document_hash)
+            if document is None:
+                await _json({"errors": [{"message": "PersistedQueryNotFound: no trusted document has this hash",
+                                         "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}, 200)(scope, _replay(b""), send)
+                return None
+            variables = body.get("variables") or {}
+            answer = await run_fast_path(document, self.view.database, principal, variables) if isinstance(variables, dict) else None
+            if answer is not None:
+                await _json(answer, 200)(scope, _replay(b""), send)
+                return None
+            raw = json.dumps(body | {"query": document.text}).encode()
+        return _replay(raw)

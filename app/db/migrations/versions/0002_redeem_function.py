@@ -42,14 +42,15 @@ DECLARE
     v_tracked boolean;
 BEGIN
     -- The per-account lock (ADR 0004): the account's ledger rows, in id order, before anything is read.
-    PERFORM 1 FROM ledger_accounts WHERE tenant_id = p_tenant AND account_id = p_account ORDER BY id FOR UPDATE;
-    SELECT id, balance INTO v_points_id, v_points_balance FROM ledger_accounts
-     WHERE tenant_id = p_tenant AND account_id = p_account AND asset = 'POINTS';
-    IF NOT FOUND THEN
+    SELECT max(l.id::text) FILTER (WHERE l.asset = 'POINTS')::uuid,
+           max(l.balance) FILTER (WHERE l.asset = 'POINTS'),
+           max(l.balance) FILTER (WHERE l.asset = 'CONTRIBUTION_MG')
+      INTO v_points_id, v_points_balance, v_contribution
+      FROM (SELECT id, asset, balance FROM ledger_accounts WHERE tenant_id = p_tenant AND account_id = p_account
+            ORDER BY id FOR UPDATE) l;
+    IF v_points_id IS NULL THEN
         RETURN jsonb_build_object('error', 'ACCOUNT_NOT_FOUND');
     END IF;
-    SELECT balance INTO v_contribution FROM ledger_accounts
-     WHERE tenant_id = p_tenant AND account_id = p_account AND asset = 'CONTRIBUTION_MG';
 
     SELECT id, request_hash, account_id, status, voucher_code INTO v_existing FROM redemptions
      WHERE tenant_id = p_tenant AND idempotency_key = p_key;
@@ -72,9 +73,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN jsonb_build_object('error', 'REWARD_UNAVAILABLE');
     END IF;
-    SELECT status, kind INTO v_status, v_kind FROM accounts WHERE tenant_id = p_tenant AND id = p_account;
-
-    -- Units held in the item's limit period, in the tenant's local calendar (ISO weeks).
+    -- Units held in the item's limit period, in the tenant's local calendar (ISO weeks); only counted
+    -- for items with a limit.
     v_start := CASE v_reward.limit_period
         WHEN 'DAY' THEN date_trunc('day', p_now AT TIME ZONE p_timezone)
         WHEN 'WEEK' THEN date_trunc('week', p_now AT TIME ZONE p_timezone)
@@ -82,9 +82,13 @@ BEGIN
         WHEN 'YEAR' THEN date_trunc('year', p_now AT TIME ZONE p_timezone)
     END;
     v_since := v_start AT TIME ZONE p_timezone;
-    SELECT coalesce(sum(quantity), 0) INTO v_taken FROM redemptions
-     WHERE tenant_id = p_tenant AND account_id = p_account AND reward_id = p_reward AND status = 'FULFILLED'
-       AND (v_since IS NULL OR created_at >= v_since);
+    SELECT a.status, a.kind,
+           CASE WHEN v_reward.per_account_limit IS NULL THEN 0 ELSE (
+               SELECT coalesce(sum(r.quantity), 0) FROM redemptions r
+                WHERE r.tenant_id = p_tenant AND r.account_id = p_account AND r.reward_id = p_reward
+                  AND r.status = 'FULFILLED' AND (v_since IS NULL OR r.created_at >= v_since)) END
+      INTO v_status, v_kind, v_taken
+      FROM accounts a WHERE a.tenant_id = p_tenant AND a.id = p_account;
 
     v_cost := v_reward.cost_points * p_quantity;
     v_code := CASE
@@ -163,10 +167,39 @@ $fn$
 """
 
 
+# For trusted documents served in one round trip: scope, configuration in force and redemption in a
+# single call. Each statement inside runs after the scope is set (a CTE in the caller's statement
+# could not promise that: row-level security may read the setting before the CTE runs).
+SCOPED = r"""
+CREATE OR REPLACE FUNCTION carbon_redeem_in_tenant(
+    p_tenant uuid, p_account uuid, p_reward uuid, p_quantity int, p_key text, p_hash text, p_client text,
+    p_now timestamptz, p_voucher text, p_redemption uuid, p_transaction uuid
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+DECLARE
+    v_timezone text;
+    v_decimals int;
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+    SELECT timezone, unit_decimals INTO v_timezone, v_decimals FROM tenant_config_versions
+     WHERE tenant_id = p_tenant AND effective_from <= p_now ORDER BY effective_from DESC, version DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN carbon_redeem(p_tenant, p_account, p_reward, p_quantity, p_key, p_hash, p_client, p_now, v_timezone,
+                         p_voucher, p_redemption, p_transaction) || jsonb_build_object('decimals', v_decimals);
+END
+$fn$
+"""
+
+
 def upgrade() -> None:
     op.execute(FUNCTION)
+    op.execute(SCOPED)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS carbon_redeem_in_tenant(uuid, uuid, uuid, int, text, text, text, timestamptz, "
+               "text, uuid, uuid)")
     op.execute("DROP FUNCTION IF EXISTS carbon_redeem(uuid, uuid, uuid, int, text, text, text, timestamptz, text, "
                "text, uuid, uuid)")
