@@ -105,8 +105,11 @@ class Database:
         if isinstance(self.bind, AsyncConnection):
             raw = (await self.bind.get_raw_connection()).driver_connection
             async with raw.transaction():
-                await raw.execute("SELECT set_config('role', 'none', true)")  # as a pooled connection would be
-                return await raw.fetchval(sql, *args)
+                await raw.execute("SELECT set_config('role', 'none', true), set_config('app.tenant_id', '', true)")
+                result = await raw.fetchval(sql, *args)
+            # Leave the test's transaction unscoped, as a fresh pooled connection would be.
+            await raw.execute("SELECT set_config('app.tenant_id', '', true)")
+            return result
         if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
@@ -115,8 +118,10 @@ class Database:
                     from app.db.server import asyncpg_dsn
 
                     _, kwargs = asyncpg_dsn(self.bind.url.render_as_string(hide_password=False))
-                    self._pool = await asyncpg.create_pool(min_size=0, max_size=self.bind.pool.size(), **kwargs)
-        async with self._pool.acquire() as connection:
+                    self._pool = await asyncpg.create_pool(
+                        min_size=0, max_size=self.bind.pool.size(), timeout=10, command_timeout=30,
+                        server_settings={"application_name": "carbon-inclusive-fast"}, **kwargs)
+        async with self._pool.acquire(timeout=30) as connection:
             return await connection.fetchval(sql, *args)
 
     async def dispose(self) -> None:

@@ -27,13 +27,16 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.principals import Principal
 from app.db.session import Database
-from app.graphql.extensions import GRAPHQL_LATENCY, GRAPHQL_REQUESTS
+from app.graphql.extensions import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 from app.graphql.ids import try_global_id
+from app.logs import get_logger
 from app.rewards import service as rewards
 from app.rewards.errors import RewardError
 from app.tenants.config import Role
 
 DOCUMENTS_DIR = Path(__file__).resolve().parent / "documents"
+_ROOT_FIELDS = {"RedeemReward": "redeemReward"}
+log = get_logger("app.trusted")
 FastPath = Callable[[Database, Principal, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -158,7 +161,13 @@ async def run_fast_path(document: TrustedDocument, database: Database, principal
     if document.fast_path is None:
         return None
     started = datetime.now(UTC)
-    result = await document.fast_path(database, principal, variables)
+    try:
+        result = await document.fast_path(database, principal, variables)
+    except Exception as error:  # as full execution: logged by type, answered without details
+        log.error("fast_path_failed", document=document.name, error=type(error).__name__)
+        GRAPHQL_ERRORS.labels(document.name, "mutation", "INTERNAL").inc()
+        return {"data": None, "errors": [{"message": "Unexpected error.", "path": [_ROOT_FIELDS[document.name]],
+                                          "extensions": {"code": "INTERNAL"}}]}
     if result is not None:
         GRAPHQL_REQUESTS.labels(document.name, "mutation").inc()
         GRAPHQL_LATENCY.labels(document.name, "mutation").observe((datetime.now(UTC) - started).total_seconds())

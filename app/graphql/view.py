@@ -88,7 +88,8 @@ class AuthenticatedGraphQL:
                     await unauthenticated(str(error))(scope, receive, send)
                     return
                 scope.setdefault("state", {})["principal"] = principal
-                if request.method == "POST" and "json" in request.headers.get("content-type", ""):
+                media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if request.method == "POST" and media_type == "application/json":
                     receive = await self._trusted(request, principal, scope, send)
                     if receive is None:
                         return
@@ -110,7 +111,9 @@ class AuthenticatedGraphQL:
                                          "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}, 200)(scope, _replay(b""), send)
                 return None
             variables = body.get("variables") or {}
-            answer = await run_fast_path(document, self.view.database, principal, variables) if isinstance(variables, dict) else None
+            operation = body.get("operationName")
+            answer = (await run_fast_path(document, self.view.database, principal, variables)
+                      if isinstance(variables, dict) and operation in (None, document.name) else None)
             if answer is not None:
                 await _json(answer, 200)(scope, _replay(b""), send)
                 return None

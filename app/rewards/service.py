@@ -123,9 +123,9 @@ def redeem_params(command: Redeem, now: datetime, timezone: str) -> dict[str, ob
 def validate(command: Redeem) -> None:
     if not 0 < command.quantity <= MAX_QUANTITY:
         raise RewardError(Code.INVALID_QUANTITY, ["input", "quantity"], f"quantity must be 1 to {MAX_QUANTITY}")
-    if not 0 < len(command.idempotency_key) <= MAX_KEY:
+    if not 0 < len(command.idempotency_key) <= MAX_KEY or "\x00" in command.idempotency_key:
         raise RewardError(Code.INVALID_IDEMPOTENCY_KEY, ["input", "idempotencyKey"],
-                          f"idempotencyKey must have 1 to {MAX_KEY} characters")
+                          f"idempotencyKey must have 1 to {MAX_KEY} characters (no NUL)")
     if command.account_id is None:
         raise RewardError(Code.ACCOUNT_NOT_FOUND, ["input", "accountId"], "no such account in this city")
     if command.reward_id is None:
@@ -141,7 +141,8 @@ def verdict_error(verdict: dict[str, object]) -> RewardError | None:
     if "error" not in verdict:
         return None
     code = Code(verdict["error"])
-    return RewardError(code, ["input", _FIELDS.get(code, "rewardId")], _MESSAGES[code])
+    message = "no such item in this city" if verdict.get("reason") == "NOT_FOUND" else _MESSAGES[code]
+    return RewardError(code, ["input", _FIELDS.get(code, "rewardId")], message)
 
 
 async def redeem(session: AsyncSession, command: Redeem, now: datetime, *, timezone: str) -> Redeemed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from app.graphql.ids import to_global_id
 from app.graphql.trusted import DOCUMENTS, document_hash
 from tests.factories import consenting_account, earn, make_reward
 
@@ -104,3 +105,43 @@ async def test_unknown_hash_is_refused(api) -> None:
     response = await api.http.post("/graphql", json={"documentId": "sha256:" + "0" * 64, "variables": {}},
                                    headers=api.headers("wuhan-app"))
     assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_fast_path_edges_answer_like_full_execution(api, database, monkeypatch) -> None:
+    account_id = await consenting_account(api)
+    await earn(api, account_id, 80)
+    reward_id = await make_reward(database, cost=1)
+    body = {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}", "variables": _input(account_id, reward_id),
+            "operationName": "SomethingElse"}
+    wrong_operation = await api.http.post("/graphql", json=body, headers=api.headers("wuhan-app"))
+    assert wrong_operation.status_code == 400 and "Unknown operation" in wrong_operation.text
+    text_json = await api.http.post("/graphql", content=__import__("json").dumps(
+        {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}", "variables": _input(account_id, reward_id)}),
+        headers=api.headers("wuhan-app") | {"content-type": "text/json"})
+    assert text_json.status_code >= 400
+    nul = await _by_hash(api, _input(account_id, reward_id, idempotencyKey="x\u0000"))
+    assert nul["data"]["redeemReward"]["userErrors"][0]["code"] == "INVALID_IDEMPOTENCY_KEY"
+    missing = await _by_hash(api, _input(account_id, to_global_id("Reward", uuid.uuid4())))
+    full_missing = await _by_text(api, _input(account_id, to_global_id("Reward", uuid.uuid4())))
+    assert missing == full_missing
+    assert missing["data"]["redeemReward"]["userErrors"][0]["message"] == "no such item in this city"
+    assert await _balance_of(api, account_id) == "80", "none of these may have redeemed"
+
+    from app.db.session import Database
+
+    async def broken(self, sql, *args):
+        raise RuntimeError("connection refused, secret detail")
+
+    monkeypatch.setattr(Database, "fetchval", broken)
+    response = await api.http.post("/graphql", json={"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}",
+                                                     "variables": _input(account_id, reward_id)},
+                                   headers=api.headers("wuhan-app"))
+    assert response.status_code == 200 and "secret" not in response.text
+    assert response.json() == {"data": None, "errors": [{"message": "Unexpected error.", "path": ["redeemReward"],
+                                                         "extensions": {"code": "INTERNAL"}}]}
+
+
+async def _balance_of(api, account_id: str) -> str:
+    data = await api.query('query($id: ID!) { account(id: $id) { balance { amount } } }', as_="wuhan-app",
+                           variables={"id": account_id})
+    return data["account"]["balance"]["amount"]

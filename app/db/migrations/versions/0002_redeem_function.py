@@ -71,7 +71,7 @@ BEGIN
            AND la.code = CASE WHEN r.kind = 'DONATION' THEN 'donation:' || r.code ELSE 'redemptions' END
      WHERE r.tenant_id = p_tenant AND r.id = p_reward;
     IF NOT FOUND THEN
-        RETURN jsonb_build_object('error', 'REWARD_UNAVAILABLE');
+        RETURN jsonb_build_object('error', 'REWARD_UNAVAILABLE', 'reason', 'NOT_FOUND');
     END IF;
     -- Units held in the item's limit period, in the tenant's local calendar (ISO weeks); only counted
     -- for items with a limit.
@@ -180,6 +180,10 @@ DECLARE
     v_timezone text;
     v_decimals int;
 BEGIN
+    -- Never re-scope a transaction that already has another tenant (a request's transaction).
+    IF coalesce(current_setting('app.tenant_id', true), '') NOT IN ('', p_tenant::text) THEN
+        RAISE EXCEPTION 'carbon_redeem_in_tenant: the transaction is scoped to another tenant';
+    END IF;
     PERFORM set_config('app.tenant_id', p_tenant::text, true);
     SELECT timezone, unit_decimals INTO v_timezone, v_decimals FROM tenant_config_versions
      WHERE tenant_id = p_tenant AND effective_from <= p_now ORDER BY effective_from DESC, version DESC LIMIT 1;
