@@ -8,6 +8,7 @@ request is ever seen by another.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -144,24 +145,31 @@ class Loaders:
             return [found.get(key) for key in keys]
         return DataLoader(load_fn=load)
 
-    @cached_property
-    def activity_pages(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list[dict[str, Any]]]:
-        """Keyed by (account, tenant, page request): accounts asking the same page share one statement."""
-        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> list[list[dict[str, Any]]]:
+    def _account_pages(self, fetch: Callable[[uuid.UUID, list[uuid.UUID], Any], Awaitable[dict[uuid.UUID, list]]]
+                       ) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list]:
+        """A loader keyed by (account, tenant, page request): accounts asking the same page of the same
+        tenant share one statement (`fetch(tenant, accounts, page)`, which returns rows per account)."""
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> list[list]:
             groups: dict[tuple[uuid.UUID, Any], list[uuid.UUID]] = {}
             for account_id, tenant_id, page in keys:
                 groups.setdefault((tenant_id, page), []).append(account_id)
-            results: dict[tuple[uuid.UUID, uuid.UUID, Any], list[dict[str, Any]]] = {}
+            results: dict[tuple[uuid.UUID, uuid.UUID, Any], list] = {}
             for (tenant_id, page), account_ids in groups.items():
-                found = await accounts_repository.activity_pages(
-                    self._session(), tenant_id, account_ids, after=page.after, before=page.before,
-                    limit=page.size + 1, backwards=page.backwards)
+                found = await fetch(tenant_id, account_ids, page)
                 for account_id in account_ids:
-                    rows = sorted(found.get(account_id, []), key=lambda row: (row["occurred_at"], row["id"]),
-                                  reverse=not page.backwards)
-                    results[(account_id, tenant_id, page)] = rows
+                    results[(account_id, tenant_id, page)] = found.get(account_id, [])
             return [results[key] for key in keys]
         return DataLoader(load_fn=load)
+
+    @cached_property
+    def activity_pages(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list[dict[str, Any]]]:
+        async def fetch(tenant_id: uuid.UUID, account_ids: list[uuid.UUID], page: Any) -> dict[uuid.UUID, list]:
+            found = await accounts_repository.activity_pages(
+                self._session(), tenant_id, account_ids, after=page.after, before=page.before,
+                limit=page.size + 1, backwards=page.backwards)
+            return {account_id: sorted(rows, key=lambda row: (row["occurred_at"], row["id"]),
+                                       reverse=not page.backwards) for account_id, rows in found.items()}
+        return self._account_pages(fetch)
 
 
     @cached_property
@@ -180,19 +188,10 @@ class Loaders:
 
     @cached_property
     def redemption_pages(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list[Any]]:
-        """Keyed by (account, tenant, page request): accounts asking the same page share one statement."""
-        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, Any]]) -> list[list[Any]]:
-            groups: dict[tuple[uuid.UUID, Any], list[uuid.UUID]] = {}
-            for account_id, tenant_id, page in keys:
-                groups.setdefault((tenant_id, page), []).append(account_id)
-            results: dict[tuple[uuid.UUID, uuid.UUID, Any], list[Any]] = {}
-            for (tenant_id, page), account_ids in groups.items():
-                found = await rewards_repository.redemption_pages(self._session(), tenant_id, account_ids,
-                                                                  after=page.after, limit=page.size + 1)
-                for account_id in account_ids:
-                    results[(account_id, tenant_id, page)] = found.get(account_id, [])
-            return [results[key] for key in keys]
-        return DataLoader(load_fn=load)
+        async def fetch(tenant_id: uuid.UUID, account_ids: list[uuid.UUID], page: Any) -> dict[uuid.UUID, list]:
+            return await rewards_repository.redemption_pages(self._session(), tenant_id, account_ids,
+                                                             after=page.after, limit=page.size + 1)
+        return self._account_pages(fetch)
 
     @cached_property
     def taken_since(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, datetime | None], int]:
