@@ -1,0 +1,48 @@
+"""Every root field declares who may call it (a field added without a permission fails here).
+
+The exhaustive walk of every field as every role against own and foreign objects comes with the
+public-clients work; this is its foundation: the declared matrix below must equal the code's."""
+
+from __future__ import annotations
+
+from app.graphql.schema import schema
+
+ALL = {"CITY_APP", "PARTNER", "TENANT_ADMIN", "REGULATOR"}
+DECLARED = {
+    "Query.tenants": ALL,
+    "Query.tenant": ALL,
+    "Query.node": ALL,
+    "Query.account": {"CITY_APP", "TENANT_ADMIN"},
+    "Query.entitlements": {"PARTNER"},
+    "Mutation.openAccount": {"CITY_APP"},
+    "Mutation.linkBankAccount": {"CITY_APP"},
+    "Mutation.freezeAccount": {"CITY_APP", "TENANT_ADMIN"},
+    "Mutation.unfreezeAccount": {"CITY_APP", "TENANT_ADMIN"},
+    "Mutation.closeAccount": {"CITY_APP", "TENANT_ADMIN"},
+    "Mutation.grantConsent": {"CITY_APP"},
+    "Mutation.revokeConsent": {"CITY_APP"},
+    "Mutation.recordBehaviors": {"PARTNER"},
+    "Mutation.redeemReward": {"CITY_APP"},
+    "Mutation.cancelRedemption": {"CITY_APP"},
+    "Mutation.reverseBehaviorRecord": {"TENANT_ADMIN"},
+}
+
+
+def _root_fields() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for type_name in ("Query", "Mutation"):
+        definition = schema.get_type_by_name(type_name)
+        for field in definition.fields:
+            roles: set[str] = set()
+            for permission in field.permission_classes:
+                roles |= {role.value for role in getattr(permission, "roles", ())}
+            name = field.graphql_name or schema.config.name_converter.get_graphql_name(field)
+            found[f"{type_name}.{name}"] = roles
+    return found
+
+
+def test_every_root_field_declares_its_roles() -> None:
+    found = _root_fields()
+    undeclared = sorted(name for name, roles in found.items() if not roles)
+    assert undeclared == [], f"root fields without a permission class: {undeclared}"
+    assert found == DECLARED
