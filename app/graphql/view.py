@@ -99,6 +99,8 @@ class AuthenticatedGraphQL:
         """Serve a trusted document by hash (fast path, or its text through full execution). Returns the
         `receive` for strawberry, or None when the response has been sent."""
         raw = await request.body()
+        if b"documentId" not in raw and b"persistedQuery" not in raw:
+            return _replay(raw)  # an ordinary request: strawberry parses it (once)
         try:
             body = json.loads(raw)
         except ValueError:
