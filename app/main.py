@@ -22,7 +22,7 @@ from app.accounts.hashing import HolderHasher, load_holder_hasher
 from app.auth.tokens import ClientRegistry
 from app.db.migrate import head_revision
 from app.db.session import Database
-from app.graphql.schema import schema
+from app.graphql.schema import build_schema, schema
 from app.graphql.view import AuthenticatedGraphQL, GraphQLView
 from app.ledger.expiry import periodic_expiry
 from app.logs import get_logger
@@ -140,7 +140,8 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    view = GraphQLView(schema, database=database, hasher=hasher or load_holder_hasher(settings),
+    served = schema if settings.introspection else build_schema(introspection=False)
+    view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
                        graphiql=settings.graphiql)
     graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql)
 

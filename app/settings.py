@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     token_max_lifetime_seconds: int = Field(default=90 * 24 * 3600, ge=60)
 
     graphiql: bool = True
+    introspection: bool = True
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).
     expiry_interval_seconds: float = Field(default=3600, ge=0)
     # `serve` loads the configuration files at start-up (development default). In production, publish

@@ -36,3 +36,20 @@ async def test_token_limit(api) -> None:
     query = "{ tenants { " + " ".join(["slug"] * 25_000) + " } }"
     body = (await api.post(query, as_="wuhan-app")).json()
     assert body["errors"] and "token" in body["errors"][0]["message"].lower()
+
+
+async def test_introspection_and_graphiql_can_be_switched_off(settings, database, registry) -> None:
+    from httpx import ASGITransport, AsyncClient
+
+    from app.main import create_app
+    from tests.conftest import Api
+
+    closed = settings.model_copy(update={"introspection": False, "graphiql": False})
+    app = create_app(closed, database=database, registry=registry)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
+        api = Api(http=http, registry=registry)
+        body = (await api.post("{ __schema { types { name } } }", as_="wuhan-app")).json()
+        assert body["errors"] and "introspection" in body["errors"][0]["message"].lower()
+        assert (await api.query("{ __typename tenants { slug } }", as_="wuhan-app"))["tenants"] == [{"slug": "wuhan"}]
+        page = await http.get("/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 401 and "graphiql" not in page.text.lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -49,7 +50,10 @@ class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMut
     pass
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    """The schema; without introspection for production deployments that want it off
+    (`CARBON_INTROSPECTION=false`)."""
+    rules = EXTRA_RULES if introspection else [*EXTRA_RULES, NoSchemaIntrospectionCustomRule]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
@@ -61,7 +65,7 @@ def build_schema() -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             # The same rule classes every request, so the validation cache keeps hitting (limiter
             # extensions built per request would make new rule classes and miss it every time).
-            lambda: AddValidationRules(EXTRA_RULES),
+            lambda: AddValidationRules(rules),
             # Fresh extension instances per request; strawberry keeps the LRU caches module-wide.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
