@@ -1,0 +1,65 @@
+"""Every root field, called as every role: exactly the declared roles get past the permission check.
+
+(Objects of another tenant are covered per domain: null / ACCOUNT_NOT_FOUND / RECORD_NOT_FOUND tests.
+The exhaustive generated matrix over own and foreign objects is part of the public-clients work.)"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.auth.test_permissions_declared import DECLARED
+from tests.factories import consenting_account, local_time, make_reward, record, submit
+
+CLIENT_OF_ROLE = {"CITY_APP": "wuhan-app", "PARTNER": "wuhan-tong", "TENANT_ADMIN": "wuhan-admin",
+                  "REGULATOR": "regulator"}
+
+
+async def _documents(api, database) -> dict[str, tuple[str, dict]]:
+    account_id = await consenting_account(api)
+    recorded = await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])
+    reward_id = await make_reward(database, cost=0)
+    return {
+        "Query.tenants": ("{ tenants { slug } }", {}),
+        "Query.tenant": ('{ tenant(slug: "wuhan") { slug } }', {}),
+        "Query.node": ("query($id: ID!) { node(id: $id) { id } }", {"id": reward_id}),
+        "Query.account": ("query($id: ID!) { account(id: $id) { id } }", {"id": account_id}),
+        "Query.entitlements": ("{ entitlements(first: 1) { edges { cursor } } }", {}),
+        "Mutation.openAccount": ("""mutation($h: String!) { openAccount(input: {tenant: "wuhan", holderRef: $h,
+            kind: GUEST, acceptedAgreement: true}) { userErrors { code } } }""", {"h": uuid.uuid4().hex}),
+        "Mutation.linkBankAccount": ("""mutation($id: ID!) { linkBankAccount(input: {accountId: $id,
+            bankAccountRef: "6222020200001111"}) { userErrors { code } } }""", {"id": account_id}),
+        "Mutation.freezeAccount": ("mutation($id: ID!) { freezeAccount(input: {accountId: $id}) { userErrors { code } } }",
+                                   {"id": account_id}),
+        "Mutation.unfreezeAccount": ("mutation($id: ID!) { unfreezeAccount(input: {accountId: $id}) { userErrors { code } } }",
+                                     {"id": account_id}),
+        "Mutation.closeAccount": ("mutation($id: ID!) { closeAccount(input: {accountId: $id}) { userErrors { code } } }",
+                                  {"id": account_id}),
+        "Mutation.grantConsent": ("""mutation($id: ID!) { grantConsent(input: {accountId: $id, provider: "hankou-bank",
+            categories: [LIFE]}) { userErrors { code } } }""", {"id": account_id}),
+        "Mutation.revokeConsent": ("""mutation($id: ID!) { revokeConsent(input: {accountId: $id, provider: "hankou-bank"})
+            { userErrors { code } } }""", {"id": account_id}),
+        "Mutation.recordBehaviors": ("""mutation($r: [BehaviorRecordInput!]!) { recordBehaviors(input: {records: $r})
+            { results { status } } }""", {"r": [record(account_id, "subway", 1, local_time(1))]}),
+        "Mutation.redeemReward": ("""mutation($a: ID!, $r: ID!, $k: String!) { redeemReward(input: {accountId: $a,
+            rewardId: $r, idempotencyKey: $k}) { userErrors { code } } }""",
+                                  {"a": account_id, "r": reward_id, "k": uuid.uuid4().hex}),
+        "Mutation.cancelRedemption": ("""mutation { cancelRedemption(input: {redemptionId: "UmVkZW1wdGlvbjox"})
+            { userErrors { code } } }""", {}),
+        "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
+            reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
+    }
+
+
+@pytest.mark.parametrize("role", sorted(CLIENT_OF_ROLE))
+async def test_each_role_reaches_exactly_its_declared_fields(api, database, role) -> None:
+    documents = await _documents(api, database)
+    assert set(documents) == set(DECLARED), "a root field has no sample operation in this walk"
+    for field, (document, variables) in documents.items():
+        body = (await api.post(document, as_=CLIENT_OF_ROLE[role], variables=variables)).json()
+        codes = [error.get("extensions", {}).get("code") for error in body.get("errors", [])]
+        if role in DECLARED[field]:
+            assert "FORBIDDEN" not in codes and "INTERNAL" not in codes, (field, role, body)
+        else:
+            assert codes and codes[0] == "FORBIDDEN", (field, role, body)
