@@ -53,3 +53,19 @@ async def test_introspection_and_graphiql_can_be_switched_off(settings, database
         assert (await api.query("{ __typename tenants { slug } }", as_="wuhan-app"))["tenants"] == [{"slug": "wuhan"}]
         page = await http.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 401 and "graphiql" not in page.text.lower()
+
+
+async def test_nul_characters_are_refused_up_front(api) -> None:
+    from tests.factories import RECORD, consenting_account, local_time, record
+
+    account_id = await consenting_account(api)
+    for document, variables in (
+        ('query($s: String!) { tenant(slug: $s) { slug } }', {"s": "wu\u0000han"}),
+        (RECORD, {"input": {"records": [record(account_id, "bus", 1, local_time(1), "ext\u0000id")]}}),
+    ):
+        response = await api.post(document, as_="wuhan-app", variables=variables)
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    response = await api.http.get("/graphql", params={"query": '{ tenant(slug: "a\u0000") { slug } }'},
+                                  headers=api.headers("wuhan-app") | {"accept": "application/json"})
+    assert response.status_code == 400
