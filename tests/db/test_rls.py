@@ -115,3 +115,31 @@ async def test_settings_do_not_leak_between_transactions(database_target) -> Non
         assert await connection.fetchval("SELECT count(*) FROM rewards") == 0
     finally:
         await connection.close()
+
+
+async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database) -> None:
+    """Bypassing the resolvers: as the app role scoped to Beijing, no statement sees or changes Wuhan."""
+    from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
+
+    account_id = await consenting_account(api)  # Wuhan rows in the personal tables too
+    await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
+                                     record(account_id, "teleport", 1, local_time(1))])
+    await redeem(api, account_id, await make_reward(database, cost=1))
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        wuhan_rows = {table: (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
+                      for table in metadata.tables}
+    assert all(count > 0 for table, count in wuhan_rows.items() if table != "entitlements"), wuhan_rows
+    async with database.transaction(TenantScope.for_tenant(BEIJING)) as session:
+        for table in metadata.tables:
+            key = "id" if table == "tenants" else "tenant_id"
+            seen = (await session.execute(text(f"SELECT count(*) FROM {table} WHERE {key} = :w"), {"w": WUHAN})).scalar()
+            assert seen == 0, table
+            try:
+                async with session.begin_nested():
+                    changed = await session.execute(text(f"UPDATE {table} SET {key} = {key} WHERE {key} = :w"),
+                                                    {"w": WUHAN})
+                    assert changed.rowcount == 0, table
+            except AssertionError:
+                raise
+            except Exception as error:  # append-only tables: no UPDATE grant at all
+                assert "permission denied" in str(error), (table, error)
