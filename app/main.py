@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.accounts.hashing import HolderHasher, load_holder_hasher
+from app.auth.ratelimit import RateLimiter
 from app.auth.tokens import ClientRegistry
 from app.db.migrate import head_revision
 from app.db.session import Database
@@ -143,7 +144,9 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
     served = schema if settings.introspection else build_schema(introspection=False)
     view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
                        graphiql=settings.graphiql)
-    graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql)
+    limiter = (RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
+               if settings.rate_limit_per_second > 0 else None)
+    graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql, limiter=limiter)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     graphiql: bool = True
     introspection: bool = True
+    # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
+    rate_limit_per_second: float = Field(default=200, ge=0)
+    rate_limit_burst: float = Field(default=400, ge=1)
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).
     expiry_interval_seconds: float = Field(default=3600, ge=0)
     # `serve` loads the configuration files at start-up (development default). In production, publish

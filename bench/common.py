@@ -82,7 +82,7 @@ def running_server(target: DatabaseTarget):
     env = {key: value for key, value in os.environ.items() if not key.startswith("CARBON_")}
     env |= {"CARBON_DATABASE_URL": target.owner_url, "CARBON_APP_DATABASE_URL": target.app_url,
             "CARBON_PORT": str(port), "CARBON_LOG_LEVEL": "WARNING", "CARBON_SEED_ON_START": "false",
-            "CARBON_POOL_SIZE": "8"}
+            "CARBON_POOL_SIZE": "8", "CARBON_RATE_LIMIT_PER_SECOND": "0"}
     process = subprocess.Popen([str(Path(sys.executable).parent / "carbon-inclusive"), "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -29,7 +29,9 @@ TEST_DATA_DIR = PROJECT_ROOT / ".data" / "test-postgres"
 
 
 def make_test_settings() -> Settings:
-    return Settings(environment="test", config_dir=PROJECT_ROOT / "config", data_dir=TEST_DATA_DIR)
+    # No rate limit by default: concurrency tests fire hundreds of requests at once (the limiter has its own tests).
+    return Settings(environment="test", config_dir=PROJECT_ROOT / "config", data_dir=TEST_DATA_DIR,
+                    rate_limit_per_second=0)
 
 
 @pytest.fixture(scope="session")

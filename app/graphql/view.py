@@ -17,6 +17,7 @@ from strawberry.asgi import GraphQL
 
 from app.accounts.hashing import HolderHasher
 from app.auth.principals import Principal
+from app.auth.ratelimit import RateLimiter, retry_after_header
 from app.auth.tokens import AuthenticationError, ClientRegistry
 from app.db.session import Database
 from app.graphql.context import Context, negotiate_language
@@ -39,6 +40,13 @@ class GraphQLView(GraphQL):
             hasher=self.hasher,
             language=negotiate_language(request.headers.get("accept-language")),
         )
+
+
+def _rate_limited(wait: float) -> Response:
+    response = _json({"errors": [{"message": "too many requests from this client; retry later",
+                                  "extensions": {"code": "RATE_LIMITED"}}]}, 429)
+    response.headers["Retry-After"] = retry_after_header(wait)
+    return response
 
 
 def _nul_refused() -> Response:
@@ -76,10 +84,12 @@ def unauthenticated(message: str) -> Response:
 class AuthenticatedGraphQL:
     """ASGI app: authenticate, then hand over to the strawberry view."""
 
-    def __init__(self, view: GraphQLView, registry: ClientRegistry, *, graphiql: bool) -> None:
+    def __init__(self, view: GraphQLView, registry: ClientRegistry, *, graphiql: bool,
+                 limiter: RateLimiter | None = None) -> None:
         self.view = view
         self.registry = registry
         self.graphiql = graphiql
+        self.limiter = limiter
 
     def _is_ide_page(self, request: Request) -> bool:
         return self.graphiql and self.view.should_render_graphql_ide(request)  # type: ignore[arg-type]
@@ -94,6 +104,10 @@ class AuthenticatedGraphQL:
                     await unauthenticated(str(error))(scope, receive, send)
                     return
                 scope.setdefault("state", {})["principal"] = principal
+                wait = self.limiter.acquire(principal.client.slug) if self.limiter else 0.0
+                if wait:
+                    await _rate_limited(wait)(scope, receive, send)
+                    return
                 if b"%00" in scope.get("query_string", b""):
                     await _nul_refused()(scope, receive, send)
                     return

@@ -69,3 +69,34 @@ async def test_get_query_without_token_is_401(api) -> None:
 def test_issue_refuses_unknown_clients(registry) -> None:
     with pytest.raises(KeyError, match="unknown client"):
         registry.issue("nobody")
+
+
+def test_token_bucket_allows_bursts_then_asks_to_wait() -> None:
+    from app.auth.ratelimit import RateLimiter, retry_after_header
+
+    now = [100.0]
+    limiter = RateLimiter(rate=2, burst=3, clock=lambda: now[0])
+    assert [limiter.acquire("a") for _ in range(3)] == [0, 0, 0]
+    wait = limiter.acquire("a")
+    assert wait == 0.5 and retry_after_header(wait) == "1"
+    assert limiter.acquire("b") == 0, "clients have their own buckets"
+    now[0] += 0.5
+    assert limiter.acquire("a") == 0
+
+
+async def test_over_the_limit_is_429_with_retry_after(settings, database, registry) -> None:
+    from httpx import ASGITransport, AsyncClient
+
+    from app.main import create_app
+
+    limited = settings.model_copy(update={"rate_limit_per_second": 1, "rate_limit_burst": 2})
+    app = create_app(limited, database=database, registry=registry)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
+        headers = {"authorization": f"Bearer {registry.issue('wuhan-app', 60)}"}
+        statuses = [(await http.post("/graphql", json=QUERY, headers=headers)).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        refused = await http.post("/graphql", json=QUERY, headers=headers)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        other = {"authorization": f"Bearer {registry.issue('beijing-app', 60)}"}
+        assert (await http.post("/graphql", json=QUERY, headers=other)).status_code == 200
