@@ -69,3 +69,21 @@ async def test_nul_characters_are_refused_up_front(api) -> None:
     response = await api.http.get("/graphql", params={"query": '{ tenant(slug: "a\u0000") { slug } }'},
                                   headers=api.headers("wuhan-app") | {"accept": "application/json"})
     assert response.status_code == 400
+
+
+async def test_query_cost_is_reported_and_enforced_per_role(api) -> None:
+    response = await api.post('{ tenant(slug: "wuhan") { slug rewards(first: 10) { edges { node { id name } } } } }',
+                              as_="wuhan-app")
+    # tenant 1 + slug 1 + rewards 1 + 10 × (edges 1 + node 1 + id 1 + name 1)
+    assert response.json()["extensions"]["cost"] == {"requestedQueryCost": 43, "budget": 5000}
+    variables = {"n": 100}
+    page = """rewards(first: $n) { edges { node { id name description kind code
+        cost { amount minorUnits unit { name singular decimals gramsPerPoint } } remainingStock totalStock
+        perAccountLimit limitPeriod validFrom validTo cancellationWindowHours eligibility { bankLinkedOnly
+        minContributionGrams } sponsor { id slug name kind description } } cursor } }"""
+    expensive = "query($n: Int) { tenants { a: %s b: %s c: %s } }" % (page, page, page)  # ~10,000
+    refused = (await api.post(expensive, as_="wuhan-app", variables=variables)).json()
+    assert refused["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+    assert refused.get("data") is None
+    allowed = (await api.post(expensive, as_="regulator", variables=variables)).json()
+    assert "errors" not in allowed and allowed["extensions"]["cost"]["budget"] == 20000

@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from app.graphql.context import Context
+from app.graphql.cost import QueryCost
 from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
@@ -71,6 +72,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=1024),
             OperationMetrics,
             UnitOfWork,
+            QueryCost,
             MaskUnexpectedErrors,
         ],
     )

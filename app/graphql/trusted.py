@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.principals import Principal
 from app.db.session import Database
+from app.graphql.cost import BUDGETS
 from app.graphql.extensions import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 from app.graphql.ids import try_global_id
 from app.logs import get_logger
@@ -46,6 +47,7 @@ class TrustedDocument:
     text: str
     sha256: str
     fast_path: FastPath | None = None
+    cost: int = 0  # static cost (app.graphql.cost); fixed for a trusted document
 
 
 def document_hash(text: str) -> str:
@@ -142,12 +144,18 @@ def _unique_violation(error: Exception) -> bool:
 
 
 def _load() -> dict[str, TrustedDocument]:
+    from graphql import parse
+
+    from app.graphql.cost import operation_cost
+    from app.graphql.schema import schema
+
     fast_paths: dict[str, FastPath] = {"RedeemReward": redeem_fast_path}
     documents = {}
     for path in sorted(DOCUMENTS_DIR.glob("*.graphql")):
         text = path.read_text(encoding="utf-8")
         document = TrustedDocument(name=path.stem, text=text, sha256=document_hash(text),
-                                   fast_path=fast_paths.get(path.stem))
+                                   fast_path=fast_paths.get(path.stem),
+                                   cost=operation_cost(schema._schema, parse(text), None, {}))
         documents[document.sha256] = document
     return documents
 
@@ -166,9 +174,10 @@ async def run_fast_path(document: TrustedDocument, database: Database, principal
     except Exception as error:  # as full execution: logged by type, answered without details
         log.error("fast_path_failed", document=document.name, error=type(error).__name__)
         GRAPHQL_ERRORS.labels(document.name, "mutation", "INTERNAL").inc()
-        return {"data": None, "errors": [{"message": "Unexpected error.", "path": [_ROOT_FIELDS[document.name]],
-                                          "extensions": {"code": "INTERNAL"}}]}
-    if result is not None:
+        result = {"data": None, "errors": [{"message": "Unexpected error.", "path": [_ROOT_FIELDS[document.name]],
+                                            "extensions": {"code": "INTERNAL"}}]}
+    if result is not None:  # the same extensions as full execution reports
+        result["extensions"] = {"cost": {"requestedQueryCost": document.cost, "budget": BUDGETS[principal.role]}}
         GRAPHQL_REQUESTS.labels(document.name, "mutation").inc()
         GRAPHQL_LATENCY.labels(document.name, "mutation").observe((datetime.now(UTC) - started).total_seconds())
     return result

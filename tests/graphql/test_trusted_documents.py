@@ -140,7 +140,8 @@ async def test_fast_path_edges_answer_like_full_execution(api, database, monkeyp
                                    headers=api.headers("wuhan-app"))
     assert response.status_code == 200 and "secret" not in response.text
     assert response.json() == {"data": None, "errors": [{"message": "Unexpected error.", "path": ["redeemReward"],
-                                                         "extensions": {"code": "INTERNAL"}}]}
+                                                         "extensions": {"code": "INTERNAL"}}],
+                               "extensions": {"cost": {"requestedQueryCost": REDEEM_DOCUMENT.cost, "budget": 5000}}}
 
 
 async def _balance_of(api, account_id: str) -> str:

@@ -1,0 +1,114 @@
+"""Static query cost, checked against a budget per role before execution; reported in `extensions.cost`.
+
+Cost model: every field costs 1 (introspection fields 0); a connection's children count `first`/`last`
+times (the argument's literal or variable value; 20 when absent — the default page size; at most 100);
+each root mutation field costs 10 more. Computed from the parsed document and variables alone, before
+any resolver runs, so an over-budget request does no work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+)
+from graphql import ExecutionResult as GraphQLExecutionResult
+from strawberry.extensions import SchemaExtension
+
+from app.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.tenants.config import Role
+
+MUTATION_COST = 10
+BUDGETS = {Role.CITY_APP: 5_000, Role.PARTNER: 5_000, Role.TENANT_ADMIN: 10_000, Role.REGULATOR: 20_000}
+
+
+def _page_size(node: FieldNode, variables: dict[str, Any]) -> int:
+    for argument in node.arguments or ():
+        if argument.name.value in ("first", "last"):
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                return max(0, min(int(value.value), MAX_PAGE_SIZE))
+            if isinstance(value, VariableNode) and isinstance(variables.get(value.name.value), int):
+                return max(0, min(variables[value.name.value], MAX_PAGE_SIZE))
+    return DEFAULT_PAGE_SIZE
+
+
+def _cost(schema: GraphQLSchema, selection_set: SelectionSetNode, parent: Any,
+          fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any], seen: frozenset[str]) -> int:
+    total = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            name = selection.name.value
+            if name.startswith("__"):
+                continue
+            field = getattr(parent, "fields", {}).get(name)
+            if field is None:
+                continue
+            named = get_named_type(field.type)
+            children = (_cost(schema, selection.selection_set, named, fragments, variables, seen)
+                        if selection.selection_set else 0)
+            multiplier = _page_size(selection, variables) if named.name.endswith("Connection") else 1
+            total += 1 + multiplier * children
+        elif isinstance(selection, InlineFragmentNode):
+            target = schema.get_type(selection.type_condition.name.value) if selection.type_condition else parent
+            total += _cost(schema, selection.selection_set, target, fragments, variables, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None and fragment.name.value not in seen:
+                total += _cost(schema, fragment.selection_set, schema.get_type(fragment.type_condition.name.value),
+                               fragments, variables, seen | {fragment.name.value})
+    return total
+
+
+def operation_cost(schema: GraphQLSchema, document: Any, operation_name: str | None,
+                   variables: dict[str, Any]) -> int:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    operation = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
+                     None)
+    if operation is None:
+        return 0
+    root = schema.get_root_type(operation.operation)
+    cost = _cost(schema, operation.selection_set, root, fragments, variables, frozenset())
+    if operation.operation is OperationType.MUTATION:
+        cost += MUTATION_COST * sum(1 for s in operation.selection_set.selections if isinstance(s, FieldNode))
+    return cost
+
+
+class QueryCost(SchemaExtension):
+    """Refuse an operation over its role's budget (COST_LIMIT_EXCEEDED) and report the cost."""
+
+    def __init__(self) -> None:
+        self.cost: int | None = None
+        self.budget: int | None = None
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        principal = getattr(context.context, "principal", None)
+        if principal is not None and context.graphql_document is not None:
+            self.cost = operation_cost(context.schema._schema, context.graphql_document, context.operation_name,
+                                       context.variables or {})
+            self.budget = BUDGETS[principal.role]
+            if self.cost > self.budget:
+                context.result = GraphQLExecutionResult(data=None, errors=[GraphQLError(
+                    f"query cost {self.cost} exceeds this client's budget of {self.budget}; ask for smaller pages",
+                    extensions={"code": "COST_LIMIT_EXCEEDED", "cost": self.cost, "budget": self.budget})])
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        if self.cost is None:
+            return {}
+        return {"cost": {"requestedQueryCost": self.cost, "budget": self.budget}}
