@@ -55,20 +55,46 @@ async def test_introspection_and_graphiql_can_be_switched_off(settings, database
         assert page.status_code == 401 and "graphiql" not in page.text.lower()
 
 
-async def test_nul_characters_are_refused_up_front(api) -> None:
+async def test_nul_characters_are_refused_before_execution(api) -> None:
     from tests.factories import RECORD, consenting_account, local_time, record
 
     account_id = await consenting_account(api)
-    for document, variables in (
+    cases = [
         ('query($s: String!) { tenant(slug: $s) { slug } }', {"s": "wu\u0000han"}),
+        ('{ tenant(slug: "wu\\u{0}han") { slug } }', None),  # GraphQL's own escape
         (RECORD, {"input": {"records": [record(account_id, "bus", 1, local_time(1), "ext\u0000id")]}}),
-    ):
-        response = await api.post(document, as_="wuhan-app", variables=variables)
-        assert response.status_code == 400
-        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    response = await api.http.get("/graphql", params={"query": '{ tenant(slug: "a\u0000") { slug } }'},
+    ]
+    for document, variables in cases:
+        body = (await api.post(document, as_="wuhan-app", variables=variables)).json()
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert body.get("data") is None
+    response = await api.http.get("/graphql", params={"query": "query($s: String!) { tenant(slug: $s) { slug } }",
+                                                      "variables": '{"s": "a\\u0000"}'},
                                   headers=api.headers("wuhan-app") | {"accept": "application/json"})
-    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    literal = await api.query('query($s: String!) { tenant(slug: $s) { slug } }', as_="wuhan-app",
+                              variables={"s": "a\\u0000"})  # the six characters \u0000, not a NUL
+    assert literal == {"tenant": None}
+
+
+async def test_refused_requests_do_no_database_work(api, monkeypatch) -> None:
+    from app.graphql import extensions
+
+    calls = []
+    real = extensions.apply_scope
+
+    async def spy(*args, **kwargs):
+        calls.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(extensions, "apply_scope", spy)
+    page = "rewards(first: 100) { edges { node { id name description kind code } } }"
+    expensive = "{ tenants { a: %s b: %s c: %s } }" % (page, page, page)
+    body = (await api.post(expensive, as_="wuhan-app")).json()
+    assert body["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+    assert calls == []
+    await api.query("{ tenants { slug } }", as_="wuhan-app")
+    assert calls == [1]
 
 
 async def test_query_cost_is_reported_and_enforced_per_role(api) -> None:
@@ -76,14 +102,21 @@ async def test_query_cost_is_reported_and_enforced_per_role(api) -> None:
                               as_="wuhan-app")
     # tenant 1 + slug 1 + rewards 1 + 10 × (edges 1 + node 1 + id 1 + name 1)
     assert response.json()["extensions"]["cost"] == {"requestedQueryCost": 43, "budget": 5000}
+    listed = await api.post("{ tenants { issuers { slug name } } }", as_="regulator")
+    assert listed.json()["extensions"]["cost"]["requestedQueryCost"] == 1 + 10 * (1 + 10 * 2)
     variables = {"n": 100}
     page = """rewards(first: $n) { edges { node { id name description kind code
         cost { amount minorUnits unit { name singular decimals gramsPerPoint } } remainingStock totalStock
         perAccountLimit limitPeriod validFrom validTo cancellationWindowHours eligibility { bankLinkedOnly
         minContributionGrams } sponsor { id slug name kind description } } cursor } }"""
-    expensive = "query($n: Int) { tenants { a: %s b: %s c: %s } }" % (page, page, page)  # ~10,000
+    expensive = "query($n: Int) { tenant(slug: \"wuhan\") { a: %s b: %s } }" % (page, page)
     refused = (await api.post(expensive, as_="wuhan-app", variables=variables)).json()
     assert refused["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
     assert refused.get("data") is None
     allowed = (await api.post(expensive, as_="regulator", variables=variables)).json()
-    assert "errors" not in allowed and allowed["extensions"]["cost"]["budget"] == 20000
+    assert "errors" not in allowed and allowed["extensions"]["cost"]["budget"] == 50000
+    defaulted = "query($n: Int = 100) { tenant(slug: \"wuhan\") { a: %s b: %s } }" % (page, page)
+    assert (await api.post(defaulted, as_="wuhan-app")).json()["errors"][0]["extensions"]["code"] == \
+        "COST_LIMIT_EXCEEDED"
+    assert (await api.post(expensive, as_="wuhan-app", variables={"n": 100.0})).json()["errors"][0][
+        "extensions"]["code"] == "COST_LIMIT_EXCEEDED"

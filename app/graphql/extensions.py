@@ -35,8 +35,13 @@ class UnitOfWork(SchemaExtension):
     committing the transaction are logged and reported as a bare `Unexpected error.`.
     """
 
-    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        """Around execution only: a request refused before it (parse, validation, cost, NUL) never
+        touches the database."""
         context: Context = self.execution_context.context
+        if self.execution_context.result is not None:  # refused by an earlier extension: nothing to run
+            yield
+            return
         async with context.database.sessionmaker() as session:
             try:
                 transaction = await session.begin()
@@ -138,3 +143,41 @@ class MaskUnexpectedErrors(MaskErrors):
 def _unexpected(error: GraphQLError) -> bool:
     original = error.original_error
     return original is not None and not isinstance(original, GraphQLError)
+
+
+def strings_in(value: object):  # type: ignore[no-untyped-def]
+    """Every string inside a JSON-like value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings_in(item)
+
+
+class RefuseNul(SchemaExtension):
+    """PostgreSQL text cannot hold NUL: a string with one (in the document or the variables, however it
+    was escaped) is refused with BAD_USER_INPUT before execution, instead of failing in the database."""
+
+    def on_execute(self):  # type: ignore[no-untyped-def, override]
+        from graphql import ExecutionResult as GraphQLExecutionResult
+        from graphql import StringValueNode, visit
+        from graphql.language import Visitor
+
+        context = self.execution_context
+        found = any("\x00" in text for text in strings_in(context.variables or {}))
+        if not found and context.graphql_document is not None:
+            hits: list[bool] = []
+
+            class _Find(Visitor):
+                def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+                    hits.append("\x00" in node.value)
+
+            visit(context.graphql_document, _Find())
+            found = any(hits)
+        if found and context.result is None:
+            context.result = GraphQLExecutionResult(data=None, errors=[GraphQLError(
+                "strings must not contain NUL (\\u0000) characters", extensions={"code": "BAD_USER_INPUT"})])
+        yield

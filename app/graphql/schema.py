@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
-from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, UnitOfWork
+from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
@@ -71,8 +71,10 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
             OperationMetrics,
-            UnitOfWork,
+            # Before the unit of work: what they refuse never opens a transaction.
+            RefuseNul,
             QueryCost,
+            UnitOfWork,
             MaskUnexpectedErrors,
         ],
     )

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.principals import Principal
 from app.db.session import Database
 from app.graphql.cost import BUDGETS
-from app.graphql.extensions import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
+from app.graphql.extensions import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, strings_in
 from app.graphql.ids import try_global_id
 from app.logs import get_logger
 from app.rewards import service as rewards
@@ -166,8 +166,10 @@ DOCUMENTS = _load()
 async def run_fast_path(document: TrustedDocument, database: Database, principal: Principal,
                         variables: dict[str, Any]) -> dict[str, Any] | None:
     """The fast path's answer, counted in the same metrics as full execution; None: not handled."""
-    if document.fast_path is None:
-        return None
+    if document.fast_path is None or document.cost > BUDGETS[principal.role]:
+        return None  # full execution answers (COST_LIMIT_EXCEEDED)
+    if any("\x00" in text for text in strings_in(variables)):
+        return None  # full execution refuses it as BAD_USER_INPUT
     started = datetime.now(UTC)
     try:
         result = await document.fast_path(database, principal, variables)

@@ -49,12 +49,6 @@ def _rate_limited(wait: float) -> Response:
     return response
 
 
-def _nul_refused() -> Response:
-    """PostgreSQL text cannot hold NUL: refuse it in any string up front, not as a database error later."""
-    return _json({"errors": [{"message": "strings must not contain NUL (\\u0000) characters",
-                              "extensions": {"code": "BAD_USER_INPUT"}}]}, 400)
-
-
 def _json(body: dict, status: int) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
 
@@ -108,9 +102,6 @@ class AuthenticatedGraphQL:
                 if wait:
                     await _rate_limited(wait)(scope, receive, send)
                     return
-                if b"%00" in scope.get("query_string", b""):
-                    await _nul_refused()(scope, receive, send)
-                    return
                 media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if request.method == "POST" and media_type == "application/json":
                     receive = await self._trusted(request, principal, scope, send)
@@ -122,9 +113,6 @@ class AuthenticatedGraphQL:
         """Serve a trusted document by hash (fast path, or its text through full execution). Returns the
         `receive` for strawberry, or None when the response has been sent."""
         raw = await request.body()
-        if b"\\u0000" in raw or b"\x00" in raw:
-            await _nul_refused()(scope, _replay(b""), send)
-            return None
         if b"documentId" not in raw and b"persistedQuery" not in raw:
             return _replay(raw)  # an ordinary request: strawberry parses it (once)
         try:
