@@ -184,24 +184,30 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
-    """Check the ledger invariants of every city; exit 1 and list the damage if any fails."""
+def with_app_database(settings: Settings, work):  # type: ignore[no-untyped-def]
+    """Run `await work(database)` on a migrated database as the app role, then close everything."""
     from app.db.session import Database, create_engine
-    from app.ledger.invariants import CHECKS, verify_all_tenants
 
     target = prepare_database(settings)
 
-    async def run() -> dict:
+    async def run():  # type: ignore[no-untyped-def]
         database = Database(create_engine(target.app_url, pool_size=1))
         try:
-            return await verify_all_tenants(database)
+            return await work(database)
         finally:
             await database.dispose()
 
     try:
-        report = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         target.close()
+
+
+def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
+    """Check the ledger invariants of every city; exit 1 and list the damage if any fails."""
+    from app.ledger.invariants import CHECKS, verify_all_tenants
+
+    report = with_app_database(settings, verify_all_tenants)
     failed = False
     for slug, violations in report.items():
         if violations:
@@ -217,22 +223,9 @@ def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
     """Post expiry of points past their tenant's policy, city by city (idempotent)."""
-    from app.db.session import Database, create_engine
     from app.ledger.expiry import expire_all
 
-    target = prepare_database(settings)
-
-    async def run() -> list:
-        database = Database(create_engine(target.app_url, pool_size=1))
-        try:
-            return await expire_all(database, datetime.now(UTC))
-        finally:
-            await database.dispose()
-
-    try:
-        results = asyncio.run(run())
-    finally:
-        target.close()
+    results = with_app_database(settings, lambda database: expire_all(database, datetime.now(UTC)))
     for result in results:
         if result.cutoff is None:
             print(f"{result.tenant}: points do not expire")
