@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
@@ -22,6 +22,7 @@ from app.tenants.models import tenant_id_for
 
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AuthenticationError(Exception):
@@ -35,6 +36,9 @@ class ClientRegistry:
     audience: str
     max_lifetime_seconds: int
     uses_dev_secrets: bool = False
+    # token -> (caller, exp): a token's signature and claims never change, so each is verified once;
+    # expiry is still checked on every use. Bounded: cleared when full.
+    _verified: dict[str, tuple[Principal, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, cities: list[CityConfig], platform: PlatformConfig, secrets: Mapping[str, str], *,
@@ -77,6 +81,11 @@ class ClientRegistry:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")
         token = token.strip()
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
             header = jwt.get_unverified_header(token)
@@ -100,7 +109,11 @@ class ClientRegistry:
             raise AuthenticationError("invalid token: signature or claims do not verify") from None
         if claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
             raise AuthenticationError("invalid token: lifetime exceeds the allowed maximum")
-        return Principal(client=client)
+        principal = Principal(client=client)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, int(claims["exp"]))
+        return principal
 
 
 def load_secrets(dev_file: Path | None, environment_secrets: Mapping[str, str]) -> dict[str, str]:

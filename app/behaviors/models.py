@@ -40,7 +40,7 @@ class BehaviorRecord(SQLModel, table=True):
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
         ForeignKeyConstraint(["tenant_id", "provider_issuer_id"], ["issuers.tenant_id", "issuers.id"]),
         ForeignKeyConstraint(["tenant_id", "rule_id"], ["behavior_rules.tenant_id", "behavior_rules.id"]),
-        Index("ix_behavior_records_account", "tenant_id", "account_id", "occurred_at"),
+        Index("ix_behavior_records_account", "account_id", "occurred_at"),
         CheckConstraint("status IN ('CREDITED', 'CAPPED')", name="status_known"),
         CheckConstraint("reversed_at IS NULL OR reversal_reason IS NOT NULL", name="reversal_has_reason"),
         CheckConstraint("reduction_mg >= 0 AND reduction_mg <= requested_mg", name="credit_within_request"),

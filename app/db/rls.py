@@ -30,11 +30,13 @@ CURRENT_TENANT_SQL = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 
 def create_roles_sql() -> list[str]:
+    # Roles are cluster-wide: databases migrating at the same time (test workers, several servers)
+    # race on them, and advisory locks are per database. So nothing here writes a role's catalog row
+    # unless it must, and a lost race is ignored where the winner did the same thing.
     return [
         f"""
         DO $$
         BEGIN
-            -- Roles are cluster-wide: databases migrating at the same time may race to create them.
             BEGIN
                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
@@ -43,13 +45,22 @@ def create_roles_sql() -> list[str]:
                 CREATE ROLE {REGULATOR_ROLE} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
             END;
+            -- Whatever created the roles before us, they must never bypass row-level security.
+            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}' AND (rolsuper OR rolbypassrls)) THEN
+                ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS;
+            END IF;
+            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{REGULATOR_ROLE}' AND (rolsuper OR rolbypassrls)) THEN
+                ALTER ROLE {REGULATOR_ROLE} NOSUPERUSER NOBYPASSRLS;
+            END IF;
+            IF NOT pg_has_role('{APP_ROLE}', '{REGULATOR_ROLE}', 'MEMBER') THEN
+                BEGIN
+                    GRANT {REGULATOR_ROLE} TO {APP_ROLE};
+                EXCEPTION WHEN unique_violation OR internal_error THEN NULL;  -- granted concurrently
+                END;
+            END IF;
         END
         $$
         """,
-        # Whatever created the role before us, it must never bypass row-level security.
-        f"ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS",
-        f"ALTER ROLE {REGULATOR_ROLE} NOSUPERUSER NOBYPASSRLS",
-        f"GRANT {REGULATOR_ROLE} TO {APP_ROLE}",
         "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO "
         f"{APP_ROLE}', current_database()); END $$",
         f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}, {REGULATOR_ROLE}",

@@ -118,9 +118,14 @@ class Database:
                     from app.db.server import asyncpg_dsn
 
                     _, kwargs = asyncpg_dsn(self.bind.url.render_as_string(hide_password=False))
+                    # Statements here set their scope transaction-locally and run in their own implicit
+                    # transaction, so a released connection holds no state: the reset is a rollback if
+                    # (against all expectation) a transaction is still open, not asyncpg's default
+                    # RESET ALL / UNLISTEN / CLOSE round trip. The time limit is the server's.
                     self._pool = await asyncpg.create_pool(
-                        min_size=0, max_size=self.bind.pool.size(), timeout=10, command_timeout=30,
-                        server_settings={"application_name": "carbon-inclusive-fast"}, **kwargs)
+                        min_size=0, max_size=self.bind.pool.size(), timeout=10, reset=_rollback_if_open,
+                        server_settings={"application_name": "carbon-inclusive-fast", "statement_timeout": "30s"},
+                        **kwargs)
         async with self._pool.acquire(timeout=30) as connection:
             return await connection.fetchval(sql, *args)
 
@@ -129,3 +134,8 @@ class Database:
             await self._pool.close()
         if isinstance(self.bind, AsyncEngine):
             await self.bind.dispose()
+
+
+async def _rollback_if_open(connection: object) -> None:
+    if connection.is_in_transaction():  # type: ignore[attr-defined]
+        await connection.execute("ROLLBACK")  # type: ignore[attr-defined]

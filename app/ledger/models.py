@@ -82,7 +82,7 @@ class LedgerAccount(SQLModel, table=True):
 class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
-        Index("ix_ledger_transactions_activity", "tenant_id", "account_id", "occurred_at", "id"),
+        Index("ix_ledger_transactions_activity", "account_id", "occurred_at", "id"),
         # A record is credited once and reversed at most once; a redemption is spent once and cancelled
         # at most once: the database refuses a second one, whatever the code does.
         Index("uq_ledger_transactions_record_kind", "tenant_id", "behavior_record_id", "kind", unique=True,
@@ -120,8 +120,8 @@ class LedgerTransaction(SQLModel, table=True):
 class LedgerPosting(SQLModel, table=True):
     __tablename__ = "ledger_postings"
     __table_args__ = (
-        Index("ix_ledger_postings_transaction", "tenant_id", "transaction_id"),
-        Index("ix_ledger_postings_account", "tenant_id", "ledger_account_id"),
+        Index("ix_ledger_postings_transaction", "transaction_id"),
+        Index("ix_ledger_postings_account", "ledger_account_id"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         CheckConstraint("asset IN ('CONTRIBUTION_MG', 'POINTS')", name="asset_known"),
         ForeignKeyConstraint(["tenant_id", "transaction_id"], ["ledger_transactions.tenant_id", "ledger_transactions.id"]),

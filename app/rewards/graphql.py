@@ -225,9 +225,8 @@ class RewardMutations:
             tenant_id=principal.tenant_id, account_id=try_global_id(input.account_id, "Account"),
             reward_id=try_global_id(input.reward_id, "Reward"), quantity=input.quantity,
             idempotency_key=input.idempotency_key, by_client=principal.client.slug)
-        tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
         try:  # the service writes nothing when it raises (its own savepoint)
-            result = await service.redeem(info.context.session, command, info.context.now, timezone=tenant.timezone)
+            result = await service.redeem(info.context.session, command, info.context.now)
         except RewardError as error:
             return RedeemRewardPayload(user_errors=[RewardUserError.from_domain(error)])
         return await _payload(info, result)

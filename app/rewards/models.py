@@ -29,7 +29,7 @@ class Redemption(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_redemptions_idempotency"),
         UniqueConstraint("tenant_id", "id"),
-        Index("ix_redemptions_account_reward", "tenant_id", "account_id", "reward_id", "created_at"),
+        Index("ix_redemptions_account", "account_id", "created_at", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
         ForeignKeyConstraint(["tenant_id", "reward_id"], ["rewards.tenant_id", "rewards.id"]),
         CheckConstraint("status IN ('FULFILLED', 'CANCELLED')", name="status_known"),

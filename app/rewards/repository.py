@@ -17,15 +17,15 @@ from app.tenants.models import Reward
 
 
 REDEEM_SQL = (
-    "SELECT carbon_redeem(CAST(:tenant AS uuid), CAST(:account AS uuid), CAST(:reward AS uuid), "
+    "SELECT carbon_redeem_in_tenant(CAST(:tenant AS uuid), CAST(:account AS uuid), CAST(:reward AS uuid), "
     "CAST(:quantity AS int), CAST(:key AS text), CAST(:hash AS text), CAST(:client AS text), "
-    "CAST(:now AS timestamptz), CAST(:timezone AS text), CAST(:voucher AS text), CAST(:redemption AS uuid), "
-    "CAST(:transaction AS uuid))"
+    "CAST(:now AS timestamptz), CAST(:voucher AS text), CAST(:redemption AS uuid), CAST(:transaction AS uuid))"
 )
 
 
-async def redeem_in_database(session: AsyncSession, params: dict[str, Any]) -> dict[str, Any]:
-    """One round trip: `carbon_redeem()` (migration 0002) locks, checks and writes; returns its verdict."""
+async def redeem_in_database(session: AsyncSession, params: dict[str, Any]) -> dict[str, Any] | None:
+    """One round trip: `carbon_redeem_in_tenant()` (migration 0004) locks, checks and writes; returns its
+    verdict (None: no configuration in force)."""
     return (await session.execute(text(REDEEM_SQL), params)).scalar_one()
 
 

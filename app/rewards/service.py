@@ -10,7 +10,7 @@
 * No oversell: finite stock is taken with one guarded UPDATE (`stock_taken + q <= stock_total`); the
   item row is locked after the account rows, always in that order.
 * Everything (stock, postings, balance, FIFO consumption, redemption, entitlement) in the caller's
-  transaction, in one statement: `carbon_redeem()` (migration 0002) is the write path, so a trusted
+  transaction, in one statement: `carbon_redeem_in_tenant()` (migrations 0002, 0004) is the write path, so a trusted
   document can run it in one round trip too; business failures write nothing.
 
 `cancel` reverses a redemption within the item's cancellation window with reversing postings; the
@@ -62,7 +62,9 @@ def request_hash(command: Redeem) -> str:
 
 
 def voucher_code() -> str:
-    return "-".join("".join(secrets.choice(_VOUCHER_ALPHABET) for _ in range(4)) for _ in range(3))
+    """12 random characters of a 32-letter alphabet (60 bits; `& 31` of a random byte is unbiased)."""
+    letters = "".join(_VOUCHER_ALPHABET[byte & 31] for byte in secrets.token_bytes(12))
+    return f"{letters[:4]}-{letters[4:8]}-{letters[8:]}"
 
 
 def period_start(period: str, today: date) -> date | None:
@@ -112,11 +114,11 @@ _MESSAGES = {
 }
 
 
-def redeem_params(command: Redeem, now: datetime, timezone: str) -> dict[str, object]:
-    """The arguments of `carbon_redeem()` for a validated command (fresh ids and voucher each call)."""
+def redeem_params(command: Redeem, now: datetime) -> dict[str, object]:
+    """The arguments of `carbon_redeem_in_tenant()` for a validated command (fresh ids and voucher each call)."""
     return {"tenant": command.tenant_id, "account": command.account_id, "reward": command.reward_id,
             "quantity": command.quantity, "key": command.idempotency_key, "hash": request_hash(command),
-            "client": command.by_client, "now": now, "timezone": timezone, "voucher": voucher_code(),
+            "client": command.by_client, "now": now, "voucher": voucher_code(),
             "redemption": uuid.uuid4(), "transaction": uuid.uuid4()}
 
 
@@ -137,7 +139,7 @@ _FIELDS = {Code.ACCOUNT_NOT_FOUND: "accountId", Code.ACCOUNT_FROZEN: "accountId"
 
 
 def verdict_error(verdict: dict[str, object]) -> RewardError | None:
-    """The RewardError a `carbon_redeem()` verdict stands for, or None for a fulfilled redemption."""
+    """The RewardError a `carbon_redeem_in_tenant()` verdict stands for, or None for a fulfilled redemption."""
     if "error" not in verdict:
         return None
     code = Code(verdict["error"])
@@ -145,20 +147,22 @@ def verdict_error(verdict: dict[str, object]) -> RewardError | None:
     return RewardError(code, ["input", _FIELDS.get(code, "rewardId")], message)
 
 
-async def redeem(session: AsyncSession, command: Redeem, now: datetime, *, timezone: str) -> Redeemed:
-    """Redeem, or replay the first result of this idempotency key. `timezone` is the tenant's (limit
-    periods are local). One statement does the work (`carbon_redeem()`, migration 0002); it writes nothing
-    when it returns an error. A race on the key with another account fails the unique index and is
+async def redeem(session: AsyncSession, command: Redeem, now: datetime) -> Redeemed:
+    """Redeem, or replay the first result of this idempotency key. One statement does the work
+    (`carbon_redeem_in_tenant()`, migration 0004; limit periods in the tenant's local calendar of the
+    configuration in force at `now`); it writes nothing when it returns an error. A race on the key with another account fails the unique index and is
     retried in a savepoint, which then sees the winner. Does not commit."""
     validate(command)
     for attempt in range(3):
         try:
             async with session.begin_nested():
-                verdict = await repo.redeem_in_database(session, redeem_params(command, now, timezone))
+                verdict = await repo.redeem_in_database(session, redeem_params(command, now))
             break
         except IntegrityError:
             if attempt == 2:  # pragma: no cover - three concurrent losers in a row
                 raise
+    if verdict is None:
+        raise RuntimeError(f"tenant {command.tenant_id} has no configuration in force at {now}")
     error = verdict_error(verdict)
     if error is not None:
         raise error

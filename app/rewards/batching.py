@@ -1,0 +1,151 @@
+"""Group commit for redemptions: the ones that queue up under load go to the database together.
+
+At most `in_flight` calls per tenant run at once (per server process). A redemption arriving while they
+are all busy waits in the tenant's queue; the next free slot takes everything queued (up to
+`max_batch`) and sends it as one `carbon_redeem_batch()` call (migration 0005): one round trip, one
+transaction, one commit. With no queue a redemption goes alone, at once, so light load sees no added
+latency. Each item is decided by `carbon_redeem_in_tenant()`, as a single redemption would be, in an
+order that cannot deadlock (see the migration).
+
+Why: a redemption's cost is mostly per transaction (round trip, statement start-up, WAL flush at
+commit) and per call on the server (pool, protocol); a busy city pays those once per batch. TigerBeetle
+batches for the same reason.
+
+Failure: a batch is all or nothing. If it fails on a unique violation (an idempotency key raced by a
+request for another account) or a deadlock, its items run again one by one, each with its own retry;
+any other error fails each of its requests as an unexpected error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import weakref
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.session import Database
+
+REDEEM_ONE = "SELECT carbon_redeem_in_tenant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+REDEEM_MANY = ("SELECT carbon_redeem_batch($1, $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], "
+               "$7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::uuid[])")
+_RETRYABLE = {"23505", "40P01"}  # unique violation, deadlock detected
+
+
+@dataclass(frozen=True)
+class RedeemCall:
+    """The arguments of one `carbon_redeem_in_tenant()` call after the tenant."""
+
+    account_id: uuid.UUID
+    reward_id: uuid.UUID
+    quantity: int
+    key: str
+    request_hash: str
+    client: str
+    now: datetime
+    voucher: str
+    redemption_id: uuid.UUID
+    transaction_id: uuid.UUID
+
+
+@dataclass
+class _Tenant:
+    queue: deque[tuple[RedeemCall, asyncio.Future[Any]]] = field(default_factory=deque)
+    busy: int = 0
+
+
+class RedeemBatcher:
+    def __init__(self, database: Database, *, in_flight: int = 2, max_batch: int = 64) -> None:
+        self.database = database
+        # A test's single connection runs one statement at a time.
+        self.in_flight = 1 if isinstance(database.bind, AsyncConnection) else in_flight
+        self.max_batch = max_batch
+        self._tenants: dict[uuid.UUID, _Tenant] = defaultdict(_Tenant)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def redeem(self, tenant_id: uuid.UUID, call: RedeemCall) -> dict[str, Any] | None:
+        """The verdict of `carbon_redeem_in_tenant()` for this call (None: no configuration in force)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        state = self._tenants[tenant_id]
+        state.queue.append((call, future))
+        if state.busy < self.in_flight:
+            await self._drain(tenant_id, state)
+        return await future
+
+    async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
+        state.busy += 1
+        try:
+            batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
+            if batch:
+                await self._run(tenant_id, batch)
+        finally:
+            state.busy -= 1
+        if state.queue and state.busy < self.in_flight:  # hand what queued meanwhile to a task of its own
+            task = asyncio.create_task(self._drain(tenant_id, state))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, tenant_id: uuid.UUID, batch: list[tuple[RedeemCall, asyncio.Future[Any]]]) -> None:
+        if len(batch) > 1:
+            try:
+                raw = await self.database.fetchval(REDEEM_MANY, tenant_id, *_columns([call for call, _ in batch]))
+            except Exception as error:
+                if getattr(error, "sqlstate", None) not in _RETRYABLE:
+                    for _, future in batch:
+                        _settle(future, error=error)
+                    return
+            else:
+                for (_, future), verdict in zip(batch, raw, strict=True):
+                    _settle(future, result=_decode(verdict))
+                return
+        for call, future in batch:  # alone, or again one by one
+            try:
+                _settle(future, result=await self._one(tenant_id, call))
+            except Exception as error:
+                _settle(future, error=error)
+
+    async def _one(self, tenant_id: uuid.UUID, call: RedeemCall) -> dict[str, Any] | None:
+        for attempt in range(3):
+            try:
+                return _decode(await self.database.fetchval(REDEEM_ONE, tenant_id, *_fields(call)))
+            except Exception as error:  # a key raced by another account: the retry replays the winner
+                if attempt == 2 or getattr(error, "sqlstate", None) not in _RETRYABLE:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _fields(call: RedeemCall) -> tuple[Any, ...]:
+    return (call.account_id, call.reward_id, call.quantity, call.key, call.request_hash, call.client, call.now,
+            call.voucher, call.redemption_id, call.transaction_id)
+
+
+def _columns(calls: list[RedeemCall]) -> list[list[Any]]:
+    return [list(column) for column in zip(*(_fields(call) for call in calls), strict=True)]
+
+
+def _decode(raw: Any) -> dict[str, Any] | None:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the request went away meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_BATCHERS: weakref.WeakKeyDictionary[Database, RedeemBatcher] = weakref.WeakKeyDictionary()
+
+
+def batcher_for(database: Database) -> RedeemBatcher:
+    batcher = _BATCHERS.get(database)
+    if batcher is None:
+        batcher = _BATCHERS[database] = RedeemBatcher(database)
+    return batcher
