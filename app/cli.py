@@ -1,4 +1,4 @@
-"""`carbon-inclusive`: serve | migrate | seed | token | export-schema | verify-ledger | expire.
+"""`carbon-inclusive`: serve | migrate | seed | token | documents | export-schema | verify-ledger | expire.
 
 Exit codes: 0 success, 2 configuration or usage error (the message says which file and key), 1 other.
 """
@@ -235,6 +235,75 @@ def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+class CityNotLoaded(Exception):
+    pass
+
+
+def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
+    """`documents register FILE...`: validate every file first (nothing is stored if one fails), then
+    store each for each city (`--city`, repeatable; default every configured city). `documents list`."""
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from app.db.session import NO_TENANT, TenantScope
+    from app.graphql.trusted import DocumentRefused, compile_document, register_documents
+    from app.tenants.config import load_city_files
+    from app.tenants.models import tenant_id_for
+
+    configured = sorted(city.slug for city in load_city_files(settings.config_dir))
+    unknown = sorted(set(args.city or []) - set(configured))
+    if unknown:
+        return _fail(f"unknown city {', '.join(unknown)}; configured: {', '.join(configured)}")
+    cities = sorted(set(args.city or configured))
+    if args.action == "list":
+        async def listing(database):  # type: ignore[no-untyped-def]
+            rows = []
+            for city in cities:
+                async with database.transaction(TenantScope.for_tenant(tenant_id_for(city))) as session:
+                    rows += [(city, *row) for row in (await session.execute(text(
+                        "SELECT sha256, name, registered_at, registered_by FROM trusted_documents "
+                        "ORDER BY registered_at, sha256"))).all()]
+            return rows
+
+        for city, sha256, name, at, by in with_app_database(settings, listing):
+            print(f"{city}\tsha256:{sha256}\t{name}\t{at.isoformat()}\t{by}")
+        return 0
+    if not args.files:
+        return _fail("name at least one FILE.graphql to register")
+    documents = []
+    for name in args.files:
+        path = Path(name)
+        try:
+            documents.append((path, compile_document(path.read_text(encoding="utf-8"), path.stem)))
+        except OSError as error:
+            return _fail(f"{path}: cannot read: {error.strerror}")
+        except UnicodeDecodeError:
+            return _fail(f"{path}: not UTF-8 text")
+        except DocumentRefused as error:
+            return _fail(f"{path}: {error}; nothing was registered")
+
+    async def register(database):  # type: ignore[no-untyped-def]
+        async with database.transaction(NO_TENANT) as session:
+            for city in cities:
+                async with database.transaction(TenantScope.for_tenant(tenant_id_for(city))) as probe:
+                    if not (await probe.execute(text("SELECT count(*) FROM tenants"))).scalar():
+                        raise CityNotLoaded(city)
+            return await register_documents(session, [tenant_id_for(city) for city in cities],
+                                            [document for _, document in documents], by=args.by)
+
+    try:
+        created = with_app_database(settings, register)
+    except CityNotLoaded as missing:
+        return _fail(f"city {missing} is not in the database yet: run `carbon-inclusive seed` (or `make run`) "
+                     "first; nothing was registered")
+    for path, document in documents:
+        states = ", ".join(f"{city}: {'registered' if created[(tenant_id_for(city), document.sha256)] else 'already registered'}"
+                           for city in cities)
+        print(f"sha256:{document.sha256}  {document.name}  {path}  ({states})")
+    return 0
+
+
 def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
     from app.graphql.schema import schema
 
@@ -257,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("client", help="client slug, e.g. wuhan-app, wuhan-tong, regulator")
     token.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
                        help="token lifetime (default and maximum: CARBON_TOKEN_MAX_LIFETIME_SECONDS)")
+    documents = commands.add_parser("documents", help="trusted documents: register FILE.graphql... | list")
+    documents.add_argument("action", choices=["register", "list"])
+    documents.add_argument("files", nargs="*", metavar="FILE.graphql", help="operation documents to register")
+    documents.add_argument("--city", action="append", metavar="SLUG",
+                           help="register for (or list) this city only; repeatable (default: every city)")
+    documents.add_argument("--by", default="cli", help="who registers them (kept with each document)")
     commands.add_parser("expire", help="post expiry of points past each city's policy (idempotent)")
     commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
@@ -264,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token,
+COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token, "documents": cmd_documents,
             "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger, "expire": cmd_expire}
 
 

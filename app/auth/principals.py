@@ -20,6 +20,7 @@ class Client:
     tenant_slug: str | None
     tenant_id: uuid.UUID | None
     issuer_slug: str | None
+    trusted_documents_only: bool = False
 
 
 @dataclass(frozen=True)

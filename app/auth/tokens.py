@@ -49,6 +49,7 @@ class ClientRegistry:
                 clients[client.slug] = Client(
                     slug=client.slug, role=client.role, name_en=client.name.en, name_zh=client.name.zh,
                     tenant_slug=city.slug, tenant_id=tenant_id_for(city.slug), issuer_slug=client.issuer,
+                    trusted_documents_only=client.trusted_documents_only,
                 )
         for client in platform.clients:
             clients[client.slug] = Client(

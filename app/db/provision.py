@@ -7,7 +7,7 @@ URL's user needs CREATEDB and CREATEROLE, e.g. a superuser of a local test clust
 from __future__ import annotations
 
 import asyncio
-import secrets
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,7 +41,14 @@ async def set_app_role_password(owner_url: str, password: str) -> None:
     try:
         statement = await connection.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
                                               APP_ROLE, password)
-        await connection.execute(statement)
+        for attempt in range(5):  # the role is cluster-wide: parallel test workers may alter it at once
+            try:
+                await connection.execute(statement)
+                return
+            except asyncpg.exceptions.InternalServerError as error:
+                if attempt == 4 or "concurrently" not in str(error):
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
     finally:
         await connection.close()
 
@@ -57,9 +64,12 @@ async def seed(app_url: str, config_dir: Path) -> list:
 
 @contextmanager
 def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: bool = True) -> Iterator[DatabaseTarget]:
-    """A freshly created, migrated and seeded database named `name`; the app role gets a fresh password."""
+    """A freshly created, migrated and seeded database named `name`. The app role (cluster-wide) gets the
+    configured password, else one derived from the server's location, so parallel scratch databases
+    on one server (test workers) agree on it."""
+    location = settings.database_url.get_secret_value() if settings.database_url else str(data_dir)
     password = (settings.app_database_password.get_secret_value() if settings.app_database_password
-                else secrets.token_urlsafe(24))
+                else hashlib.sha256(f"carbon-scratch:{location}".encode()).hexdigest()[:32])
     if settings.database_url is not None:
         owner_url = with_database(settings.database_url.get_secret_value(), name)
         target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password))

@@ -2,18 +2,25 @@
 
 A client sends `{"documentId": "sha256:<hex>", "variables": {...}}` (GraphQL-over-HTTP persisted
 documents) or Apollo's `{"extensions": {"persistedQuery": {"sha256Hash": "<hex>"}}, ...}` instead of
-the query text. The server knows the text (`app/graphql/documents/*.graphql`), so nothing is parsed or
-validated per request. A document may also have a *fast path*: a handler that answers exactly what the
-full GraphQL execution of that document would answer, in one SQL statement. A request the fast path is
-not sure about (another role, unusual variables) goes through full GraphQL execution of the same text,
-so every error looks the same on both paths. (The registration command and restricting clients to
-trusted documents come with the public-clients work.)
+the query text. Two kinds:
+
+* built in: `app/graphql/documents/*.graphql`, shipped with the server, trusted in every city. One may
+  have a *fast path*: a handler that answers exactly what the full GraphQL execution of that document
+  would answer, in one SQL statement. A request the fast path is not sure about (another role, unusual
+  variables) goes through full GraphQL execution of the same text, so every error looks the same.
+* registered: `carbon-inclusive documents register FILE.graphql...` validates each file against the
+  schema and stores it for each city (table `trusted_documents`); a city's clients may then send it
+  by hash. Lookups are cached per process (a hash never changes meaning).
+
+A client configured with `trusted_documents_only = true` (a city mini-program in production) may send
+nothing else: free-form query text and unknown hashes are refused before anything is parsed.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,17 +59,28 @@ def document_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def requested_hash(body: dict[str, Any]) -> str | None:
-    """The document hash a request names, if it names one and sends no query text."""
-    if body.get("query"):
-        return None
-    document_id = body.get("documentId")
-    if isinstance(document_id, str) and document_id.startswith("sha256:"):
-        return document_id.removeprefix("sha256:")
-    persisted = (body.get("extensions") or {}).get("persistedQuery") if isinstance(body.get("extensions"), dict) else None
-    if isinstance(persisted, dict) and isinstance(persisted.get("sha256Hash"), str):
-        return persisted["sha256Hash"]
-    return None
+class DocumentRefused(ValueError):
+    """A document that cannot be registered: it does not parse or validate against the schema."""
+
+
+def compile_document(text: str, default_name: str) -> TrustedDocument:
+    """Parse and validate `text` against the served schema (with the server's own rules); its name is
+    its operations' names, or `default_name` for an anonymous one."""
+    from graphql import GraphQLError, OperationDefinitionNode, parse, specified_rules, validate
+
+    from app.graphql.cost import operation_cost
+    from app.graphql.schema import EXTRA_RULES, schema
+
+    try:
+        document = parse(text)
+    except GraphQLError as error:
+        raise DocumentRefused(f"does not parse: {error.message}") from None
+    errors = validate(schema._schema, document, [*specified_rules, *EXTRA_RULES])
+    if errors:
+        raise DocumentRefused("does not validate: " + "; ".join(error.message for error in errors))
+    names = [d.name.value for d in document.definitions if isinstance(d, OperationDefinitionNode) and d.name]
+    return TrustedDocument(name=", ".join(names) or default_name, text=text, sha256=document_hash(text),
+                           cost=operation_cost(schema._schema, document, None, {}))
 
 
 # ------------------------------------------------------------------------------ redeemReward fast path
@@ -131,23 +149,56 @@ async def redeem_fast_path(database: Database, principal: Principal, variables: 
 
 
 def _load() -> dict[str, TrustedDocument]:
-    from graphql import parse
-
-    from app.graphql.cost import operation_cost
-    from app.graphql.schema import schema
-
     fast_paths: dict[str, FastPath] = {"RedeemReward": redeem_fast_path}
     documents = {}
     for path in sorted(DOCUMENTS_DIR.glob("*.graphql")):
-        text = path.read_text(encoding="utf-8")
-        document = TrustedDocument(name=path.stem, text=text, sha256=document_hash(text),
-                                   fast_path=fast_paths.get(path.stem),
-                                   cost=operation_cost(schema._schema, parse(text), None, {}))
+        compiled = compile_document(path.read_text(encoding="utf-8"), path.stem)
+        document = TrustedDocument(name=path.stem, text=compiled.text, sha256=compiled.sha256,
+                                   fast_path=fast_paths.get(path.stem), cost=compiled.cost)
         documents[document.sha256] = document
     return documents
 
 
 DOCUMENTS = _load()
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_REGISTERED: dict[tuple[uuid.UUID, str], TrustedDocument] = {}
+_REGISTERED_CACHE_SIZE = 10_000
+
+
+async def find_document(database: Database, tenant_id: uuid.UUID | None, sha256: str) -> TrustedDocument | None:
+    """The built-in document with this hash, else the one registered for the tenant, else None."""
+    document = DOCUMENTS.get(sha256)
+    if document is not None or tenant_id is None or not _HEX64.fullmatch(sha256):
+        return document
+    document = _REGISTERED.get((tenant_id, sha256))
+    if document is None:
+        text = await database.fetchval("SELECT carbon_trusted_document($1, $2)", tenant_id, sha256)
+        if text is None:
+            return None
+        document = compile_document(text, "registered")
+        if len(_REGISTERED) >= _REGISTERED_CACHE_SIZE:
+            _REGISTERED.clear()
+        _REGISTERED[(tenant_id, sha256)] = document
+    return document
+
+
+async def register_documents(session: Any, tenant_ids: list[uuid.UUID], documents: list[TrustedDocument],
+                             by: str) -> dict[tuple[uuid.UUID, str], bool]:
+    """Store each document for each tenant; (tenant, hash) -> True if new, False if it was there."""
+    from sqlalchemy import text
+
+    from app.db.session import TenantScope, apply_scope
+
+    created: dict[tuple[uuid.UUID, str], bool] = {}
+    for tenant_id in tenant_ids:
+        await apply_scope(session, TenantScope.for_tenant(tenant_id))
+        for document in documents:
+            result = await session.execute(text(
+                "INSERT INTO trusted_documents (tenant_id, sha256, name, text, registered_by) "
+                "VALUES (:t, :h, :n, :x, :b) ON CONFLICT (tenant_id, sha256) DO NOTHING"),
+                {"t": tenant_id, "h": document.sha256, "n": document.name, "x": document.text, "b": by})
+            created[(tenant_id, document.sha256)] = result.rowcount == 1
+    return created
 
 
 async def run_fast_path(document: TrustedDocument, database: Database, principal: Principal,
@@ -172,4 +223,5 @@ async def run_fast_path(document: TrustedDocument, database: Database, principal
     return result
 
 
-__all__ = ["DOCUMENTS", "TrustedDocument", "requested_hash", "run_fast_path", "uuid"]
+__all__ = ["DOCUMENTS", "TrustedDocument", "compile_document", "find_document", "register_documents",
+           "run_fast_path"]

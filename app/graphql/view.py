@@ -1,8 +1,14 @@
-"""The /graphql endpoint: bearer-token authentication in front of strawberry's ASGI view.
+"""The /graphql endpoint: GraphQL over HTTP in front of the strawberry schema.
 
-Every GraphQL request must carry a valid token (HTTP 401 otherwise, with a GraphQL-shaped error body
-and `WWW-Authenticate`). The GraphiQL page itself (a browser GET with no `query`) loads without one;
-the token goes into GraphiQL's Headers tab.
+Order of decisions for a request (each refusal is a GraphQL-shaped JSON error with a `code`):
+1. the GraphiQL page (a browser GET with no `query`, when enabled) loads without a token;
+2. method: GET or POST (405 otherwise);
+3. the bearer token (401 with `WWW-Authenticate`), then the client's rate limit (429 with `Retry-After`),
+   then the response media type (406 if none is acceptable);
+4. the request: Content-Type (415), JSON and parameter types (request errors: `app.graphql.http`);
+5. trusted documents by hash, and the client's `trusted_documents_only` restriction;
+6. execution: parsing, validation, limits and cost are request errors (400 under
+   `application/graphql-response+json`, no `data`); a mutation by GET is 405 and never runs.
 """
 
 from __future__ import annotations
@@ -10,21 +16,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from strawberry.types.graphql import OperationType
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import PreExecutionError
 
 from app.accounts.hashing import HolderHasher
 from app.auth.principals import Principal
 from app.auth.ratelimit import RateLimiter, retry_after_header
 from app.auth.tokens import AuthenticationError, ClientRegistry
 from app.db.session import Database
+from app.graphql import http
 from app.graphql.context import Context, negotiate_language
-from app.graphql.trusted import DOCUMENTS, requested_hash, run_fast_path
+from app.graphql.trusted import find_document, run_fast_path
+
+_QUERIES_ONLY = frozenset({OperationType.QUERY})
+_QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 class GraphQLView(GraphQL):
+    """Strawberry's ASGI view, kept for the GraphiQL page and websockets; HTTP execution is ours."""
+
     def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
         self.database = database
@@ -42,41 +57,28 @@ class GraphQLView(GraphQL):
         )
 
 
-def _rate_limited(wait: float) -> Response:
-    response = _json({"errors": [{"message": "too many requests from this client; retry later",
-                                  "extensions": {"code": "RATE_LIMITED"}}]}, 429)
-    response.headers["Retry-After"] = retry_after_header(wait)
-    return response
+async def _send_json(send: Send, status: int, body: dict[str, Any], media_type: str,
+                     headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw_headers = [(b"content-type", http.content_type(media_type).encode()),
+                   (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
-def _json(body: dict, status: int) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
+def _wants_graphiql(request: Request) -> bool:
+    """A browser asking for the page: GET, HTML accepted, no operation in the URL."""
+    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+            and not any(name in request.query_params for name in ("query", "documentId", "extensions")))
 
 
-def _replay(body: bytes) -> Receive:
-    """A `receive` that hands the (already read) body to the next app once."""
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-def unauthenticated(message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
-    return Response(
-        json.dumps(body), status_code=401, media_type="application/json",
-        headers={"WWW-Authenticate": 'Bearer realm="carbon-inclusive", error="invalid_token"'},
-    )
+def unauthenticated_headers() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="carbon-inclusive", error="invalid_token"'}
 
 
 class AuthenticatedGraphQL:
-    """ASGI app: authenticate, then hand over to the strawberry view."""
+    """ASGI app for /graphql (see the module docstring for the order of decisions)."""
 
     def __init__(self, view: GraphQLView, registry: ClientRegistry, *, graphiql: bool,
                  limiter: RateLimiter | None = None) -> None:
@@ -85,53 +87,94 @@ class AuthenticatedGraphQL:
         self.graphiql = graphiql
         self.limiter = limiter
 
-    def _is_ide_page(self, request: Request) -> bool:
-        return self.graphiql and self.view.should_render_graphql_ide(request)  # type: ignore[arg-type]
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope, receive)
-            if not self._is_ide_page(request):
-                try:
-                    principal = self.registry.authenticate(request.headers.get("authorization"))
-                except AuthenticationError as error:
-                    await unauthenticated(str(error))(scope, receive, send)
-                    return
-                scope.setdefault("state", {})["principal"] = principal
-                wait = self.limiter.acquire(principal.client.slug) if self.limiter else 0.0
-                if wait:
-                    await _rate_limited(wait)(scope, receive, send)
-                    return
-                media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-                if request.method == "POST" and media_type == "application/json":
-                    receive = await self._trusted(request, principal, scope, send)
-                    if receive is None:
-                        return
-        await self.view(scope, receive, send)
-
-    async def _trusted(self, request: Request, principal: Principal, scope: Scope, send: Send) -> Receive | None:
-        """Serve a trusted document by hash (fast path, or its text through full execution). Returns the
-        `receive` for strawberry, or None when the response has been sent."""
-        raw = await request.body()
-        if b"documentId" not in raw and b"persistedQuery" not in raw:
-            return _replay(raw)  # an ordinary request: strawberry parses it (once)
+        if scope["type"] != "http":
+            await self.view(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if self.graphiql and _wants_graphiql(request):
+            await self.view(scope, receive, send)
+            return
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        document_hash = requested_hash(body) if isinstance(body, dict) else None
-        if document_hash is not None:
-            document = DOCUMENTS.get(document_hash)
+            media_type = http.negotiate(request.headers.get("accept"))
+        except http.HttpProblem as problem:  # answered after authentication: a stranger learns nothing
+            media_type, unacceptable = http.JSON, problem
+        else:
+            unacceptable = None
+        try:
+            await self._serve(request, media_type, unacceptable, send)
+        except http.HttpProblem as problem:
+            await _send_json(send, problem.status, http.error_body(problem.message, problem.code), media_type,
+                             problem.headers)
+        except http.RequestError as error:
+            await _send_json(send, http.request_error_status(media_type), http.error_body(error.message, error.code),
+                             media_type)
+
+    async def _serve(self, request: Request, media_type: str, unacceptable: http.HttpProblem | None,
+                     send: Send) -> None:
+        if request.method not in ("GET", "POST"):
+            raise http.HttpProblem(405, f"method {request.method} not allowed: use POST (or GET for queries)",
+                                   "METHOD_NOT_ALLOWED", {"Allow": "GET, POST"})
+        try:
+            principal = self.registry.authenticate(request.headers.get("authorization"))
+        except AuthenticationError as error:
+            raise http.HttpProblem(401, str(error), "UNAUTHENTICATED", unauthenticated_headers()) from None
+        request.scope.setdefault("state", {})["principal"] = principal
+        wait = self.limiter.acquire(principal.client.slug) if self.limiter else 0.0
+        if wait:
+            raise http.HttpProblem(429, "too many requests from this client; retry later", "RATE_LIMITED",
+                                   {"Retry-After": retry_after_header(wait)})
+        if unacceptable is not None:
+            raise unacceptable
+        if request.method == "POST":
+            http.check_content_type(request.headers.get("content-type"))
+            graphql_request = http.parse_post(await request.body())
+        else:
+            graphql_request = http.parse_get(request.query_params)
+        query = graphql_request.query
+        if graphql_request.document_id is not None:
+            document_hash = graphql_request.document_id.removeprefix("sha256:")
+            document = (await find_document(self.view.database, principal.tenant_id, document_hash)
+                        if graphql_request.document_id.startswith("sha256:") else None)
             if document is None:
-                await _json({"errors": [{"message": "PersistedQueryNotFound: no trusted document has this hash",
-                                         "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}, 200)(scope, _replay(b""), send)
-                return None
-            variables = body.get("variables") or {}
-            operation = body.get("operationName")
-            answer = (await run_fast_path(document, self.view.database, principal, variables)
-                      if isinstance(variables, dict) and operation in (None, document.name) else None)
-            if answer is not None:
-                await _json(answer, 200)(scope, _replay(b""), send)
-                return None
-            raw = json.dumps(body | {"query": document.text}).encode()
-        return _replay(raw)
+                raise http.RequestError("PersistedQueryNotFound: no trusted document has this id in this city",
+                                        "PERSISTED_QUERY_NOT_FOUND")
+            if request.method == "POST" and graphql_request.operation_name in (None, document.name):
+                answer = await run_fast_path(document, self.view.database, principal, graphql_request.variables or {})
+                if answer is not None:
+                    await _send_json(send, 200, answer, media_type)
+                    return
+            query = document.text
+        elif principal.client.trusted_documents_only:
+            raise http.RequestError(f"client {principal.client.slug} may only send trusted documents by id "
+                                    "(documentId: \"sha256:<hex>\"); register them with `carbon-inclusive "
+                                    "documents register`", "TRUSTED_DOCUMENT_REQUIRED")
+        status, body = await self._execute(request, principal, query, graphql_request, media_type)
+        headers = {"Allow": "POST"} if status == 405 else None
+        await _send_json(send, status, body, media_type, headers)
+
+    async def _execute(self, request: Request, principal: Principal, query: str | None,
+                       graphql_request: http.GraphQLRequest, media_type: str) -> tuple[int, dict[str, Any]]:
+        context = await self.view.get_context(request, None)
+        try:
+            result = await self.view.schema.execute(
+                query, variable_values=graphql_request.variables, context_value=context,
+                operation_name=graphql_request.operation_name,
+                allowed_operation_types=_QUERIES_ONLY if request.method == "GET" else _QUERIES_AND_MUTATIONS)
+        except InvalidOperationTypeError:
+            return 405, http.error_body("mutations are not allowed by GET: send them by POST", "METHOD_NOT_ALLOWED")
+        except MissingQueryError:
+            raise http.RequestError("missing `query`") from None
+        except CannotGetOperationTypeError:
+            raise http.RequestError(f"unknown operation {graphql_request.operation_name!r}: send an operationName "
+                                    "that the document defines (required when it defines several)") from None
+        errors = [error.formatted for error in result.errors or []]
+        # A request error happened before execution: every such error is without a `path`.
+        request_error = isinstance(result, PreExecutionError) or (
+            result.data is None and bool(errors) and all("path" not in error for error in errors))
+        body: dict[str, Any] = {} if request_error else {"data": result.data}
+        if errors:
+            body["errors"] = errors
+        if result.extensions:
+            body["extensions"] = result.extensions
+        return (http.request_error_status(media_type) if request_error else 200), body

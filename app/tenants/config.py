@@ -134,6 +134,8 @@ class ClientConfig(_Strict):
     role: Role
     name: LocalizedText
     issuer: str | None = None
+    # Production city mini-programs: only trusted documents by id, never free-form query text.
+    trusted_documents_only: bool = False
 
     @model_validator(mode="after")
     def _partner_has_issuer(self) -> ClientConfig:

@@ -119,12 +119,15 @@ async def test_settings_do_not_leak_between_transactions(database_target) -> Non
 
 async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database) -> None:
     """Bypassing the resolvers: as the app role scoped to Beijing, no statement sees or changes Wuhan."""
+    from app.graphql.trusted import compile_document, register_documents
     from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
 
     account_id = await consenting_account(api)  # Wuhan rows in the personal tables too
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
                                      record(account_id, "teleport", 1, local_time(1))])
     await redeem(api, account_id, await make_reward(database, cost=1))
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        await register_documents(session, [WUHAN], [compile_document("{ tenants { slug } }", "Slugs")], "test")
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         wuhan_rows = {table: (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
                       for table in metadata.tables}

@@ -113,8 +113,10 @@ async def test_fast_path_edges_answer_like_full_execution(api, database, monkeyp
     reward_id = await make_reward(database, cost=1)
     body = {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}", "variables": _input(account_id, reward_id),
             "operationName": "SomethingElse"}
-    wrong_operation = await api.http.post("/graphql", json=body, headers=api.headers("wuhan-app"))
-    assert wrong_operation.status_code == 400 and "Unknown operation" in wrong_operation.text
+    wrong_operation = await api.http.post("/graphql", json=body, headers=api.headers("wuhan-app") | {
+        "accept": "application/graphql-response+json"})
+    assert wrong_operation.status_code == 400 and "unknown operation" in wrong_operation.text
+    assert "data" not in wrong_operation.json()
     text_json = await api.http.post("/graphql", content=__import__("json").dumps(
         {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}", "variables": _input(account_id, reward_id)}),
         headers=api.headers("wuhan-app") | {"content-type": "text/json"})
@@ -148,3 +150,92 @@ async def _balance_of(api, account_id: str) -> str:
     data = await api.query('query($id: ID!) { account(id: $id) { balance { amount } } }', as_="wuhan-app",
                            variables={"id": account_id})
     return data["account"]["balance"]["amount"]
+
+
+# ------------------------------------------------------------------ registered documents, restricted clients
+
+async def _register(database, city: str, text: str):
+    from app.db.session import TenantScope
+    from app.graphql.trusted import compile_document, register_documents
+    from app.tenants.models import tenant_id_for
+
+    document = compile_document(text, "test")
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for(city))) as session:
+        await register_documents(session, [tenant_id_for(city)], [document], "test")
+    return document
+
+
+async def _send(api, body: dict, as_: str, accept: str = "application/graphql-response+json"):
+    return await api.http.post("/graphql", json=body, headers=api.headers(as_) | {"accept": accept})
+
+
+async def test_a_registered_document_is_served_by_id_in_its_city_only(api, database) -> None:
+    document = await _register(database, "wuhan", f"query Slugs{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
+    body = {"documentId": f"sha256:{document.sha256}"}
+    served = await _send(api, body, "wuhan-app")
+    assert served.status_code == 200 and served.json()["data"] == {"tenants": [{"slug": "wuhan"}]}
+    by_get = await api.http.get("/graphql", params=body, headers=api.headers("wuhan-app"))
+    assert by_get.status_code == 200 and by_get.json()["data"] == {"tenants": [{"slug": "wuhan"}]}
+    elsewhere = await _send(api, body, "beijing-app")
+    assert elsewhere.status_code == 400 and "data" not in elsewhere.json()
+    assert elsewhere.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_a_trusted_documents_only_client_sends_nothing_else(api, database) -> None:
+    """shanghai-app is configured with `trusted_documents_only = true`."""
+    free_form = await _send(api, {"query": "{ tenants { slug } }"}, "shanghai-app")
+    assert free_form.status_code == 400 and "data" not in free_form.json()
+    assert free_form.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+    legacy = await _send(api, {"query": "{ tenants { slug } }"}, "shanghai-app", accept="application/json")
+    assert legacy.status_code == 200 and legacy.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+    unknown = await _send(api, {"documentId": "sha256:" + "1" * 64}, "shanghai-app")
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    document = await _register(database, "shanghai", f"query Mine{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
+    registered = await _send(api, {"documentId": f"sha256:{document.sha256}"}, "shanghai-app")
+    assert registered.status_code == 200 and registered.json()["data"] == {"tenants": [{"slug": "shanghai"}]}
+    built_in = await _send(api, {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}",
+                                 "variables": _input("nonsense", "nonsense")}, "shanghai-app")
+    assert built_in.json()["data"]["redeemReward"]["userErrors"][0]["code"] == "ACCOUNT_NOT_FOUND"
+    # Other clients of the city are not restricted.
+    assert (await _send(api, {"query": "{ tenants { slug } }"}, "shanghai-admin")).status_code == 200
+
+
+def test_documents_that_do_not_validate_are_refused() -> None:
+    import pytest
+
+    from app.graphql.trusted import DocumentRefused, compile_document
+
+    with pytest.raises(DocumentRefused, match="does not validate"):
+        compile_document("{ tenants { nope } }", "x")
+    with pytest.raises(DocumentRefused, match="does not parse"):
+        compile_document("{ tenants {", "x")
+
+
+def test_the_register_command(database_target, tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    good = tmp_path / "CitySlugs.graphql"
+    good.write_text(f"query CitySlugs{uuid.uuid4().hex} {{ tenants {{ slug }} }}\n", encoding="utf-8")
+    bad = tmp_path / "Bad.graphql"
+    bad.write_text("{ tenants { nope } }", encoding="utf-8")
+    env = {"CARBON_DATABASE_URL": database_target.owner_url, "CARBON_APP_DATABASE_URL": database_target.app_url,
+           "PATH": str(Path(sys.executable).parent)}
+    script = str(Path(sys.executable).parent / "carbon-inclusive")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([script, "documents", *args], capture_output=True, text=True, env=env, timeout=120)
+
+    refused = run("register", str(good), str(bad))
+    assert refused.returncode == 2 and "Bad.graphql: does not validate" in refused.stderr
+    assert "nothing was registered" in refused.stderr
+    first = run("register", str(good), "--city", "wuhan", "--city", "beijing")
+    digest = document_hash(good.read_text(encoding="utf-8"))
+    assert first.returncode == 0, first.stderr
+    assert f"sha256:{digest}" in first.stdout and "(beijing: registered, wuhan: registered)" in first.stdout
+    again = run("register", str(good), "--city", "wuhan")
+    assert "(wuhan: already registered)" in again.stdout
+    listed = run("list", "--city", "wuhan")
+    assert f"wuhan\tsha256:{digest}" in listed.stdout
+    assert run("register", str(good), "--city", "paris").returncode == 2

@@ -126,7 +126,9 @@ async def test_adding_a_city_is_adding_one_file(settings, database, tmp_path) ->
     text = (config / "tenants" / "shanghai.toml").read_text(encoding="utf-8")
     xiamen = (text.replace('slug = "shanghai"', 'slug = "xiamen"')
                   .replace('en = "Shanghai"', 'en = "Xiamen"').replace('zh = "上海"', 'zh = "厦门"')
-                  .replace('"shanghai-', '"xiamen-'))
+                  .replace('"shanghai-', '"xiamen-')
+                  # this test's app sends query text (Shanghai's production app sends trusted documents only)
+                  .replace("trusted_documents_only = true", "trusted_documents_only = false"))
     (config / "tenants" / "xiamen.toml").write_text(xiamen, encoding="utf-8")
 
     cities = load_city_files(config)

@@ -1,0 +1,166 @@
+"""GraphQL over HTTP (the GraphQL Foundation's specification), the parts a transport decides.
+
+* **Media types.** Responses are `application/graphql-response+json` when the client accepts it and
+  prefers it (or ties), else `application/json`; `*/*` and a missing `Accept` get `application/json`
+  (older clients); an `Accept` naming neither gets HTTP 406. Always `; charset=utf-8`.
+* **Requests.** POST with `Content-Type: application/json` (UTF-8: another charset is HTTP 415, as is
+  any other media type or none); GET with URL parameters, for queries only (a mutation by GET is HTTP
+  405 with `Allow: POST`, never executed). Parameters are type-checked: `query` a string, `operationName`
+  a string or null, `variables` and `extensions` maps or null (on GET: URL-encoded JSON).
+* **Status codes.** Under `application/graphql-response+json` a *request error* — malformed JSON,
+  invalid parameters, a document that does not parse or validate, variables that do not coerce — is
+  HTTP 400 and the body has no `data` entry; once execution starts the status is 200 and `data` is
+  present (possibly null). Under `application/json` every well-formed GraphQL response is 200 (the
+  legacy behaviour clients of that media type expect), again without `data` for request errors.
+  Authentication (401), rate limit (429) and body size (413) are decided before any of this.
+
+The reference audit suite is the npm package `graphql-http` (`serverAudits`); tests/graphql/
+test_http_conformance.py covers what it checks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+_SUPPORTED = (GRAPHQL_RESPONSE, JSON)
+
+
+class HttpProblem(Exception):
+    """A request refused at the transport level, with its status and a GraphQL-shaped error."""
+
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+class RequestError(Exception):
+    """A GraphQL request error found before execution (malformed JSON, invalid parameters)."""
+
+    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    query: str | None
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    extensions: dict[str, Any] | None
+    document_id: str | None  # a trusted document's id ("sha256:<hex>"), when sent instead of `query`
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type for an `Accept` header value (HttpProblem 406 if none is acceptable)."""
+    if accept is None or not accept.strip():
+        return JSON
+    best: tuple[float, int, str] | None = None  # (q, preference, media type)
+    for item in accept.split(","):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        media = media.lower()
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+            elif name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                quality = 0.0
+        if quality <= 0:
+            continue
+        if media in _SUPPORTED:
+            candidate = (quality, 2 if media == GRAPHQL_RESPONSE else 1, media)
+        elif media in ("*/*", "application/*"):
+            candidate = (quality, 0, JSON)  # wildcards: the legacy type older clients understand
+        else:
+            continue
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    if best is None:
+        raise HttpProblem(406, f"not acceptable: send Accept: {GRAPHQL_RESPONSE} or {JSON}", "NOT_ACCEPTABLE")
+    return best[2]
+
+
+def check_content_type(content_type: str | None) -> None:
+    """A POST body must be JSON in UTF-8 (HttpProblem 415 otherwise)."""
+    if not content_type:
+        raise HttpProblem(415, f"missing Content-Type: send {JSON}", "UNSUPPORTED_MEDIA_TYPE")
+    media, *parameters = (part.strip() for part in content_type.split(";"))
+    if media.lower() != JSON:
+        raise HttpProblem(415, f"unsupported Content-Type {media!r}: send {JSON}", "UNSUPPORTED_MEDIA_TYPE")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise HttpProblem(415, "unsupported charset: requests must be UTF-8", "UNSUPPORTED_MEDIA_TYPE")
+
+
+def parse_post(body: bytes) -> GraphQLRequest:
+    if not body.strip():
+        raise RequestError("the request body is empty: send a JSON object with a `query`", "BAD_REQUEST")
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RequestError("the request body is not valid JSON in UTF-8", "MALFORMED_JSON") from None
+    if isinstance(document, list):
+        raise RequestError("batched requests are not supported: send one operation per request")
+    if not isinstance(document, dict):
+        raise RequestError("the request body must be a JSON object")
+    return _parameters(document)
+
+
+def parse_get(params: Any) -> GraphQLRequest:
+    """From URL parameters (a Starlette QueryParams or any mapping of str to str)."""
+    document: dict[str, Any] = {}
+    for name in ("query", "operationName", "documentId"):
+        if name in params:
+            document[name] = params[name]
+    for name in ("variables", "extensions"):
+        if name in params:
+            try:
+                document[name] = json.loads(params[name])
+            except ValueError:
+                raise RequestError(f"`{name}` must be URL-encoded JSON") from None
+    return _parameters(document)
+
+
+def _parameters(document: dict[str, Any]) -> GraphQLRequest:
+    query, document_id = document.get("query"), document.get("documentId")
+    extensions = document.get("extensions")
+    if query is not None and not isinstance(query, str):
+        raise RequestError("`query` must be a string")
+    if document_id is not None and not isinstance(document_id, str):
+        raise RequestError("`documentId` must be a string")
+    operation_name = document.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise RequestError("`operationName` must be a string or null")
+    variables = document.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestError("`variables` must be a map or null")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise RequestError("`extensions` must be a map or null")
+    persisted = (extensions or {}).get("persistedQuery")
+    if document_id is None and isinstance(persisted, dict) and isinstance(persisted.get("sha256Hash"), str):
+        document_id = f"sha256:{persisted['sha256Hash']}"
+    if not query and document_id is None:
+        raise RequestError("missing `query`: send the operation's text (or a trusted document's `documentId`)")
+    return GraphQLRequest(query=query or None, operation_name=operation_name, variables=variables,
+                          extensions=extensions, document_id=document_id if not query else None)
+
+
+def request_error_status(media_type: str) -> int:
+    """The status of a response to a request error under the negotiated media type."""
+    return 400 if media_type == GRAPHQL_RESPONSE else 200
+
+
+def content_type(media_type: str) -> str:
+    return f"{media_type}; charset=utf-8"
+
+
+def error_body(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}

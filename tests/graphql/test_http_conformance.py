@@ -1,0 +1,184 @@
+"""GraphQL over HTTP: what the reference audit suite (npm `graphql-http`, `serverAudits`) checks.
+
+Each test names the audits it covers by their ids in that suite's report (e.g. 22EB)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+QUERY = "{ tenants { slug } }"
+
+
+async def _post(api, body, *, accept: str | None = GRAPHQL_RESPONSE, content_type: str | None = JSON,
+                as_: str = "wuhan-app"):
+    headers = {"authorization": api.headers(as_)["authorization"]}
+    if accept is not None:
+        headers["accept"] = accept
+    if content_type is not None:
+        headers["content-type"] = content_type
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await api.http.post("/graphql", content=content, headers=headers)
+
+
+async def _get(api, params: dict, *, accept: str = GRAPHQL_RESPONSE, as_: str = "wuhan-app"):
+    headers = {"authorization": api.headers(as_)["authorization"], "accept": accept}
+    return await api.http.get("/graphql", params=params, headers=headers)
+
+
+def _media(response) -> str:
+    return response.headers["content-type"].split(";")[0]
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),  # 22EB
+    (JSON, JSON),  # 4655
+    ("*/*", JSON),  # 47DE
+    (None, JSON),  # 80D8
+    (f"{JSON};q=0.5, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+    (f"{GRAPHQL_RESPONSE};q=0.1, {JSON}", JSON),
+])
+async def test_content_negotiation(api, accept, expected) -> None:
+    response = await _post(api, {"query": QUERY}, accept=accept)
+    assert response.status_code == 200
+    assert _media(response) == expected
+    assert "charset=utf-8" in response.headers["content-type"]  # 82A3
+    assert response.json()["data"]["tenants"] == [{"slug": "wuhan"}]
+
+
+async def test_nothing_acceptable_is_406(api) -> None:
+    response = await _post(api, {"query": QUERY}, accept="text/html")
+    assert response.status_code == 406 and response.json()["errors"][0]["extensions"]["code"] == "NOT_ACCEPTABLE"
+
+
+async def test_utf8_requests(api) -> None:
+    """BF61, 78D5: UTF-8 with or without a charset; another charset is refused (415)."""
+    body = {"query": '{ tenant(slug: "武汉") { slug } }'}
+    assert (await _post(api, body, content_type=f"{JSON}; charset=utf-8")).json()["data"] == {"tenant": None}
+    assert (await _post(api, body)).json()["data"] == {"tenant": None}
+    assert (await _post(api, {"query": QUERY}, content_type=f"{JSON}; charset=iso-8859-1")).status_code == 415
+
+
+async def test_post_needs_a_json_content_type_and_a_body(api) -> None:
+    """9ABE: no Content-Type is 4xx; 7267: a body is required."""
+    assert (await _post(api, {"query": QUERY}, content_type=None)).status_code == 415
+    assert (await _post(api, {"query": QUERY}, content_type="text/plain")).status_code == 415
+    empty = await _post(api, b"")
+    assert empty.status_code == 400 and "data" not in empty.json()
+
+
+@pytest.mark.parametrize("parameter", ["query", "operationName", "variables", "extensions"])
+@pytest.mark.parametrize("value", [{"obj": "ect"}, 0, False, ["array"], "string"], ids=str)
+async def test_parameter_types(api, parameter, value) -> None:
+    """4F50-4F53, E3E0-E3E3, 69B0-69B3, 9040-9043 (400 and no data under graphql-response+json) and
+    9FE0-9FE3, FB90-FB93, F050-F053, 3680-3683 (200 with errors under application/json)."""
+    allowed = {"query": str, "operationName": str, "variables": dict, "extensions": dict}[parameter]
+    if isinstance(value, allowed):
+        return  # the allowed type: covered below
+    body = {"query": QUERY} | {parameter: value}
+    strict = await _post(api, body)
+    assert strict.status_code == 400 and _media(strict) == GRAPHQL_RESPONSE  # 17C5
+    assert "data" not in strict.json() and strict.json()["errors"]  # 34D6
+    legacy = await _post(api, body, accept=JSON)
+    assert legacy.status_code == 200 and legacy.json()["errors"] and "data" not in legacy.json()  # F5AF
+
+
+@pytest.mark.parametrize("accept", [GRAPHQL_RESPONSE, JSON])
+async def test_allowed_parameter_values(api, accept) -> None:
+    """34A2/13EE, 8161/B8B3, 94B0-94B2/0220-0222 (null), 2EA1/28B9 and 428F/1B7A (maps)."""
+    for extra in ({"operationName": None, "variables": None, "extensions": None},
+                  {"operationName": "Slugs", "variables": {}, "extensions": {}}):
+        query = "query Slugs { tenants { slug } }"
+        response = await _post(api, {"query": query} | extra, accept=accept)
+        assert response.status_code == 200 and response.json()["data"] == {"tenants": [{"slug": "wuhan"}]}
+
+
+async def test_missing_query(api) -> None:
+    """6610 (400) and 3715 (200 with errors)."""
+    assert (await _post(api, {"variables": {}})).status_code == 400
+    legacy = await _post(api, {"variables": {}}, accept=JSON)
+    assert legacy.status_code == 200 and legacy.json()["errors"][0]["message"].startswith("missing `query`")
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"{not json", "MALFORMED_JSON"),  # D477, 60AA, 2163
+    (b'[{"query": "{ tenants { slug } }"}]', "BAD_REQUEST"),  # batches are not accepted
+])
+async def test_malformed_requests(api, body, code) -> None:
+    strict = await _post(api, body)
+    assert strict.status_code == 400 and strict.json()["errors"][0]["extensions"]["code"] == code
+    legacy = await _post(api, body, accept=JSON)
+    assert legacy.status_code == 200 and legacy.json()["errors"][0]["extensions"]["code"] == code
+
+
+@pytest.mark.parametrize("query", ["{ tenants { slug }", "{ tenants { nope } }"], ids=["parse", "validate"])
+async def test_document_failures(api, query) -> None:
+    """572B/FDE2 (200 under application/json); 865D, 556A, D586, 51FE, 74FF, 5E5B (400, no data)."""
+    strict = await _post(api, {"query": query})
+    assert strict.status_code == 400 and "data" not in strict.json() and strict.json()["errors"]
+    legacy = await _post(api, {"query": query}, accept=JSON)
+    assert legacy.status_code == 200 and "data" not in legacy.json() and legacy.json()["errors"]
+
+
+async def test_variable_coercion_failure_is_400(api) -> None:
+    """86EE."""
+    response = await _post(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }",
+                                 "variables": {"s": {"not": "a string"}}})
+    assert response.status_code == 400 and "data" not in response.json()
+    missing = await _post(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }"})
+    assert missing.status_code == 400 and "data" not in missing.json()
+
+
+async def test_field_errors_are_200_with_data(api) -> None:
+    """Execution started: 200 and `data`, even under graphql-response+json."""
+    response = await _post(api, {"query": "{ entitlements(first: 1) { edges { cursor } } }"})
+    assert response.status_code == 200
+    body = response.json()
+    assert "data" in body and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_get_serves_queries_with_json_variables(api) -> None:
+    """5A70, D6D5/6A70."""
+    response = await _get(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }",
+                                "variables": json.dumps({"s": "wuhan"})})
+    assert response.status_code == 200 and response.json()["data"] == {"tenant": {"slug": "wuhan"}}
+    bad = await _get(api, {"query": QUERY, "variables": "{oops"})
+    assert bad.status_code == 400
+
+
+async def test_mutations_are_never_executed_by_get(api, database) -> None:
+    """9C48: 405 with Allow: POST, and nothing happens."""
+    from sqlalchemy import text
+
+    from app.db.session import TenantScope
+    from app.tenants.models import tenant_id_for
+
+    async def accounts() -> int:
+        async with database.transaction(TenantScope.for_tenant(tenant_id_for("wuhan"))) as session:
+            return (await session.execute(text("SELECT count(*) FROM accounts"))).scalar()
+
+    before = await accounts()
+    holder = uuid.uuid4().hex
+    mutation = ('mutation { openAccount(input: {tenant: "wuhan", holderRef: "%s", kind: GUEST, '
+                'acceptedAgreement: true}) { account { id } } }' % holder)
+    response = await _get(api, {"query": mutation})
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert await accounts() == before
+    posted = await _post(api, {"query": mutation})
+    assert posted.status_code == 200 and await accounts() == before + 1  # the same text by POST runs
+
+
+async def test_other_methods_are_405(api) -> None:
+    response = await api.http.put("/graphql", content=b"{}", headers=api.headers("wuhan-app"))
+    assert response.status_code == 405 and "POST" in response.headers["allow"]
+
+
+async def test_transport_errors_come_before_negotiation_for_strangers(api) -> None:
+    """Without a token the answer is 401, whatever the Accept header says."""
+    response = await api.http.post("/graphql", json={"query": QUERY}, headers={"accept": "text/html"})
+    assert response.status_code == 401 and "WWW-Authenticate" in response.headers
