@@ -44,3 +44,7 @@ bench-ingest: install
 .PHONY: bench-redeem
 bench-redeem: install
 	$(BIN)/python bench/redeem.py
+
+.PHONY: fuzz
+fuzz: install  ## property-based fuzz of the whole schema, long form (FUZZ_EXAMPLES per role and kind)
+	CARBON_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),400) $(BIN)/python -m pytest tests/test_fuzz.py -q

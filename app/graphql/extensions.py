@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator
 
@@ -33,7 +35,33 @@ class UnitOfWork(SchemaExtension):
     of a change that was not committed. Business failures are `userErrors`: each mutation runs its
     service in a savepoint, so a failed one writes nothing. Database failures while opening or
     committing the transaction are logged and reported as a bare `Unexpected error.`.
+
+    The transaction ends only when no resolver of the operation is running. When a field error nulls a
+    parent, graphql-core cancels the sibling resolvers still running; a resolver cancelled while a
+    statement is on the wire would leave the connection in an unknown state (and its transaction
+    invalid). So every awaitable resolver runs as a task shielded from that cancellation, execution's
+    end waits for those tasks, and the session is withdrawn from the context in the same step (a
+    resolver starting later fails instead of touching the database). Their results are discarded.
     """
+
+    def __init__(self, *, execution_context=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(execution_context=execution_context)
+        self._work: set[asyncio.Future[object]] = set()
+
+    def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = _next(root, info, *args, **kwargs)
+        return self._shielded(result) if inspect.isawaitable(result) else result
+
+    async def _shielded(self, awaitable):  # type: ignore[no-untyped-def]
+        work = asyncio.ensure_future(awaitable)
+        self._work.add(work)
+        work.add_done_callback(_settle_work(self._work))
+        return await asyncio.shield(work)
+
+    async def _withdraw_session(self, context: Context) -> None:
+        while self._work:
+            await asyncio.wait(list(self._work))
+        context._session = None
 
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
         """Around execution only: a request refused before it (parse, validation, cost, NUL) never
@@ -53,10 +81,10 @@ class UnitOfWork(SchemaExtension):
             try:
                 yield
             except BaseException:
+                await self._withdraw_session(context)
                 await _quietly(transaction.rollback())
                 raise
-            finally:
-                context._session = None
+            await self._withdraw_session(context)
             result = self.execution_context.result
             if not (getattr(result, "errors", None) or getattr(self.execution_context, "errors", None)):
                 try:
@@ -71,6 +99,14 @@ class UnitOfWork(SchemaExtension):
                 result.errors = [*(result.errors or []), GraphQLError(
                     "the mutation was rolled back: nothing it reported was saved",
                     extensions={"code": "ROLLED_BACK"})]
+
+
+def _settle_work(pending: set[asyncio.Future[object]]):  # type: ignore[no-untyped-def]
+    def done(work: asyncio.Future[object]) -> None:
+        pending.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: an abandoned resolver's error is not logged as unhandled
+    return done
 
 
 def _internal() -> GraphQLError:
