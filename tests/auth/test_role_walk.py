@@ -1,7 +1,6 @@
 """Every root field, called as every role: exactly the declared roles get past the permission check.
 
-(Objects of another tenant are covered per domain: null / ACCOUNT_NOT_FOUND / RECORD_NOT_FOUND tests.
-The exhaustive generated matrix over own and foreign objects is part of the public-clients work.)"""
+(The matrix over own and another city's objects, with the exact outcome of each, is test_tenant_walk.)"""
 
 from __future__ import annotations
 

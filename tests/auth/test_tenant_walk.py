@@ -1,0 +1,190 @@
+"""The generated isolation matrix: every root query and mutation, as every role, against objects of the
+caller's own city (Wuhan) and of another city (Beijing), with exactly one allowed outcome for each.
+
+Outcomes: OK (the operation did its work), HIDDEN (null, an empty list, or a *_NOT_FOUND user error:
+the object is as if it did not exist), FORBIDDEN (the role may not call the field, or, for openAccount,
+not for that city). A root field
+missing from the walk fails the test, as does a root field without a declared permission
+(test_permissions_declared). Afterwards the other city's objects are checked to be unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.auth.test_permissions_declared import DECLARED
+from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
+
+OK, HIDDEN, FORBIDDEN = "OK", "HIDDEN", "FORBIDDEN"
+ROLES = ["CITY_APP", "PARTNER", "TENANT_ADMIN", "REGULATOR"]
+CLIENT = {"CITY_APP": "wuhan-app", "PARTNER": "wuhan-tong", "TENANT_ADMIN": "wuhan-admin", "REGULATOR": "regulator"}
+# A partner acts for one issuer: the bank sees the entitlements of its own products.
+CLIENT_FOR_FIELD = {("Query.entitlements", "PARTNER"): "hankou-bank"}
+CITY = {"wuhan": {"app": "wuhan-app", "provider": "wuhan-tong", "bank": "hankou-bank"},
+        "beijing": {"app": "beijing-app", "provider": "beijing-mobility", "bank": "beijing-green-bank"}}
+
+
+@dataclass
+class Objects:
+    slug: str
+    account: str
+    reward: str
+    record: str
+    redemption: str
+    entitled_account: str
+
+
+async def _objects(api, database, slug: str) -> Objects:
+    city = CITY[slug]
+    account = await consenting_account(api, app=city["app"], providers={city["provider"]: ["TRAVEL"]})
+    recorded = await submit(api, city["provider"], [record(account, "bus", 5, local_time(1))])
+    assert recorded[0]["status"] == "CREDITED", recorded
+    reward = await make_reward(database, slug, cost=0, window=24, sponsor=city["bank"])
+    redemption = (await redeem(api, account, reward, app=city["app"]))["redemption"]["id"]
+    service = await make_reward(database, slug, cost=0, kind="FINANCIAL_SERVICE", sponsor=city["bank"])
+    entitled = await consenting_account(api, app=city["app"], providers={city["provider"]: ["TRAVEL"]})
+    assert (await redeem(api, entitled, service, app=city["app"]))["userErrors"] == []
+    return Objects(slug, account, reward, recorded[0]["recordId"], redemption, entitled)
+
+
+def _user_errors(payload: dict) -> list[str]:
+    return [error["code"] for error in payload.get("userErrors") or []]
+
+
+def _field(key: str) -> Callable[[dict], str]:
+    """Outcome of a query returning an object: OK if present, HIDDEN if null."""
+    return lambda data: OK if data[key] is not None else HIDDEN
+
+
+def _payload(key: str, hidden: set[str]) -> Callable[[dict], str]:
+    """Outcome of a mutation: HIDDEN for a not-found user error, OK without user errors."""
+    def outcome(data: dict) -> str:
+        codes = _user_errors(data[key])
+        if not codes:
+            return OK
+        assert set(codes) <= hidden, codes  # any other user error means the walk itself is wrong
+        return HIDDEN
+    return outcome
+
+
+NOT_FOUND = {"ACCOUNT_NOT_FOUND", "REWARD_UNAVAILABLE", "REDEMPTION_NOT_FOUND", "RECORD_NOT_FOUND",
+             "TENANT_NOT_FOUND", "UNKNOWN_TENANT"}
+
+# (name, root field, document, variables from the target objects, outcome of `data`) in walk order:
+# destructive operations last.
+WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]]] = [
+    ("tenants", "Query.tenants", "{ tenants { slug } }", lambda o: {},
+     None),  # set per target below
+    ("tenant", "Query.tenant", "query($s: String!) { tenant(slug: $s) { slug } }", lambda o: {"s": o.slug},
+     _field("tenant")),
+    ("node: Reward", "Query.node", "query($id: ID!) { node(id: $id) { id } }", lambda o: {"id": o.reward},
+     _field("node")),
+    ("node: Account", "Query.node", "query($id: ID!) { node(id: $id) { id } }", lambda o: {"id": o.account},
+     _field("node")),
+    ("node: Redemption", "Query.node", "query($id: ID!) { node(id: $id) { id } }", lambda o: {"id": o.redemption},
+     _field("node")),
+    ("account", "Query.account", "query($id: ID!) { account(id: $id) { id balance { amount } } }",
+     lambda o: {"id": o.account}, _field("account")),
+    ("entitlements", "Query.entitlements",
+     "query($a: ID!) { entitlements(first: 10, accountId: $a) { edges { node { id } } } }",
+     lambda o: {"a": o.entitled_account}, lambda data: OK if data["entitlements"]["edges"] else HIDDEN),
+    ("openAccount", "Mutation.openAccount",
+     """mutation($t: String!, $h: String!) { openAccount(input: {tenant: $t, holderRef: $h, kind: GUEST,
+        acceptedAgreement: true}) { account { id } userErrors { code } } }""",
+     lambda o: {"t": o.slug, "h": uuid.uuid4().hex}, _payload("openAccount", NOT_FOUND)),
+    ("linkBankAccount", "Mutation.linkBankAccount",
+     """mutation($id: ID!) { linkBankAccount(input: {accountId: $id, bankAccountRef: "6222020200001111"})
+        { userErrors { code } } }""", lambda o: {"id": o.account}, _payload("linkBankAccount", NOT_FOUND)),
+    ("grantConsent", "Mutation.grantConsent",
+     """mutation($id: ID!, $p: String!) { grantConsent(input: {accountId: $id, provider: $p, categories: [LIFE]})
+        { userErrors { code } } }""", lambda o: {"id": o.account, "p": CITY[o.slug]["bank"]},
+     _payload("grantConsent", NOT_FOUND | {"PROVIDER_NOT_FOUND"})),
+    ("recordBehaviors", "Mutation.recordBehaviors",
+     """mutation($r: [BehaviorRecordInput!]!) { recordBehaviors(input: {records: $r})
+        { results { status code } userErrors { code } } }""",
+     lambda o: {"r": [record(o.account, "bus", 1, local_time(2))]},
+     lambda data: (OK if data["recordBehaviors"]["results"][0]["status"] == "CREDITED" else
+                   HIDDEN if data["recordBehaviors"]["results"][0]["code"] == "ACCOUNT_NOT_FOUND" else
+                   f"unexpected {data['recordBehaviors']['results'][0]}")),
+    ("redeemReward", "Mutation.redeemReward",
+     """mutation($a: ID!, $r: ID!, $k: String!) { redeemReward(input: {accountId: $a, rewardId: $r,
+        idempotencyKey: $k}) { userErrors { code } } }""",
+     lambda o: {"a": o.account, "r": o.reward, "k": uuid.uuid4().hex}, _payload("redeemReward", NOT_FOUND)),
+    ("cancelRedemption", "Mutation.cancelRedemption",
+     """mutation($id: ID!) { cancelRedemption(input: {redemptionId: $id}) { userErrors { code } } }""",
+     lambda o: {"id": o.redemption}, _payload("cancelRedemption", NOT_FOUND)),
+    ("reverseBehaviorRecord", "Mutation.reverseBehaviorRecord",
+     """mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id, reason: "walk"}) { userErrors { code } } }""",
+     lambda o: {"id": o.record}, _payload("reverseBehaviorRecord", NOT_FOUND)),
+    ("revokeConsent", "Mutation.revokeConsent",
+     """mutation($id: ID!, $p: String!) { revokeConsent(input: {accountId: $id, provider: $p})
+        { userErrors { code } } }""", lambda o: {"id": o.account, "p": CITY[o.slug]["provider"]},
+     _payload("revokeConsent", NOT_FOUND | {"PROVIDER_NOT_FOUND"})),
+    ("freezeAccount", "Mutation.freezeAccount",
+     "mutation($id: ID!) { freezeAccount(input: {accountId: $id}) { userErrors { code } } }",
+     lambda o: {"id": o.account}, _payload("freezeAccount", NOT_FOUND)),
+    ("unfreezeAccount", "Mutation.unfreezeAccount",
+     "mutation($id: ID!) { unfreezeAccount(input: {accountId: $id}) { userErrors { code } } }",
+     lambda o: {"id": o.account}, _payload("unfreezeAccount", NOT_FOUND)),
+    ("closeAccount", "Mutation.closeAccount",
+     "mutation($id: ID!) { closeAccount(input: {accountId: $id}) { userErrors { code } } }",
+     lambda o: {"id": o.account}, _payload("closeAccount", NOT_FOUND)),
+]
+
+# Exceptions to "allowed roles: own OK, foreign HIDDEN; others FORBIDDEN".
+PUBLIC = {"tenants", "tenant", "node: Reward"}  # public configuration: regulators read every city
+PERSONAL_NODES = {"node: Account", "node: Redemption"}  # citizens' data: the city's app and operator only
+
+
+def expected(name: str, field: str, role: str, target: str) -> str:
+    if role not in DECLARED[field]:
+        return FORBIDDEN
+    if role == "REGULATOR":
+        return OK if name in PUBLIC else HIDDEN
+    if name in PERSONAL_NODES and role == "PARTNER":
+        return HIDDEN
+    if name == "openAccount" and target != "wuhan":
+        return FORBIDDEN  # "own city only", the same answer for any other slug, existing or not
+    return OK if target == "wuhan" else HIDDEN
+
+
+def _tenants_outcome(target: str) -> Callable[[dict], str]:
+    return lambda data: OK if target in [t["slug"] for t in data["tenants"]] else HIDDEN
+
+
+def test_the_walk_covers_every_root_field() -> None:
+    assert {field for _, field, *_ in WALK} == set(DECLARED)
+
+
+async def _state(api, beijing: Objects) -> dict[str, Any]:
+    data = await api.query("""query($a: ID!, $e: ID!) { a: account(id: $a) { status kind balance { amount }
+        contribution { grams } consents { provider { slug } revokedAt }
+        redemptions(first: 10) { edges { node { id status } } } }
+        e: account(id: $e) { status } }""", as_="beijing-app", variables={"a": beijing.account, "e": beijing.entitled_account})
+    return data
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_field_as_every_role_against_own_and_foreign_objects(api, database, role) -> None:
+    own, foreign = await _objects(api, database, "wuhan"), await _objects(api, database, "beijing")
+    before = await _state(api, foreign)
+    mismatches = []
+    for target, objects in (("beijing", foreign), ("wuhan", own)):  # foreign first: own writes come after
+        for name, field, document, variables, outcome in WALK:
+            client = CLIENT_FOR_FIELD.get((field, role), CLIENT[role])
+            body = (await api.post(document, as_=client, variables=variables(objects))).json()
+            codes = [error.get("extensions", {}).get("code") for error in body.get("errors", [])]
+            if codes:
+                got = FORBIDDEN if codes == ["FORBIDDEN"] else f"errors {codes}"
+            else:
+                got = (outcome or _tenants_outcome(target))(body["data"])
+            want = expected(name, field, role, target)
+            if got != want:
+                mismatches.append(f"{name} as {role} on {target}: expected {want}, got {got}")
+    assert mismatches == []
+    assert await _state(api, foreign) == before, "an operation from Wuhan changed a Beijing object"
