@@ -7,11 +7,12 @@
   any other media type or none); GET with URL parameters, for queries only (a mutation by GET is HTTP
   405 with `Allow: POST`, never executed). Parameters are type-checked: `query` a string, `operationName`
   a string or null, `variables` and `extensions` maps or null (on GET: URL-encoded JSON).
-* **Status codes.** Under `application/graphql-response+json` a *request error* — malformed JSON,
-  invalid parameters, a document that does not parse or validate, variables that do not coerce — is
-  HTTP 400 and the body has no `data` entry; once execution starts the status is 200 and `data` is
-  present (possibly null). Under `application/json` every well-formed GraphQL response is 200 (the
-  legacy behaviour clients of that media type expect), again without `data` for request errors.
+* **Status codes.** A request that is not well-formed (malformed JSON, a parameter of the wrong type,
+  no query) is HTTP 400 under either media type. Under `application/graphql-response+json` a GraphQL
+  *request error* — a document that does not parse or validate, variables that do not coerce, a limit —
+  is HTTP 400 too, and the body has no `data` entry; once execution starts the status is 200 and `data`
+  is present (possibly null). Under `application/json` every well-formed request is answered 200 (the
+  legacy behaviour clients of that media type expect), without `data` for request errors.
   Authentication (401), rate limit (429) and body size (413) are decided before any of this.
 
 The reference audit suite is the npm package `graphql-http` (`serverAudits`); tests/graphql/
@@ -38,11 +39,14 @@ class HttpProblem(Exception):
 
 
 class RequestError(Exception):
-    """A GraphQL request error found before execution (malformed JSON, invalid parameters)."""
+    """A request refused before execution. `well_formed=False` (malformed JSON, invalid parameters, no
+    query): not a GraphQL-over-HTTP request at all, HTTP 400 whatever the media type. `well_formed=True`
+    (an unknown trusted document, a client restricted to them): a GraphQL request error, whose status
+    depends on the media type like a validation error's."""
 
-    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+    def __init__(self, message: str, code: str = "BAD_REQUEST", *, well_formed: bool = False) -> None:
         super().__init__(message)
-        self.message, self.code = message, code
+        self.message, self.code, self.well_formed = message, code, well_formed
 
 
 @dataclass(frozen=True)

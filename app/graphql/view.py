@@ -107,8 +107,8 @@ class AuthenticatedGraphQL:
             await _send_json(send, problem.status, http.error_body(problem.message, problem.code), media_type,
                              problem.headers)
         except http.RequestError as error:
-            await _send_json(send, http.request_error_status(media_type), http.error_body(error.message, error.code),
-                             media_type)
+            status = http.request_error_status(media_type) if error.well_formed else 400
+            await _send_json(send, status, http.error_body(error.message, error.code), media_type)
 
     async def _serve(self, request: Request, media_type: str, unacceptable: http.HttpProblem | None,
                      send: Send) -> None:
@@ -138,7 +138,7 @@ class AuthenticatedGraphQL:
                         if graphql_request.document_id.startswith("sha256:") else None)
             if document is None:
                 raise http.RequestError("PersistedQueryNotFound: no trusted document has this id in this city",
-                                        "PERSISTED_QUERY_NOT_FOUND")
+                                        "PERSISTED_QUERY_NOT_FOUND", well_formed=True)
             if request.method == "POST" and graphql_request.operation_name in (None, document.name):
                 answer = await run_fast_path(document, self.view.database, principal, graphql_request.variables or {})
                 if answer is not None:
@@ -148,7 +148,7 @@ class AuthenticatedGraphQL:
         elif principal.client.trusted_documents_only:
             raise http.RequestError(f"client {principal.client.slug} may only send trusted documents by id "
                                     "(documentId: \"sha256:<hex>\"); register them with `carbon-inclusive "
-                                    "documents register`", "TRUSTED_DOCUMENT_REQUIRED")
+                                    "documents register`", "TRUSTED_DOCUMENT_REQUIRED", well_formed=True)
         status, body = await self._execute(request, principal, query, graphql_request, media_type)
         headers = {"Allow": "POST"} if status == 405 else None
         await _send_json(send, status, body, media_type, headers)
@@ -167,7 +167,8 @@ class AuthenticatedGraphQL:
             raise http.RequestError("missing `query`") from None
         except CannotGetOperationTypeError:
             raise http.RequestError(f"unknown operation {graphql_request.operation_name!r}: send an operationName "
-                                    "that the document defines (required when it defines several)") from None
+                                    "that the document defines (required when it defines several)",
+                                    well_formed=True) from None
         errors = [error.formatted for error in result.errors or []]
         # A request error happened before execution: every such error is without a `path`.
         request_error = isinstance(result, PreExecutionError) or (
