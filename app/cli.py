@@ -275,7 +275,8 @@ def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
     for name in args.files:
         path = Path(name)
         try:
-            documents.append((path, compile_document(path.read_text(encoding="utf-8"), path.stem)))
+            # The file's exact bytes (no newline translation): the hash is what the app computes of them.
+            documents.append((path, compile_document(path.read_bytes().decode("utf-8"), path.stem)))
         except OSError as error:
             return _fail(f"{path}: cannot read: {error.strerror}")
         except UnicodeDecodeError:

@@ -67,7 +67,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "carbon-inclusive"}},
+        # A statement never runs longer than this: a request's unit of work waits for its resolvers'
+        # statements before it ends (app.graphql.extensions.UnitOfWork), so this bounds that wait too.
+        connect_args={"server_settings": {"application_name": "carbon-inclusive", "statement_timeout": "30s"}},
     )
 
 
@@ -128,6 +130,12 @@ class Database:
                         **kwargs)
         async with self._pool.acquire(timeout=30) as connection:
             return await connection.fetchval(sql, *args)
+
+    async def dispose_pool(self) -> None:
+        """Close the asyncpg pool of `fetchval` (the engine stays open)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def dispose(self) -> None:
         if self._pool is not None:

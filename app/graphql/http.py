@@ -59,36 +59,46 @@ class GraphQLRequest:
 
 
 def negotiate(accept: str | None) -> str:
-    """The response media type for an `Accept` header value (HttpProblem 406 if none is acceptable)."""
+    """The response media type for an `Accept` header value (HttpProblem 406 if none is acceptable).
+
+    Each supported type gets the quality of the most specific range naming it (its own name, then
+    `application/*`, then `*/*`, as RFC 9110 says), so `application/json;q=0, */*` excludes JSON. Ties
+    go to `application/graphql-response+json` only when the client names it; a bare wildcard or no
+    header gets `application/json`, which every client understands."""
     if accept is None or not accept.strip():
         return JSON
-    best: tuple[float, int, str] | None = None  # (q, preference, media type)
+    quality: dict[str, tuple[int, float]] = {}  # media range -> (specificity, q)
     for item in accept.split(","):
         media, *parameters = (part.strip() for part in item.split(";"))
         media = media.lower()
-        quality = 1.0
+        q = 1.0
         for parameter in parameters:
             name, _, value = parameter.partition("=")
-            if name.strip().lower() == "q":
+            name, value = name.strip().lower(), value.strip().strip('"').lower()
+            if name == "q":
                 try:
-                    quality = float(value)
+                    q = float(value)
                 except ValueError:
-                    quality = 0.0
-            elif name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-                quality = 0.0
-        if quality <= 0:
-            continue
-        if media in _SUPPORTED:
-            candidate = (quality, 2 if media == GRAPHQL_RESPONSE else 1, media)
-        elif media in ("*/*", "application/*"):
-            candidate = (quality, 0, JSON)  # wildcards: the legacy type older clients understand
-        else:
-            continue
-        if best is None or candidate[:2] > best[:2]:
-            best = candidate
-    if best is None:
+                    q = 0.0
+                q = q if 0.0 <= q <= 1.0 else 0.0  # nan, inf and out-of-range values accept nothing
+            elif name == "charset" and value not in ("utf-8", "utf8"):
+                q = 0.0
+        specificity = 2 if media in _SUPPORTED else 1 if media == "application/*" else 0 if media == "*/*" else -1
+        if specificity >= 0 and (media not in quality or quality[media][1] < q):
+            quality[media] = (specificity, q)
+
+    def q_of(media_type: str) -> tuple[float, bool]:
+        for candidate in (media_type, "application/*", "*/*"):
+            if candidate in quality:
+                return quality[candidate][1], candidate == media_type
+        return 0.0, False
+
+    (q_graphql, named), (q_json, _) = q_of(GRAPHQL_RESPONSE), q_of(JSON)
+    if q_graphql <= 0 and q_json <= 0:
         raise HttpProblem(406, f"not acceptable: send Accept: {GRAPHQL_RESPONSE} or {JSON}", "NOT_ACCEPTABLE")
-    return best[2]
+    if q_graphql > q_json or (q_graphql == q_json and named):
+        return GRAPHQL_RESPONSE
+    return JSON
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -104,12 +114,37 @@ def check_content_type(content_type: str | None) -> None:
             raise HttpProblem(415, "unsupported charset: requests must be UTF-8", "UNSUPPORTED_MEDIA_TYPE")
 
 
+_PARAMETERS = ("query", "operationName", "variables", "extensions", "documentId")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(key)
+        document[key] = value
+    return document
+
+
 def parse_post(body: bytes) -> GraphQLRequest:
     if not body.strip():
         raise RequestError("the request body is empty: send a JSON object with a `query`", "BAD_REQUEST")
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        if any(body.count(b'"%s"' % key.encode()) > 1 for key in _PARAMETERS):
+            json.loads(body, object_pairs_hook=_no_duplicates)  # a parameter given twice: refuse, don't guess
+        if b"\\u" in body and b"\\ud" in body.lower():
+            json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates are not text
+    except _DuplicateKey as duplicate:
+        raise RequestError(f"the request body gives `{duplicate}` twice", "MALFORMED_JSON") from None
+    except UnicodeEncodeError:
+        raise RequestError("the request body has a string that is not valid Unicode (a lone surrogate)",
+                           "MALFORMED_JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError("the request body is not valid JSON in UTF-8", "MALFORMED_JSON") from None
     if isinstance(document, list):
         raise RequestError("batched requests are not supported: send one operation per request")
@@ -128,7 +163,8 @@ def parse_get(params: Any) -> GraphQLRequest:
         if name in params:
             try:
                 document[name] = json.loads(params[name])
-            except ValueError:
+                json.dumps(document[name], ensure_ascii=False).encode("utf-8")
+            except (ValueError, RecursionError, UnicodeEncodeError):
                 raise RequestError(f"`{name}` must be URL-encoded JSON") from None
     return _parameters(document)
 

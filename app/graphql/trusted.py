@@ -152,7 +152,7 @@ def _load() -> dict[str, TrustedDocument]:
     fast_paths: dict[str, FastPath] = {"RedeemReward": redeem_fast_path}
     documents = {}
     for path in sorted(DOCUMENTS_DIR.glob("*.graphql")):
-        compiled = compile_document(path.read_text(encoding="utf-8"), path.stem)
+        compiled = compile_document(path.read_bytes().decode("utf-8"), path.stem)
         document = TrustedDocument(name=path.stem, text=compiled.text, sha256=compiled.sha256,
                                    fast_path=fast_paths.get(path.stem), cost=compiled.cost)
         documents[document.sha256] = document
@@ -197,7 +197,8 @@ async def register_documents(session: Any, tenant_ids: list[uuid.UUID], document
                 "INSERT INTO trusted_documents (tenant_id, sha256, name, text, registered_by) "
                 "VALUES (:t, :h, :n, :x, :b) ON CONFLICT (tenant_id, sha256) DO NOTHING"),
                 {"t": tenant_id, "h": document.sha256, "n": document.name, "x": document.text, "b": by})
-            created[(tenant_id, document.sha256)] = result.rowcount == 1
+            key = (tenant_id, document.sha256)
+            created[key] = created.get(key, False) or result.rowcount == 1  # the same text twice: new once
     return created
 
 

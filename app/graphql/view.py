@@ -88,6 +88,9 @@ class AuthenticatedGraphQL:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no authenticated transport for websockets yet: refuse
+            await send({"type": "websocket.close", "code": 1008, "reason": "websockets are not served here"})
+            return
         if scope["type"] != "http":
             await self.view(scope, receive, send)
             return
@@ -161,8 +164,12 @@ class AuthenticatedGraphQL:
                 query, variable_values=graphql_request.variables, context_value=context,
                 operation_name=graphql_request.operation_name,
                 allowed_operation_types=_QUERIES_ONLY if request.method == "GET" else _QUERIES_AND_MUTATIONS)
-        except InvalidOperationTypeError:
-            return 405, http.error_body("mutations are not allowed by GET: send them by POST", "METHOD_NOT_ALLOWED")
+        except InvalidOperationTypeError as error:
+            if request.method == "GET" and error.operation_type is OperationType.MUTATION:
+                return 405, http.error_body("mutations are not allowed by GET: send them by POST",
+                                            "METHOD_NOT_ALLOWED")
+            raise http.RequestError(f"{error.operation_type.value} operations are not served over HTTP",
+                                    "OPERATION_NOT_SUPPORTED", well_formed=True) from None
         except MissingQueryError:
             raise http.RequestError("missing `query`") from None
         except CannotGetOperationTypeError:
@@ -178,4 +185,6 @@ class AuthenticatedGraphQL:
             body["errors"] = errors
         if result.extensions:
             body["extensions"] = result.extensions
+        if request_error and any((error.get("extensions") or {}).get("code") == "INTERNAL" for error in errors):
+            return 500, body  # the server failed (e.g. the database at the transaction's start or commit)
         return (http.request_error_status(media_type) if request_error else 200), body

@@ -11,9 +11,10 @@ Why: a redemption's cost is mostly per transaction (round trip, statement start-
 commit) and per call on the server (pool, protocol); a busy city pays those once per batch. TigerBeetle
 batches for the same reason.
 
-Failure: a batch is all or nothing. If it fails on a unique violation (an idempotency key raced by a
-request for another account) or a deadlock, its items run again one by one, each with its own retry;
-any other error fails each of its requests as an unexpected error.
+Failure: a batch is all or nothing. If it fails for any reason (an idempotency key raced by a request
+for another account, a deadlock, one item the database refuses), its items run again one by one, each
+with its own retry, so one bad item fails only its own request. Batches run in tasks the batcher owns
+and every request of a batch gets an answer, even when the request that arrived first is cancelled.
 """
 
 from __future__ import annotations
@@ -69,41 +70,52 @@ class RedeemBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def redeem(self, tenant_id: uuid.UUID, call: RedeemCall) -> dict[str, Any] | None:
-        """The verdict of `carbon_redeem_in_tenant()` for this call (None: no configuration in force)."""
+        """The verdict of `carbon_redeem_in_tenant()` for this call (None: no configuration in force).
+
+        The caller only waits for its own answer: batches run in tasks the batcher owns, so a caller
+        that goes away (a cancelled request) never strands the others of its batch."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         state = self._tenants[tenant_id]
         state.queue.append((call, future))
-        if state.busy < self.in_flight:
-            await self._drain(tenant_id, state)
+        self._schedule(tenant_id, state)
         return await future
 
-    async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
-        state.busy += 1
-        try:
-            batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
-            if batch:
-                await self._run(tenant_id, batch)
-        finally:
-            state.busy -= 1
-        if state.queue and state.busy < self.in_flight:  # hand what queued meanwhile to a task of its own
-            task = asyncio.create_task(self._drain(tenant_id, state))
+    def _schedule(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
+        """Start a drain if a slot is free; the slot counts as busy from this moment."""
+        if state.queue and state.busy < self.in_flight:
+            state.busy += 1
+            task = asyncio.get_running_loop().create_task(self._drain(tenant_id, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
+        batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
+        try:
+            await self._run(tenant_id, batch)
+        except BaseException as error:  # never strand a request: whatever happened, each gets an answer
+            for _, future in batch:
+                _settle(future, error=error if isinstance(error, Exception) else RuntimeError("batch cancelled"))
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            for _, future in batch:
+                _settle(future, error=RuntimeError("redemption batch ended without an answer"))
+            state.busy -= 1
+            self._schedule(tenant_id, state)  # what queued meanwhile
 
     async def _run(self, tenant_id: uuid.UUID, batch: list[tuple[RedeemCall, asyncio.Future[Any]]]) -> None:
         if len(batch) > 1:
             try:
                 raw = await self.database.fetchval(REDEEM_MANY, tenant_id, *_columns([call for call, _ in batch]))
-            except Exception as error:
-                if getattr(error, "sqlstate", None) not in _RETRYABLE:
-                    for _, future in batch:
-                        _settle(future, error=error)
-                    return
+            except Exception:  # noqa: BLE001 - one item's failure must not fail the others: alone, each
+                pass
             else:
                 for (_, future), verdict in zip(batch, raw, strict=True):
                     _settle(future, result=_decode(verdict))
                 return
-        for call, future in batch:  # alone, or again one by one
+        for call, future in batch:  # alone, or again one by one after a failed batch
+            if future.done():
+                continue
             try:
                 _settle(future, result=await self._one(tenant_id, call))
             except Exception as error:

@@ -182,3 +182,66 @@ async def test_transport_errors_come_before_negotiation_for_strangers(api) -> No
     """Without a token the answer is 401, whatever the Accept header says."""
     response = await api.http.post("/graphql", json={"query": QUERY}, headers={"accept": "text/html"})
     assert response.status_code == 401 and "WWW-Authenticate" in response.headers
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (f"{JSON};q=0, */*", GRAPHQL_RESPONSE),  # a range naming JSON outranks the wildcard (RFC 9110)
+    (f"{GRAPHQL_RESPONSE};q=nan, {JSON};q=0.5", JSON),  # nonsense qualities accept nothing
+    (f"{GRAPHQL_RESPONSE};q=2, {JSON};q=0.5", JSON),
+    ("application/*", JSON),
+])
+async def test_negotiation_follows_specificity_and_sane_qualities(api, accept, expected) -> None:
+    response = await _post(api, {"query": QUERY}, accept=accept)
+    assert response.status_code == 200 and _media(response) == expected
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b'{"query": "{ tenants { slug } }", "query": "{ __typename }"}', "`query` twice"),
+    (b'{"query": "{ tenants { slug } }", "variables": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "not valid JSON"),
+    (b'{"query": "{ tenant(slug: \\"bad\\ud800\\") { slug } }"}', "lone surrogate"),
+])
+async def test_ambiguous_or_unprocessable_bodies_are_400(api, body, fragment) -> None:
+    for accept in (GRAPHQL_RESPONSE, JSON):
+        response = await _post(api, body, accept=accept)
+        assert response.status_code == 400, response.text
+        assert fragment in response.json()["errors"][0]["message"]
+
+
+async def test_deep_json_in_get_variables_is_400(api) -> None:
+    response = await _get(api, {"query": QUERY, "variables": "[" * 3000 + "]" * 3000})
+    assert response.status_code == 400
+
+
+async def test_subscriptions_by_post_are_a_request_error_not_405(api) -> None:
+    response = await _post(api, {"query": "subscription { tenants { slug } }"})
+    assert response.status_code == 400 and "data" not in response.json()
+
+
+async def test_a_server_failure_before_execution_is_500(api, monkeypatch) -> None:
+    """A failing database at the start of the unit of work is the server's fault, not the request's."""
+    from app.graphql import extensions
+
+    async def broken(*_args, **_kwargs):
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(extensions, "apply_scope", broken)
+    response = await _post(api, {"query": QUERY})
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL"
+
+
+async def test_websockets_are_refused(api) -> None:
+    """No authenticated websocket transport yet: the handshake is closed, nothing runs."""
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app({"type": "websocket", "path": "/graphql", "raw_path": b"/graphql", "headers": [], "query_string": b"",
+               "subprotocols": ["graphql-transport-ws"], "scheme": "ws", "server": ("test", 80), "client": None,
+               "root_path": "", "asgi": {"version": "3.0"}}, receive, send)
+    assert [m["type"] for m in sent] == ["websocket.close"]

@@ -238,4 +238,10 @@ def test_the_register_command(database_target, tmp_path) -> None:
     assert "(wuhan: already registered)" in again.stdout
     listed = run("list", "--city", "wuhan")
     assert f"wuhan\tsha256:{digest}" in listed.stdout
+    # The hash is of the file's bytes (CRLF kept), and one text named twice is registered once.
+    crlf = tmp_path / "Windows.graphql"
+    crlf.write_bytes(f"query Win{uuid.uuid4().hex} {{\r\n  tenants {{ slug }}\r\n}}\r\n".encode())
+    twice = run("register", str(crlf), str(crlf), "--city", "wuhan")
+    crlf_digest = document_hash(crlf.read_bytes().decode("utf-8"))
+    assert twice.stdout.count(f"sha256:{crlf_digest}") == 2 and "already registered" not in twice.stdout, twice.stdout
     assert run("register", str(good), "--city", "paris").returncode == 2

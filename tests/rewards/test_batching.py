@@ -1,0 +1,59 @@
+"""Group commit of redemptions (app.rewards.batching): one request's trouble is never another's."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from app.db.session import Database
+from app.graphql.ids import from_global_id
+from app.rewards.batching import RedeemBatcher, RedeemCall
+from app.tenants.models import tenant_id_for
+from bench.common import make_accounts
+from tests.factories import make_reward
+from tests.rewards.test_concurrency import _retire
+
+WUHAN = tenant_id_for("wuhan")
+
+
+def _call(account: uuid.UUID, reward: uuid.UUID, key: str | None = None) -> RedeemCall:
+    return RedeemCall(account_id=account, reward_id=reward, quantity=1, key=key or uuid.uuid4().hex,
+                      request_hash=uuid.uuid4().hex, client="test", now=datetime.now(UTC), voucher="V",
+                      redemption_id=uuid.uuid4(), transaction_id=uuid.uuid4())
+
+
+async def _setup(database_target, app_engine, count: int) -> tuple[Database, list[uuid.UUID], str]:
+    accounts = await make_accounts(database_target, count, "wuhan-tong", ["TRAVEL"])
+    return Database(app_engine), accounts, await make_reward(Database(app_engine), cost=0)
+
+
+async def test_one_bad_item_fails_only_its_own_request(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 6)
+    reward = from_global_id(reward_id)[1]
+    batcher = RedeemBatcher(database, in_flight=1)
+    calls = [_call(account, reward) for account in accounts]
+    calls[2] = _call(accounts[2], reward, key="bad\ud800key")  # the database cannot take this string
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(batcher.redeem(WUHAN, call) for call in calls), return_exceptions=True), 30)
+    finally:
+        await _retire(app_engine, reward_id)
+        await database.dispose_pool()
+    assert isinstance(results[2], Exception)
+    assert [r["status"] for i, r in enumerate(results) if i != 2] == ["FULFILLED"] * 5
+
+
+async def test_a_cancelled_request_does_not_strand_the_others_of_its_batch(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 3)
+    reward = from_global_id(reward_id)[1]
+    batcher = RedeemBatcher(database, in_flight=1)
+    tasks = [asyncio.create_task(batcher.redeem(WUHAN, _call(account, reward))) for account in accounts]
+    await asyncio.sleep(0)
+    tasks[0].cancel()  # the first to arrive goes away while its batch is under way
+    try:
+        others = await asyncio.wait_for(asyncio.gather(*tasks[1:]), 30)
+    finally:
+        await _retire(app_engine, reward_id)
+        await database.dispose_pool()
+    assert [r["status"] for r in others] == ["FULFILLED", "FULFILLED"]
