@@ -128,6 +128,10 @@ class Issuer(SQLModel, table=True):
     description: str | None = Field(default=None, sa_column=Column(Text))
     position: int = Field(nullable=False)
     active: bool = Field(default=True, nullable=False)
+    # FILE: declared in the city's file (`file_hash`: that declaration as last applied); ADMIN: made
+    # through the API. See docs/adr/0007-catalogue-administration.md.
+    managed_by: str = Field(default="FILE", sa_column=Column(Text, nullable=False, server_default="FILE"))
+    file_hash: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=_now_column())
     updated_at: datetime = Field(sa_column=_now_column())
 
@@ -150,6 +154,7 @@ class Reward(SQLModel, table=True):
         # stock edit can never re-issue units already taken.
         CheckConstraint("stock_taken >= 0", name="stock_taken_non_negative"),
         CheckConstraint("kind IN ('REWARD', 'DONATION', 'FINANCIAL_SERVICE')", name="kind_known"),
+        CheckConstraint("managed_by IN ('FILE', 'ADMIN')", name="managed_by_known"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -177,5 +182,26 @@ class Reward(SQLModel, table=True):
     bank_linked_only: bool = Field(nullable=False, default=False)
     min_contribution_mg: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))
     active: bool = Field(default=True, nullable=False)
+    # FILE: declared in the city's file (`file_hash`: that declaration as last applied); ADMIN: made
+    # through the API. See docs/adr/0007-catalogue-administration.md.
+    managed_by: str = Field(default="FILE", sa_column=Column(Text, nullable=False, server_default="FILE"))
+    file_hash: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=_now_column())
     updated_at: datetime = Field(sa_column=_now_column())
+
+
+class AdminAuditEvent(SQLModel, table=True):
+    """One change an administrator made through the API: who, when, what, before and after.
+    Append-only (the app role may read and insert only)."""
+
+    __tablename__ = "admin_audit_events"
+    __table_args__ = (Index("ix_admin_audit_events_at", "tenant_id", "at", "id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    at: datetime = Field(sa_column=_now_column())
+    by_client: str = Field(sa_column=Column(Text, nullable=False))
+    action: str = Field(sa_column=Column(Text, nullable=False))
+    target_type: str = Field(sa_column=Column(Text, nullable=False))
+    target_id: uuid.UUID = Field(nullable=False)
+    changes: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))

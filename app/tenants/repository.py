@@ -5,6 +5,8 @@ length of the lists it returns. Row-level security applies to all of it (the ses
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -228,24 +230,38 @@ _REWARD_FIELDS = ("kind", "position", "name_en", "name_zh", "description_en", "d
 
 
 async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: list[dict[str, Any]]) -> int:
-    """Insert or update the file's catalogue items and retire the others; returns how many were retired.
+    """Apply the file's catalogue; returns how many items were retired.
+
+    An item is (re)written only when the file's declaration of it differs from the one last applied
+    (`file_hash`), so changes an administrator made through the API survive restarts until the file
+    itself changes that item; the file then wins for it. Items the file no longer declares are retired,
+    but only those the file manages: items created through the API are never touched here.
 
     Stock: the file sets `stock_total`; `stock_taken` (units handed out) is never touched here, so
     remaining stock after an edit is the new total minus what was already taken.
     """
     codes = [item["code"] for item in rewards]
     if rewards:
-        statement = insert(Reward).values([{"id": uuid.uuid4(), "tenant_id": tenant_id, **item} for item in rewards])
+        rows = [{"id": uuid.uuid4(), "tenant_id": tenant_id, **item, "managed_by": "FILE",
+                 "file_hash": declaration_hash(item)} for item in rewards]
+        statement = insert(Reward).values(rows)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["tenant_id", "code"],
-            set_={key: excluded[key] for key in (*_REWARD_FIELDS, "stock_total")}
+            set_={key: excluded[key] for key in (*_REWARD_FIELDS, "stock_total", "managed_by", "file_hash")}
             | {"active": True, "updated_at": text("now()")},
+            where=Reward.__table__.c.file_hash.is_distinct_from(excluded.file_hash),
         )
         await session.execute(statement)
     result = await session.execute(
         text("UPDATE rewards SET active = false, updated_at = now() "
-             "WHERE tenant_id = :t AND active AND NOT (code = ANY(:codes))"),
+             "WHERE tenant_id = :t AND active AND managed_by = 'FILE' AND NOT (code = ANY(:codes))"),
         {"t": tenant_id, "codes": codes},
     )
     return result.rowcount or 0
+
+
+def declaration_hash(item: dict[str, Any]) -> str:
+    """A file item's declaration, as applied (sponsor as its issuer id, amounts in stored units)."""
+    canonical = json.dumps({key: item[key] for key in sorted(item)}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -14,6 +14,7 @@ DECLARED = {
     "Query.node": ALL,
     "Query.account": {"CITY_APP", "TENANT_ADMIN"},
     "Query.entitlements": {"PARTNER"},
+    "Query.auditLog": {"TENANT_ADMIN"},
     "Mutation.openAccount": {"CITY_APP"},
     "Mutation.linkBankAccount": {"CITY_APP"},
     "Mutation.freezeAccount": {"CITY_APP", "TENANT_ADMIN"},
@@ -25,6 +26,10 @@ DECLARED = {
     "Mutation.redeemReward": {"CITY_APP"},
     "Mutation.cancelRedemption": {"CITY_APP"},
     "Mutation.reverseBehaviorRecord": {"TENANT_ADMIN"},
+    "Mutation.createReward": {"TENANT_ADMIN"},
+    "Mutation.updateReward": {"TENANT_ADMIN"},
+    "Mutation.setRewardStock": {"TENANT_ADMIN"},
+    "Mutation.retireReward": {"TENANT_ADMIN"},
 }
 
 

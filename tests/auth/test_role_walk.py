@@ -46,6 +46,16 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
                                   {"a": account_id, "r": reward_id, "k": uuid.uuid4().hex}),
         "Mutation.cancelRedemption": ("""mutation { cancelRedemption(input: {redemptionId: "UmVkZW1wdGlvbjox"})
             { userErrors { code } } }""", {}),
+        "Query.auditLog": ("{ auditLog(first: 5) { edges { cursor } } }", {}),
+        "Mutation.createReward": ("""mutation($c: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
+            name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",
+                                  {"c": f"walk-{uuid.uuid4().hex[:8]}"}),
+        "Mutation.updateReward": ("""mutation($id: ID!) { updateReward(input: {id: $id, fields: {cost: "2"}})
+            { userErrors { code } } }""", {"id": reward_id}),
+        "Mutation.setRewardStock": ("""mutation($id: ID!) { setRewardStock(input: {id: $id, totalStock: 50})
+            { userErrors { code } } }""", {"id": reward_id}),
+        "Mutation.retireReward": ("""mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
+                                  {"id": reward_id}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
     }

@@ -72,7 +72,7 @@ def _payload(key: str, hidden: set[str]) -> Callable[[dict], str]:
     return outcome
 
 
-NOT_FOUND = {"ACCOUNT_NOT_FOUND", "REWARD_UNAVAILABLE", "REDEMPTION_NOT_FOUND", "RECORD_NOT_FOUND",
+NOT_FOUND = {"ACCOUNT_NOT_FOUND", "REWARD_UNAVAILABLE", "REDEMPTION_NOT_FOUND", "RECORD_NOT_FOUND", "REWARD_NOT_FOUND",
              "TENANT_NOT_FOUND", "UNKNOWN_TENANT"}
 
 # (name, root field, document, variables from the target objects, outcome of `data`) in walk order:
@@ -93,6 +93,19 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("entitlements", "Query.entitlements",
      "query($a: ID!) { entitlements(first: 10, accountId: $a) { edges { node { id } } } }",
      lambda o: {"a": o.entitled_account}, lambda data: OK if data["entitlements"]["edges"] else HIDDEN),
+    ("createReward", "Mutation.createReward",
+     """mutation($c: String!, $s: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
+        name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: $s}}) { reward { id } userErrors { code } } }""",
+     lambda o: {"c": f"walk-{uuid.uuid4().hex[:8]}", "s": CITY[o.slug]["bank"]},
+     _payload("createReward", NOT_FOUND | {"SPONSOR_NOT_FOUND"})),
+    ("updateReward", "Mutation.updateReward",
+     """mutation($id: ID!) { updateReward(input: {id: $id, fields: {cost: "2"}}) { userErrors { code } } }""",
+     lambda o: {"id": o.reward}, _payload("updateReward", NOT_FOUND)),
+    ("setRewardStock", "Mutation.setRewardStock",
+     """mutation($id: ID!) { setRewardStock(input: {id: $id, totalStock: 50}) { userErrors { code } } }""",
+     lambda o: {"id": o.reward}, _payload("setRewardStock", NOT_FOUND)),
+    ("auditLog", "Query.auditLog", "{ auditLog(first: 50) { edges { node { targetId } } } }", lambda o: {},
+     None),  # set per target below: OK when the city's own item's events are listed
     ("openAccount", "Mutation.openAccount",
      """mutation($t: String!, $h: String!) { openAccount(input: {tenant: $t, holderRef: $h, kind: GUEST,
         acceptedAgreement: true}) { account { id } userErrors { code } } }""",
@@ -131,6 +144,9 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("unfreezeAccount", "Mutation.unfreezeAccount",
      "mutation($id: ID!) { unfreezeAccount(input: {accountId: $id}) { userErrors { code } } }",
      lambda o: {"id": o.account}, _payload("unfreezeAccount", NOT_FOUND)),
+    ("retireReward", "Mutation.retireReward",
+     """mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
+     lambda o: {"id": o.reward}, _payload("retireReward", NOT_FOUND)),
     ("closeAccount", "Mutation.closeAccount",
      "mutation($id: ID!) { closeAccount(input: {accountId: $id}) { userErrors { code } } }",
      lambda o: {"id": o.account}, _payload("closeAccount", NOT_FOUND)),
@@ -153,8 +169,11 @@ def expected(name: str, field: str, role: str, target: str) -> str:
     return OK if target == "wuhan" else HIDDEN
 
 
-def _tenants_outcome(target: str) -> Callable[[dict], str]:
-    return lambda data: OK if target in [t["slug"] for t in data["tenants"]] else HIDDEN
+def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
+    if name == "tenants":
+        return lambda data: OK if objects.slug in [t["slug"] for t in data["tenants"]] else HIDDEN
+    # auditLog: the walk's own changes to this city's item appear only in that city's log
+    return lambda data: OK if objects.reward in [e["node"]["targetId"] for e in data["auditLog"]["edges"]] else HIDDEN
 
 
 def test_the_walk_covers_every_root_field() -> None:
@@ -162,10 +181,12 @@ def test_the_walk_covers_every_root_field() -> None:
 
 
 async def _state(api, beijing: Objects) -> dict[str, Any]:
-    data = await api.query("""query($a: ID!, $e: ID!) { a: account(id: $a) { status kind balance { amount }
+    data = await api.query("""query($a: ID!, $e: ID!, $r: ID!) { r: node(id: $r) { ... on Reward { cost { amount }
+        totalStock remainingStock } } a: account(id: $a) { status kind balance { amount }
         contribution { grams } consents { provider { slug } revokedAt }
         redemptions(first: 10) { edges { node { id status } } } }
-        e: account(id: $e) { status } }""", as_="beijing-app", variables={"a": beijing.account, "e": beijing.entitled_account})
+        e: account(id: $e) { status } }""", as_="beijing-app", variables={"a": beijing.account, "e": beijing.entitled_account,
+                                                                   "r": beijing.reward})
     return data
 
 
@@ -182,7 +203,7 @@ async def test_every_field_as_every_role_against_own_and_foreign_objects(api, da
             if codes:
                 got = FORBIDDEN if codes == ["FORBIDDEN"] else f"errors {codes}"
             else:
-                got = (outcome or _tenants_outcome(target))(body["data"])
+                got = (outcome or _list_outcome(name, objects))(body["data"])
             want = expected(name, field, role, target)
             if got != want:
                 mismatches.append(f"{name} as {role} on {target}: expected {want}, got {got}")

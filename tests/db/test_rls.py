@@ -126,6 +126,10 @@ async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, d
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
                                      record(account_id, "teleport", 1, local_time(1))])
     await redeem(api, account_id, await make_reward(database, cost=1))
+    created = await api.query("""mutation { createReward(input: {code: "rls-item", kind: REWARD, fields: {
+        name: {en: "RLS", zh: "RLS"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",
+                              as_="wuhan-admin")  # an audit event
+    assert created["createReward"]["userErrors"] == []
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         await register_documents(session, [WUHAN], [compile_document("{ tenants { slug } }", "Slugs")], "test")
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:

@@ -1,0 +1,234 @@
+"""Tenant administration over GraphQL (TENANT_ADMIN, own city only): the catalogue and the audit log."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import strawberry
+from sqlalchemy import text
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from app.auth.permissions import TENANT_ADMIN
+from app.graphql.context import Context
+from app.graphql.ids import try_global_id
+from app.graphql.pagination import PageInfo, TIME_KEY, encode_cursor, page_request
+from app.tenants import catalogue
+from app.tenants.catalogue import CatalogueCode, CatalogueError, ItemChanges
+from app.tenants.graphql import LimitPeriod, Reward, RewardKind
+
+CatalogueErrorCode = strawberry.enum(CatalogueCode, name="CatalogueErrorCode")
+
+
+@strawberry.type(description="A change to the catalogue that was refused; nothing was written.")
+class CatalogueUserError:
+    code: CatalogueErrorCode
+    field: list[str] | None
+    message: str
+
+
+@strawberry.type
+class RewardPayload:
+    reward: Reward | None
+    user_errors: list[CatalogueUserError]
+
+
+@strawberry.input(description="Text in English and Chinese.")
+class LocalizedTextInput:
+    en: str
+    zh: str
+
+
+@strawberry.input(description="Fields of a catalogue item. On update, an omitted field keeps its value; "
+                              "`perAccountLimit`, `validFrom` and `validTo` set to null are removed.")
+class RewardFieldsInput:
+    name: LocalizedTextInput | None = None
+    description: LocalizedTextInput | None = None
+    cost: str | None = strawberry.field(default=None, description="Points per unit, in the city's unit "
+                                        "(e.g. \"5\" or \"2.5\" where the unit has decimals).")
+    per_account_limit: int | None = strawberry.UNSET
+    limit_period: LimitPeriod | None = None
+    valid_from: datetime | None = strawberry.UNSET
+    valid_to: datetime | None = strawberry.UNSET
+    sponsor: str | None = strawberry.field(default=None, description="Slug of the sponsoring issuer of the city.")
+    cancellation_window_hours: int | None = None
+    bank_linked_only: bool | None = None
+    min_contribution_grams: str | None = None
+
+
+@strawberry.input
+class CreateRewardInput:
+    code: str
+    kind: RewardKind
+    total_stock: int | None = strawberry.field(default=None, description="Null: unlimited.")
+    fields: RewardFieldsInput
+
+
+@strawberry.input
+class UpdateRewardInput:
+    id: strawberry.ID
+    fields: RewardFieldsInput
+
+
+@strawberry.input
+class SetRewardStockInput:
+    id: strawberry.ID
+    total_stock: int | None = strawberry.field(description="Null: unlimited. Never below the units handed out.")
+
+
+@strawberry.input
+class RetireRewardInput:
+    id: strawberry.ID
+
+
+@strawberry.enum
+class AuditAction(enum.Enum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    SET_STOCK = "SET_STOCK"
+    RETIRE = "RETIRE"
+
+
+@strawberry.type(description="One change an administrator made: who, when, what, the values before and after.")
+class AuditEvent:
+    at: datetime
+    by_client: str
+    action: AuditAction
+    target_type: str
+    target_id: strawberry.ID
+    changes: JSON = strawberry.field(description="Field -> {from, to} for every field the change altered.")
+
+
+@strawberry.type
+class AuditEventEdge:
+    cursor: str
+    node: AuditEvent
+
+
+@strawberry.type
+class AuditEventConnection:
+    edges: list[AuditEventEdge]
+    page_info: PageInfo
+
+
+def _error(error: CatalogueError) -> RewardPayload:
+    return RewardPayload(reward=None, user_errors=[CatalogueUserError(
+        code=error.code, field=["input", error.field], message=error.message)])
+
+
+def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
+    try:
+        amount = Decimal(value)
+        minor = amount.scaleb(decimals) * scale
+        if not amount.is_finite() or minor != minor.to_integral_value():
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        raise CatalogueError(CatalogueCode.INVALID_COST, field,
+                             f"{field} must be a number with at most {decimals} decimals") from None
+    return int(minor)
+
+
+async def _changes(info: Info[Context, None], fields: RewardFieldsInput) -> ItemChanges:
+    tenant = await info.context.loaders.tenant_by_id.load(info.context.principal.tenant_id)
+    changes = ItemChanges(
+        name_en=fields.name.en if fields.name else None, name_zh=fields.name.zh if fields.name else None,
+        description_en=fields.description.en if fields.description else None,
+        description_zh=fields.description.zh if fields.description else None,
+        cost_points=_amount(fields.cost, tenant.unit_decimals, "cost") if fields.cost is not None else None,
+        limit_period=fields.limit_period.value if fields.limit_period else None,
+        sponsor=fields.sponsor, cancellation_window_hours=fields.cancellation_window_hours,
+        bank_linked_only=fields.bank_linked_only,
+        min_contribution_mg=(_amount(fields.min_contribution_grams, 3, "minContributionGrams")
+                             if fields.min_contribution_grams is not None else None),
+    )
+    for name in ("per_account_limit", "valid_from", "valid_to"):
+        value = getattr(fields, name)
+        if value is None:
+            setattr(changes, f"clear_{name}", True)
+        elif value is not strawberry.UNSET:
+            setattr(changes, name, value)
+    return changes
+
+
+@strawberry.type
+class CatalogueMutations:
+    @strawberry.mutation(description="Add an item to the city's catalogue (managed through the API from then "
+                                     "on: the city's file never changes it). Audited.",
+                         permission_classes=[TENANT_ADMIN])
+    async def create_reward(self, info: Info[Context, None], input: CreateRewardInput) -> RewardPayload:
+        principal = info.context.principal
+        try:
+            row = await catalogue.create_item(
+                info.context.session, principal.tenant_id, principal.client.slug, code=input.code,
+                kind=input.kind.value, stock_total=input.total_stock, changes=await _changes(info, input.fields))
+        except CatalogueError as error:
+            return _error(error)
+        return RewardPayload(reward=Reward(_row=row), user_errors=[])
+
+    @strawberry.mutation(description="Edit an item of the city's catalogue; visible at once. Audited.",
+                         permission_classes=[TENANT_ADMIN])
+    async def update_reward(self, info: Info[Context, None], input: UpdateRewardInput) -> RewardPayload:
+        principal = info.context.principal
+        try:
+            row = await catalogue.update_item(info.context.session, principal.tenant_id, principal.client.slug,
+                                              try_global_id(input.id, "Reward"), await _changes(info, input.fields))
+        except CatalogueError as error:
+            return _error(error)
+        return RewardPayload(reward=Reward(_row=row), user_errors=[])
+
+    @strawberry.mutation(description="Set an item's total stock (null: unlimited); never below the units "
+                                     "already handed out. Audited.", permission_classes=[TENANT_ADMIN])
+    async def set_reward_stock(self, info: Info[Context, None], input: SetRewardStockInput) -> RewardPayload:
+        principal = info.context.principal
+        try:
+            row = await catalogue.set_stock(info.context.session, principal.tenant_id, principal.client.slug,
+                                            try_global_id(input.id, "Reward"), input.total_stock)
+        except CatalogueError as error:
+            return _error(error)
+        return RewardPayload(reward=Reward(_row=row), user_errors=[])
+
+    @strawberry.mutation(description="Retire an item: it leaves the catalogue; redemptions already made stay "
+                                     "(and can still be cancelled within their window). Audited.",
+                         permission_classes=[TENANT_ADMIN])
+    async def retire_reward(self, info: Info[Context, None], input: RetireRewardInput) -> RewardPayload:
+        principal = info.context.principal
+        try:
+            row = await catalogue.retire_item(info.context.session, principal.tenant_id, principal.client.slug,
+                                              try_global_id(input.id, "Reward"))
+        except CatalogueError as error:
+            return _error(error)
+        return RewardPayload(reward=Reward(_row=row), user_errors=[])
+
+
+@strawberry.type
+class AdminQuery:
+    @strawberry.field(description="The city's administration audit log, newest first.",
+                      permission_classes=[TENANT_ADMIN])
+    async def audit_log(self, info: Info[Context, None], first: int | None = None,
+                        after: str | None = None) -> AuditEventConnection:
+        page = page_request(first, after, None, None, key=TIME_KEY)
+        condition = "AND (at, id) < (:after_at, :after_id)" if page.after is not None else ""
+        params: dict = {"t": info.context.principal.tenant_id, "limit": page.size + 1}
+        if page.after is not None:
+            params["after_at"], params["after_id"] = page.after
+        rows = (await info.context.session.execute(text(
+            f"SELECT * FROM admin_audit_events WHERE tenant_id = :t {condition} ORDER BY at DESC, id DESC "
+            "LIMIT :limit"), params)).mappings().all()
+        edges = [AuditEventEdge(cursor=encode_cursor(row["at"], row["id"]), node=AuditEvent(
+            at=row["at"], by_client=row["by_client"], action=AuditAction(row["action"]),
+            target_type=row["target_type"], target_id=strawberry.ID(_global(row["target_type"], row["target_id"])),
+            changes=row["changes"] if isinstance(row["changes"], dict) else json.loads(row["changes"])))
+            for row in rows[: page.size]]
+        return AuditEventConnection(edges=edges, page_info=PageInfo(
+            has_next_page=len(rows) > page.size, has_previous_page=page.after is not None,
+            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+
+
+def _global(type_name: str, object_id: uuid.UUID) -> str:
+    from app.graphql.ids import to_global_id
+
+    return to_global_id(type_name, object_id)

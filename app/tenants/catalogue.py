@@ -1,0 +1,237 @@
+"""Catalogue administration by a city's operators (TENANT_ADMIN): add, edit, retire items, set stock.
+
+Every change is validated (a refused change writes nothing), audited in the same transaction
+(`admin_audit_events`: who, when, what, values before and after) and visible at once. Items created
+here are ADMIN-managed and the city's file never touches them; edits of FILE items survive restarts
+until the file changes that item (ADR 0007). Stock is `stock_total` over the monotonic `stock_taken`:
+the total can never go below what was already handed out, and the edit locks the item's row, the
+same lock a redemption takes, so no redemption races it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger.service import ensure_donation_account
+from app.tenants.models import Reward
+
+MAX_TEXT = 200
+MAX_STOCK = 10**12
+KINDS = ("REWARD", "DONATION", "FINANCIAL_SERVICE")
+PERIODS = ("DAY", "WEEK", "MONTH", "YEAR", "LIFETIME")
+
+
+class CatalogueCode(str, enum.Enum):
+    REWARD_NOT_FOUND = "REWARD_NOT_FOUND"
+    CODE_TAKEN = "CODE_TAKEN"
+    INVALID_CODE = "INVALID_CODE"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_COST = "INVALID_COST"
+    INVALID_STOCK = "INVALID_STOCK"
+    STOCK_BELOW_TAKEN = "STOCK_BELOW_TAKEN"
+    INVALID_LIMIT = "INVALID_LIMIT"
+    INVALID_VALIDITY = "INVALID_VALIDITY"
+    INVALID_WINDOW = "INVALID_WINDOW"
+    SPONSOR_NOT_FOUND = "SPONSOR_NOT_FOUND"
+    ALREADY_RETIRED = "ALREADY_RETIRED"
+
+
+class CatalogueError(Exception):
+    def __init__(self, code: CatalogueCode, field: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.field, self.message = code, field, message
+
+
+@dataclass
+class ItemChanges:
+    """Fields of an item to set; None leaves a field as it is (use the `clear_*` flags to unset)."""
+
+    name_en: str | None = None
+    name_zh: str | None = None
+    description_en: str | None = None
+    description_zh: str | None = None
+    cost_points: int | None = None
+    per_account_limit: int | None = None
+    clear_per_account_limit: bool = False
+    limit_period: str | None = None
+    valid_from: datetime | None = None
+    clear_valid_from: bool = False
+    valid_to: datetime | None = None
+    clear_valid_to: bool = False
+    sponsor: str | None = None  # issuer slug
+    cancellation_window_hours: int | None = None
+    bank_linked_only: bool | None = None
+    min_contribution_mg: int | None = None
+
+
+_AUDITED = ("code", "kind", "name_en", "name_zh", "description_en", "description_zh", "cost_points", "stock_total",
+            "per_account_limit", "limit_period", "valid_from", "valid_to", "sponsor_issuer_id",
+            "cancellation_window_hours", "bank_linked_only", "min_contribution_mg", "active")
+
+
+def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: (str(row[key]) if isinstance(row[key], (uuid.UUID, datetime, Decimal)) else row[key])
+            for key in _AUDITED}
+
+
+async def _audit(session: AsyncSession, tenant_id: uuid.UUID, by: str, action: str, reward_id: uuid.UUID,
+                 before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    import json
+
+    changed = {key: {"from": (before or {}).get(key), "to": after[key]} for key in after
+               if before is None or before.get(key) != after[key]}
+    await session.execute(text(
+        "INSERT INTO admin_audit_events (id, tenant_id, at, by_client, action, target_type, target_id, changes) "
+        "VALUES (:id, :t, clock_timestamp(), :by, :action, 'Reward', :target, CAST(:changes AS jsonb))"),
+        {"id": uuid.uuid4(), "t": tenant_id, "by": by, "action": action, "target": reward_id,
+         "changes": json.dumps(changed)})
+
+
+async def _locked(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.UUID | None) -> dict[str, Any]:
+    row = None if reward_id is None else (await session.execute(text(
+        "SELECT * FROM rewards WHERE tenant_id = :t AND id = :id FOR UPDATE"),
+        {"t": tenant_id, "id": reward_id})).mappings().first()
+    if row is None:
+        raise CatalogueError(CatalogueCode.REWARD_NOT_FOUND, "id", "no such item in this city")
+    return dict(row)
+
+
+async def _sponsor_id(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> uuid.UUID:
+    sponsor = (await session.execute(text("SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s"),
+                                     {"t": tenant_id, "s": slug})).scalar()
+    if sponsor is None:
+        raise CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, "sponsor", f"no issuer {slug!r} in this city")
+    return sponsor
+
+
+def _check(values: dict[str, Any]) -> None:
+    """The rules every item obeys after a change (the database's CHECKs, with clear messages)."""
+    for key, label in (("name_en", "name.en"), ("name_zh", "name.zh")):
+        if not values[key] or len(values[key]) > MAX_TEXT or "\x00" in values[key]:
+            raise CatalogueError(CatalogueCode.INVALID_NAME, "name", f"{label} must have 1 to {MAX_TEXT} characters")
+    for key in ("description_en", "description_zh"):
+        if values[key] is not None and (len(values[key]) > 4 * MAX_TEXT or "\x00" in values[key]):
+            raise CatalogueError(CatalogueCode.INVALID_NAME, "description", "a description has at most 800 characters")
+    if not 0 <= values["cost_points"] <= MAX_STOCK:
+        raise CatalogueError(CatalogueCode.INVALID_COST, "cost", "cost must be 0 or more")
+    if values["per_account_limit"] is not None and not 1 <= values["per_account_limit"] <= 10**6:
+        raise CatalogueError(CatalogueCode.INVALID_LIMIT, "perAccountLimit", "a limit must be 1 to 1,000,000")
+    if values["limit_period"] not in PERIODS:
+        raise CatalogueError(CatalogueCode.INVALID_LIMIT, "limitPeriod", f"limit period must be one of {PERIODS}")
+    if values["valid_from"] and values["valid_to"] and values["valid_to"] <= values["valid_from"]:
+        raise CatalogueError(CatalogueCode.INVALID_VALIDITY, "validTo", "validTo must be after validFrom")
+    if not 0 <= values["cancellation_window_hours"] <= 24 * 366:
+        raise CatalogueError(CatalogueCode.INVALID_WINDOW, "cancellationWindowHours",
+                             "the cancellation window is 0 to 8,784 hours")
+    if not 0 <= values["min_contribution_mg"] <= 10**15:
+        raise CatalogueError(CatalogueCode.INVALID_COST, "minContributionGrams", "must be 0 or more")
+
+
+async def _apply(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, Any],
+                 changes: ItemChanges) -> dict[str, Any]:
+    for item in fields(changes):
+        value = getattr(changes, item.name)
+        if item.name.startswith("clear_") or item.name == "sponsor" or value is None:
+            continue
+        values[item.name] = value
+    for name in ("per_account_limit", "valid_from", "valid_to"):
+        if getattr(changes, f"clear_{name}"):
+            values[name] = None
+    if changes.sponsor is not None:
+        values["sponsor_issuer_id"] = await _sponsor_id(session, tenant_id, changes.sponsor)
+    _check(values)
+    return values
+
+
+async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, code: str, kind: str,
+                      stock_total: int | None, changes: ItemChanges) -> Reward:
+    if not code or len(code) > 63 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in code):
+        raise CatalogueError(CatalogueCode.INVALID_CODE, "code", "code: 1 to 63 letters, digits, '-' or '_'")
+    if kind not in KINDS:
+        raise CatalogueError(CatalogueCode.INVALID_CODE, "kind", f"kind must be one of {KINDS}")
+    if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:
+        raise CatalogueError(CatalogueCode.INVALID_STOCK, "stock", "stock must be 0 or more (null: unlimited)")
+    if changes.sponsor is None:
+        raise CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, "sponsor", "name the sponsoring issuer")
+    values: dict[str, Any] = {
+        "code": code, "kind": kind, "name_en": None, "name_zh": None, "description_en": None, "description_zh": None,
+        "cost_points": None, "stock_total": stock_total, "per_account_limit": None, "limit_period": "LIFETIME",
+        "valid_from": None, "valid_to": None, "sponsor_issuer_id": None, "cancellation_window_hours": 0,
+        "bank_linked_only": False, "min_contribution_mg": 0, "active": True,
+    }
+    if changes.cost_points is None:
+        raise CatalogueError(CatalogueCode.INVALID_COST, "cost", "an item needs a cost")
+    if not changes.name_en or not changes.name_zh:
+        raise CatalogueError(CatalogueCode.INVALID_NAME, "name", "name.en and name.zh are required")
+    values = await _apply(session, tenant_id, values, changes)
+    reward_id = uuid.uuid4()
+    position = (await session.execute(text("SELECT coalesce(max(position), 0) + 1 FROM rewards WHERE tenant_id = :t"),
+                                      {"t": tenant_id})).scalar()
+    inserted = (await session.execute(text("""
+        INSERT INTO rewards (id, tenant_id, position, managed_by, stock_taken, code, kind, name_en, name_zh,
+            description_en, description_zh, cost_points, stock_total, per_account_limit, limit_period, valid_from,
+            valid_to, sponsor_issuer_id, cancellation_window_hours, bank_linked_only, min_contribution_mg, active)
+        VALUES (:id, :t, :position, 'ADMIN', 0, :code, :kind, :name_en, :name_zh, :description_en, :description_zh,
+            :cost_points, :stock_total, :per_account_limit, :limit_period, :valid_from, :valid_to,
+            :sponsor_issuer_id, :cancellation_window_hours, :bank_linked_only, :min_contribution_mg, true)
+        ON CONFLICT (tenant_id, code) DO NOTHING RETURNING *"""),
+        {"id": reward_id, "t": tenant_id, "position": position, **values})).mappings().first()
+    if inserted is None:
+        raise CatalogueError(CatalogueCode.CODE_TAKEN, "code", f"the city already has an item {code!r}")
+    if kind == "DONATION":
+        await ensure_donation_account(session, tenant_id, code)
+    await _audit(session, tenant_id, by, "CREATE", reward_id, None, _snapshot(dict(inserted)))
+    return Reward(**inserted)
+
+
+async def update_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None,
+                      changes: ItemChanges) -> Reward:
+    row = await _locked(session, tenant_id, reward_id)
+    before = _snapshot(row)
+    values = await _apply(session, tenant_id, dict(row), changes)
+    updated = (await session.execute(text("""
+        UPDATE rewards SET name_en = :name_en, name_zh = :name_zh, description_en = :description_en,
+            description_zh = :description_zh, cost_points = :cost_points, per_account_limit = :per_account_limit,
+            limit_period = :limit_period, valid_from = :valid_from, valid_to = :valid_to,
+            sponsor_issuer_id = :sponsor_issuer_id, cancellation_window_hours = :cancellation_window_hours,
+            bank_linked_only = :bank_linked_only, min_contribution_mg = :min_contribution_mg, updated_at = now()
+        WHERE id = :id RETURNING *"""), values)).mappings().one()
+    after = _snapshot(dict(updated))
+    if after != before:
+        await _audit(session, tenant_id, by, "UPDATE", row["id"], before, after)
+    return Reward(**updated)
+
+
+async def set_stock(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None,
+                    stock_total: int | None) -> Reward:
+    row = await _locked(session, tenant_id, reward_id)
+    if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:
+        raise CatalogueError(CatalogueCode.INVALID_STOCK, "totalStock", "stock must be 0 or more (null: unlimited)")
+    if stock_total is not None and stock_total < row["stock_taken"]:
+        raise CatalogueError(CatalogueCode.STOCK_BELOW_TAKEN, "totalStock",
+                             f"{row['stock_taken']} units are already handed out; the total cannot be less")
+    updated = (await session.execute(text(
+        "UPDATE rewards SET stock_total = :s, updated_at = now() WHERE id = :id RETURNING *"),
+        {"s": stock_total, "id": row["id"]})).mappings().one()
+    if stock_total != row["stock_total"]:
+        await _audit(session, tenant_id, by, "SET_STOCK", row["id"], _snapshot(row), _snapshot(dict(updated)))
+    return Reward(**updated)
+
+
+async def retire_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None) -> Reward:
+    row = await _locked(session, tenant_id, reward_id)
+    if not row["active"]:
+        raise CatalogueError(CatalogueCode.ALREADY_RETIRED, "id", "the item is already retired")
+    updated = (await session.execute(text(
+        "UPDATE rewards SET active = false, updated_at = now() WHERE id = :id RETURNING *"),
+        {"id": row["id"]})).mappings().one()
+    await _audit(session, tenant_id, by, "RETIRE", row["id"], _snapshot(row), _snapshot(dict(updated)))
+    return Reward(**updated)
