@@ -25,7 +25,7 @@ from app.accounts.graphql import Account, AccountMutations, AccountQuery, Activi
 from app.auth.permissions import ANY_CLIENT
 from app.behaviors.graphql import BehaviorMutations, ReversalMutations
 from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
-from app.tenants.admin_graphql import AdminQuery, CatalogueMutations
+from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
@@ -48,7 +48,8 @@ EXTRA_RULES = [
 
 
 @strawberry.type
-class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations, CatalogueMutations):
+class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations, CatalogueMutations,
+               ConfigurationMutations):
     pass
 
 

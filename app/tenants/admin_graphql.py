@@ -19,7 +19,8 @@ from app.graphql.ids import try_global_id
 from app.graphql.pagination import PageInfo, TIME_KEY, encode_cursor, page_request
 from app.tenants import catalogue
 from app.tenants.catalogue import CatalogueCode, CatalogueError, ItemChanges
-from app.tenants.graphql import LimitPeriod, Reward, RewardKind
+from app.tenants import service
+from app.tenants.graphql import BehaviorCategory, CalculationMethod, ConfigVersion, LimitPeriod, Reward, RewardKind
 
 CatalogueErrorCode = strawberry.enum(CatalogueCode, name="CatalogueErrorCode")
 
@@ -91,6 +92,7 @@ class AuditAction(enum.Enum):
     UPDATE = "UPDATE"
     SET_STOCK = "SET_STOCK"
     RETIRE = "RETIRE"
+    PUBLISH_CONFIGURATION = "PUBLISH_CONFIGURATION"
 
 
 @strawberry.type(description="One change an administrator made: who, when, what, the values before and after.")
@@ -202,6 +204,90 @@ class CatalogueMutations:
         except CatalogueError as error:
             return _error(error)
         return RewardPayload(reward=Reward(_row=row), user_errors=[])
+
+
+@strawberry.input(description="One behaviour rule, as in a city file's [[behaviors]] (grams as decimal strings).")
+class BehaviorRuleInput:
+    code: str
+    name: LocalizedTextInput
+    category: BehaviorCategory
+    method: CalculationMethod
+    unit: str
+    source: str = strawberry.field(description="Where the factor comes from (methodology, standard).")
+    factor_grams: str | None = None
+    baseline_grams_per_km: str | None = None
+    mode_grams_per_km: str | None = None
+    cap_grams_per_day: str | None = None
+    cap_grams_per_month: str | None = None
+    cap_grams_per_event: str | None = None
+
+
+@strawberry.input
+class PublishConfigurationInput:
+    effective_from: datetime = strawberry.field(description="Not in the past, and after every version already "
+                                                "published: configuration is never changed retroactively.")
+    point_unit_name: LocalizedTextInput | None = strawberry.field(default=None, description="Rename the points.")
+    point_unit_singular: LocalizedTextInput | None = None
+    rules: list[BehaviorRuleInput] | None = strawberry.field(
+        default=None, description="The complete rule set of the new version (omitted: the current rules).")
+
+
+@strawberry.enum
+class PublicationErrorCode(enum.Enum):
+    NOT_CONFIGURED = "NOT_CONFIGURED"
+    RETROACTIVE = "RETROACTIVE"
+    NOT_AFTER_LATEST = "NOT_AFTER_LATEST"
+    INVALID_CONFIGURATION = "INVALID_CONFIGURATION"
+    NOTHING_CHANGED = "NOTHING_CHANGED"
+
+
+@strawberry.type
+class PublicationUserError:
+    code: PublicationErrorCode
+    field: list[str] | None
+    message: str
+
+
+@strawberry.type
+class PublishConfigurationPayload:
+    version: ConfigVersion | None
+    user_errors: list[PublicationUserError]
+
+
+def _rule_document(rule: BehaviorRuleInput) -> dict:
+    document = {"code": rule.code, "name": {"en": rule.name.en, "zh": rule.name.zh}, "category": rule.category.value,
+                "method": rule.method.value, "unit": rule.unit, "source": rule.source}
+    for name in ("factor_grams", "baseline_grams_per_km", "mode_grams_per_km", "cap_grams_per_day",
+                 "cap_grams_per_month", "cap_grams_per_event"):
+        value = getattr(rule, name)
+        if value is not None:
+            document[name.replace("_grams", "_g")] = value
+    return document
+
+
+@strawberry.type
+class ConfigurationMutations:
+    @strawberry.mutation(description="Publish a new configuration version of the city: a renamed point unit and/or "
+                                     "a new rule set, effective from a time not in the past and after every "
+                                     "version already published. Validated like a city file; audited.",
+                         permission_classes=[TENANT_ADMIN])
+    async def publish_configuration(self, info: Info[Context, None],
+                                    input: PublishConfigurationInput) -> PublishConfigurationPayload:
+        principal = info.context.principal
+        try:
+            version = await service.publish_from_api(
+                info.context.session, principal.tenant_id, principal.client.slug, now=info.context.now,
+                effective_from=input.effective_from,
+                unit_name={"en": input.point_unit_name.en, "zh": input.point_unit_name.zh}
+                if input.point_unit_name else None,
+                unit_singular={"en": input.point_unit_singular.en, "zh": input.point_unit_singular.zh}
+                if input.point_unit_singular else None,
+                behaviors=[_rule_document(rule) for rule in input.rules] if input.rules is not None else None)
+        except service.PublicationRefused as refused:
+            return PublishConfigurationPayload(version=None, user_errors=[PublicationUserError(
+                code=PublicationErrorCode(refused.code), field=["input", refused.field], message=refused.message)])
+        return PublishConfigurationPayload(
+            version=ConfigVersion(version=version.version, effective_from=version.effective_from), user_errors=[])
 
 
 @strawberry.type

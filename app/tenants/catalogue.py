@@ -84,15 +84,21 @@ def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _audit(session: AsyncSession, tenant_id: uuid.UUID, by: str, action: str, reward_id: uuid.UUID,
                  before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    await record_audit(session, tenant_id, by, action, "Reward", reward_id, before, after)
+
+
+async def record_audit(session: AsyncSession, tenant_id: uuid.UUID, by: str, action: str, target_type: str,
+                       target_id: uuid.UUID, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    """One audit event, in the caller's transaction: for every field the change altered, before and after."""
     import json
 
     changed = {key: {"from": (before or {}).get(key), "to": after[key]} for key in after
                if before is None or before.get(key) != after[key]}
     await session.execute(text(
         "INSERT INTO admin_audit_events (id, tenant_id, at, by_client, action, target_type, target_id, changes) "
-        "VALUES (:id, :t, clock_timestamp(), :by, :action, 'Reward', :target, CAST(:changes AS jsonb))"),
-        {"id": uuid.uuid4(), "t": tenant_id, "by": by, "action": action, "target": reward_id,
-         "changes": json.dumps(changed)})
+        "VALUES (:id, :t, clock_timestamp(), :by, :action, :type, :target, CAST(:changes AS jsonb))"),
+        {"id": uuid.uuid4(), "t": tenant_id, "by": by, "action": action, "type": target_type, "target": target_id,
+         "changes": json.dumps(changed, default=str)})
 
 
 async def _locked(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.UUID | None) -> dict[str, Any]:

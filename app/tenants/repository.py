@@ -185,10 +185,13 @@ async def ensure_tenant(session: AsyncSession, tenant_id: uuid.UUID, slug: str) 
     await session.execute(insert(Tenant).values(id=tenant_id, slug=slug).on_conflict_do_nothing(index_elements=["id"]))
 
 
-async def latest_version(session: AsyncSession, tenant_id: uuid.UUID) -> TenantConfigVersion | None:
+async def latest_version(session: AsyncSession, tenant_id: uuid.UUID, *,
+                         exclude_source_prefix: str | None = None) -> TenantConfigVersion | None:
+    """The highest-numbered version (optionally ignoring versions whose source has a prefix)."""
+    condition = "AND NOT starts_with(source, :prefix)" if exclude_source_prefix else ""
     row = (await session.execute(
-        text("SELECT * FROM tenant_config_versions WHERE tenant_id = :t ORDER BY version DESC LIMIT 1"),
-        {"t": tenant_id},
+        text(f"SELECT * FROM tenant_config_versions WHERE tenant_id = :t {condition} ORDER BY version DESC LIMIT 1"),
+        {"t": tenant_id, "prefix": exclude_source_prefix or ""},
     )).mappings().first()
     return TenantConfigVersion(**row) if row else None
 

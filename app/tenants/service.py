@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,9 @@ from app.tenants import repository
 from app.ledger.service import ensure_donation_account, ensure_system_accounts
 from app.tenants.config import CityConfig, ConfigError
 from app.tenants.models import BehaviorRule, TenantConfigVersion, tenant_id_for
+
+
+API_SOURCE = "api:"  # the `source` of versions published through the API: "api:<client>"
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,10 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
         # Balances are integers of the smallest unit: changing the decimals would silently rescale them.
         raise ConfigError(f"{source}: key `point_unit.decimals` cannot change once published "
                           f"(was {latest.unit_decimals}, now {city.point_unit.decimals})")
-    published = latest is None or latest.content_hash != city.content_hash()
+    # Compared with the last version the *file* published: a version an administrator published
+    # through the API stands until the file itself changes (ADR 0007).
+    latest_file = await repository.latest_version(session, tenant_id, exclude_source_prefix=API_SOURCE)
+    published = latest is None or latest_file is None or latest_file.content_hash != city.content_hash()
     if latest is None:
         number, effective_from = 1, city.effective_from
     elif published:
@@ -122,3 +129,63 @@ async def load_cities(session: AsyncSession, cities: list[CityConfig], *, now: d
                       source: str = "config") -> list[CityLoadResult]:
     """Load every city in the caller's transaction (all or nothing). Does not commit."""
     return [await load_city(session, city, now=now, source=f"{source}/tenants/{city.slug}.toml") for city in cities]
+
+
+class PublicationRefused(Exception):
+    """An administrator's configuration version that cannot be published (nothing is written)."""
+
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.field, self.message = code, field, message
+
+
+
+async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, now: datetime,
+                           effective_from: datetime, unit_name: dict[str, str] | None = None,
+                           unit_singular: dict[str, str] | None = None,
+                           behaviors: list[dict[str, Any]] | None = None) -> TenantConfigVersion:
+    """Publish a new configuration version made from the latest one with a new point-unit name and/or a
+    new complete rule set, effective from `effective_from`.
+
+    Never retroactive: `effective_from` must not be in the past, nor before any version already
+    published (versions follow each other without gaps: each is in force until the next). The document
+    is validated exactly as a city file is. Audited. Does not commit."""
+    from pydantic import ValidationError
+
+    from app.tenants.catalogue import record_audit
+
+    await repository.lock_tenant_configuration(session, tenant_id)
+    latest = await repository.latest_version(session, tenant_id)
+    if latest is None:
+        raise PublicationRefused("NOT_CONFIGURED", "input", "the city has no configuration yet: load its file first")
+    if effective_from < now:
+        raise PublicationRefused("RETROACTIVE", "effectiveFrom", "a version cannot take effect in the past")
+    if effective_from <= latest.effective_from:
+        raise PublicationRefused("NOT_AFTER_LATEST", "effectiveFrom",
+                                 f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
+                                 "a new version must take effect after it")
+    document = dict(latest.document) | {"effective_from": effective_from.isoformat()}
+    unit = dict(document["point_unit"])
+    if unit_name is not None:
+        unit["name"] = unit_name
+    if unit_singular is not None:
+        unit["singular"] = unit_singular
+    document["point_unit"] = unit
+    if behaviors is not None:
+        document["behaviors"] = behaviors
+    try:
+        city = CityConfig.model_validate(document)
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise PublicationRefused("INVALID_CONFIGURATION", where, f"{where}: {problem['msg']}") from None
+    if city.content_hash() == latest.content_hash:
+        raise PublicationRefused("NOTHING_CHANGED", "input", "this is the configuration already published")
+    version = _version_row(city, tenant_id, latest.version + 1, effective_from, f"{API_SOURCE}{by}")
+    await repository.insert_version(session, version, _rule_rows(city, tenant_id, version.id))
+    before = {"point_unit": latest.document["point_unit"], "behaviors": [b["code"] for b in latest.document["behaviors"]]}
+    after = {"point_unit": document["point_unit"], "behaviors": [b.code for b in city.behaviors],
+             "effective_from": effective_from.isoformat(), "version": version.version}
+    await record_audit(session, tenant_id, by, "PUBLISH_CONFIGURATION", "TenantConfigVersion", version.id,
+                       before, after)
+    return version

@@ -30,6 +30,7 @@ DECLARED = {
     "Mutation.updateReward": {"TENANT_ADMIN"},
     "Mutation.setRewardStock": {"TENANT_ADMIN"},
     "Mutation.retireReward": {"TENANT_ADMIN"},
+    "Mutation.publishConfiguration": {"TENANT_ADMIN"},
 }
 
 

@@ -56,6 +56,9 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
             { userErrors { code } } }""", {"id": reward_id}),
         "Mutation.retireReward": ("""mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
                                   {"id": reward_id}),
+        "Mutation.publishConfiguration": ("""mutation($t: DateTime!) { publishConfiguration(input: {
+            effectiveFrom: $t, pointUnitName: {en: "walk coins", zh: "步行币"}}) { userErrors { code } } }""",
+                                          {"t": "2099-01-01T00:00:00Z"}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
     }

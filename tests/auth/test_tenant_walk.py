@@ -144,6 +144,10 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("unfreezeAccount", "Mutation.unfreezeAccount",
      "mutation($id: ID!) { unfreezeAccount(input: {accountId: $id}) { userErrors { code } } }",
      lambda o: {"id": o.account}, _payload("unfreezeAccount", NOT_FOUND)),
+    ("publishConfiguration", "Mutation.publishConfiguration",
+     """mutation($t: DateTime!) { publishConfiguration(input: {effectiveFrom: $t,
+        pointUnitName: {en: "walk coins", zh: "步行币"}}) { version { version } userErrors { code } } }""",
+     lambda o: {"t": "2099-01-01T00:00:00Z"}, _payload("publishConfiguration", {"NOT_AFTER_LATEST"})),
     ("retireReward", "Mutation.retireReward",
      """mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
      lambda o: {"id": o.reward}, _payload("retireReward", NOT_FOUND)),
@@ -166,6 +170,10 @@ def expected(name: str, field: str, role: str, target: str) -> str:
         return HIDDEN
     if name == "openAccount" and target != "wuhan":
         return FORBIDDEN  # "own city only", the same answer for any other slug, existing or not
+    if name == "publishConfiguration":
+        # It takes no object: it always acts on the caller's own city. The walk publishes once (on the
+        # foreign pass, which goes first); the second identical request is refused as not after the first.
+        return OK if target != "wuhan" else HIDDEN
     return OK if target == "wuhan" else HIDDEN
 
 

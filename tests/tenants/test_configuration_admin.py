@@ -1,0 +1,104 @@
+"""Publishing configuration through the API (TENANT_ADMIN): a renamed point unit or a new rule set,
+effective from a future time, never retroactive, validated like a city file, audited, and kept across
+restarts until the city's file itself changes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.tenants.test_loading import _copy, _load, _versions
+
+PUBLISH = """mutation($input: PublishConfigurationInput!) { publishConfiguration(input: $input) {
+    version { version effectiveFrom } userErrors { code field message } } }"""
+CITY = '{ tenant(slug: "wuhan") { pointUnit { name } configVersion { version } behaviors { code factorGrams } } }'
+RULES = """{ tenant(slug: "wuhan") { behaviors { code name category method unit factorGrams baselineGramsPerKm
+    modeGramsPerKm capGramsPerDay capGramsPerMonth capGramsPerEvent source } } }"""
+
+
+def _soon(seconds: float = 1.5) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def _publish(api, **input_) -> dict:
+    return (await api.query(PUBLISH, as_="wuhan-admin", variables={"input": input_}))["publishConfiguration"]
+
+
+async def _current_rules(api) -> list[dict]:
+    rules = []
+    for rule in (await api.query(RULES, as_="wuhan-app"))["tenant"]["behaviors"]:
+        document = {"code": rule["code"], "name": {"en": rule["name"], "zh": rule["name"]},
+                    "category": rule["category"], "method": rule["method"], "unit": rule["unit"],
+                    "source": rule["source"]}
+        for field, key in (("factorGrams", "factorGrams"), ("baselineGramsPerKm", "baselineGramsPerKm"),
+                           ("modeGramsPerKm", "modeGramsPerKm"), ("capGramsPerDay", "capGramsPerDay"),
+                           ("capGramsPerMonth", "capGramsPerMonth"), ("capGramsPerEvent", "capGramsPerEvent")):
+            if rule[field] is not None and not (field == "factorGrams" and rule["method"] == "PER_DISTANCE"):
+                document[key] = rule[field]
+        rules.append(document)
+    return rules
+
+
+async def test_a_renamed_point_unit_takes_effect_when_scheduled_and_is_audited(api) -> None:
+    before = (await api.query(CITY, as_="wuhan-app"))["tenant"]
+    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "green coins", "zh": "绿色币"})
+    assert published["userErrors"] == [] and published["version"]["version"] == before["configVersion"]["version"] + 1
+    assert (await api.query(CITY, as_="wuhan-app"))["tenant"]["pointUnit"] == before["pointUnit"]  # not yet
+    await asyncio.sleep(1.6)
+    after = (await api.query(CITY, as_="wuhan-app"))["tenant"]
+    assert after["pointUnit"] == {"name": "green coins"} and after["behaviors"] == before["behaviors"]
+    log = (await api.query("{ auditLog(first: 5) { edges { node { action byClient changes } } } }",
+                           as_="wuhan-admin"))["auditLog"]["edges"]
+    assert log[0]["node"]["action"] == "PUBLISH_CONFIGURATION" and log[0]["node"]["byClient"] == "wuhan-admin"
+
+
+async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
+    rules = await _current_rules(api)
+    bus = next(rule for rule in rules if rule["code"] == "bus")
+    bus["factorGrams"] = "123.5"
+    published = await _publish(api, effectiveFrom=_soon(), rules=rules)
+    assert published["userErrors"] == [], published
+    await asyncio.sleep(1.6)
+    factors = {b["code"]: b["factorGrams"] for b in (await api.query(CITY, as_="wuhan-app"))["tenant"]["behaviors"]}
+    assert factors["bus"] == "123.5" and len(factors) == len(rules)
+
+
+@pytest.mark.parametrize(("change", "code", "field"), [
+    ({"effectiveFrom": "2020-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "RETROACTIVE",
+     "effectiveFrom"),
+    ({"pointUnitName": {"en": "", "zh": "空"}}, "INVALID_CONFIGURATION", "point_unit.name.en"),
+    ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_DISTANCE",
+                 "unit": "km", "source": "test"}]}, "INVALID_CONFIGURATION", "behaviors.0"),
+    ({"rules": []}, "INVALID_CONFIGURATION", "behaviors"),
+    ({}, "NOTHING_CHANGED", "input"),
+])
+async def test_refused_publications_write_nothing(api, database, change, code, field) -> None:
+    before = await _versions(database, "wuhan")
+    refused = await _publish(api, **({"effectiveFrom": _soon(60)} | change))
+    assert refused["version"] is None and refused["userErrors"][0]["code"] == code, refused
+    assert refused["userErrors"][0]["field"][1].startswith(field), refused
+    assert await _versions(database, "wuhan") == before
+
+
+async def test_versions_follow_each_other(api) -> None:
+    later = await _publish(api, effectiveFrom=_soon(3600), pointUnitName={"en": "later coins", "zh": "后币"})
+    assert later["userErrors"] == []
+    earlier = await _publish(api, effectiveFrom=_soon(60), pointUnitName={"en": "early coins", "zh": "早币"})
+    assert earlier["userErrors"][0]["code"] == "NOT_AFTER_LATEST"
+
+
+async def test_an_api_version_survives_restarts_until_the_file_changes(api, database, tmp_path) -> None:
+    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "kept coins", "zh": "留币"})
+    assert published["userErrors"] == []
+    await asyncio.sleep(1.6)
+    config = _copy(tmp_path)
+    results = {r.slug: r for r in await _load(database, config)}  # a restart, file unchanged
+    assert not results["wuhan"].published
+    assert (await api.query(CITY, as_="wuhan-app"))["tenant"]["pointUnit"] == {"name": "kept coins"}
+    wuhan = config / "tenants" / "wuhan.toml"
+    text = wuhan.read_text(encoding="utf-8")
+    wuhan.write_text(text.replace("claim_window_days = 7", "claim_window_days = 6", 1), encoding="utf-8")
+    results = {r.slug: r for r in await _load(database, config, now=datetime.now(UTC) + timedelta(seconds=1))}
+    assert results["wuhan"].published  # the file changed: it wins from then on
