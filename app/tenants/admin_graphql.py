@@ -6,7 +6,7 @@ import enum
 import json
 import uuid
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 import strawberry
 from sqlalchemy import text
@@ -124,11 +124,15 @@ def _error(error: CatalogueError) -> RewardPayload:
 
 def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
     try:
-        amount = Decimal(value)
-        minor = amount.scaleb(decimals) * scale
-        if not amount.is_finite() or minor != minor.to_integral_value():
+        if len(value) > 40:
             raise InvalidOperation
-    except (InvalidOperation, ValueError):
+        with localcontext() as context:
+            context.traps[InvalidOperation] = True
+            amount = Decimal(value)
+            minor = amount.scaleb(decimals) * scale
+            if not amount.is_finite() or minor != minor.to_integral_value() or abs(minor) > 10**15:
+                raise InvalidOperation
+    except (ArithmeticError, ValueError):  # InvalidOperation, Overflow (e.g. "1E+1000000000")
         raise CatalogueError(CatalogueCode.INVALID_COST, field,
                              f"{field} must be a number with at most {decimals} decimals") from None
     return int(minor)
@@ -237,6 +241,7 @@ class PublicationErrorCode(enum.Enum):
     NOT_CONFIGURED = "NOT_CONFIGURED"
     RETROACTIVE = "RETROACTIVE"
     NOT_AFTER_LATEST = "NOT_AFTER_LATEST"
+    TOO_FAR_AHEAD = "TOO_FAR_AHEAD"
     INVALID_CONFIGURATION = "INVALID_CONFIGURATION"
     NOTHING_CHANGED = "NOTHING_CHANGED"
 

@@ -3,14 +3,18 @@
 Every change is validated (a refused change writes nothing), audited in the same transaction
 (`admin_audit_events`: who, when, what, values before and after) and visible at once. Items created
 here are ADMIN-managed and the city's file never touches them; edits of FILE items survive restarts
-until the file changes that item (ADR 0007). Stock is `stock_total` over the monotonic `stock_taken`:
-the total can never go below what was already handed out, and the edit locks the item's row, the
-same lock a redemption takes, so no redemption races it.
+until the file changes that item (ADR 0007). Stock is `stock_total` over the monotonic `stock_taken`
+(units handed out while the item had finite stock: giving an unlimited item a stock of N means N more
+units): the total can never go below what was already handed out. Every change locks the item's row
+FOR UPDATE; a redemption takes a lock on the same row before it reads the item (KEY SHARE, or UPDATE
+for items whose stock moves), so a redemption sees an item either wholly before or wholly after an
+administrator's change.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -21,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger.service import ensure_donation_account
+from app.tenants.config import SLUG_PATTERN
 from app.tenants.models import Reward
 
 MAX_TEXT = 200
@@ -111,7 +116,7 @@ async def _locked(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.U
 
 
 async def _sponsor_id(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> uuid.UUID:
-    sponsor = (await session.execute(text("SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s"),
+    sponsor = (await session.execute(text("SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s AND active"),
                                      {"t": tenant_id, "s": slug})).scalar()
     if sponsor is None:
         raise CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, "sponsor", f"no issuer {slug!r} in this city")
@@ -132,11 +137,15 @@ def _check(values: dict[str, Any]) -> None:
         raise CatalogueError(CatalogueCode.INVALID_LIMIT, "perAccountLimit", "a limit must be 1 to 1,000,000")
     if values["limit_period"] not in PERIODS:
         raise CatalogueError(CatalogueCode.INVALID_LIMIT, "limitPeriod", f"limit period must be one of {PERIODS}")
+    for key in ("valid_from", "valid_to"):
+        if values[key] is not None and values[key].utcoffset() is None:
+            raise CatalogueError(CatalogueCode.INVALID_VALIDITY, key.replace("_f", "F").replace("_t", "T"),
+                                 "give a time with its UTC offset, e.g. 2026-12-01T00:00:00+08:00")
     if values["valid_from"] and values["valid_to"] and values["valid_to"] <= values["valid_from"]:
         raise CatalogueError(CatalogueCode.INVALID_VALIDITY, "validTo", "validTo must be after validFrom")
-    if not 0 <= values["cancellation_window_hours"] <= 24 * 366:
+    if not 0 <= values["cancellation_window_hours"] <= 24 * 365:
         raise CatalogueError(CatalogueCode.INVALID_WINDOW, "cancellationWindowHours",
-                             "the cancellation window is 0 to 8,784 hours")
+                             "the cancellation window is 0 to 8,760 hours (as in a city file)")
     if not 0 <= values["min_contribution_mg"] <= 10**15:
         raise CatalogueError(CatalogueCode.INVALID_COST, "minContributionGrams", "must be 0 or more")
 
@@ -159,8 +168,9 @@ async def _apply(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, 
 
 async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, code: str, kind: str,
                       stock_total: int | None, changes: ItemChanges) -> Reward:
-    if not code or len(code) > 63 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in code):
-        raise CatalogueError(CatalogueCode.INVALID_CODE, "code", "code: 1 to 63 letters, digits, '-' or '_'")
+    if not re.fullmatch(SLUG_PATTERN, code) or len(code) > 63:
+        raise CatalogueError(CatalogueCode.INVALID_CODE, "code",
+                             "code: 1 to 63 lowercase letters, digits and '-', starting with a letter (as in a file)")
     if kind not in KINDS:
         raise CatalogueError(CatalogueCode.INVALID_CODE, "kind", f"kind must be one of {KINDS}")
     if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:

@@ -128,10 +128,6 @@ class Issuer(SQLModel, table=True):
     description: str | None = Field(default=None, sa_column=Column(Text))
     position: int = Field(nullable=False)
     active: bool = Field(default=True, nullable=False)
-    # FILE: declared in the city's file (`file_hash`: that declaration as last applied); ADMIN: made
-    # through the API. See docs/adr/0007-catalogue-administration.md.
-    managed_by: str = Field(default="FILE", sa_column=Column(Text, nullable=False, server_default="FILE"))
-    file_hash: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=_now_column())
     updated_at: datetime = Field(sa_column=_now_column())
 

@@ -246,7 +246,8 @@ async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: l
     codes = [item["code"] for item in rewards]
     if rewards:
         rows = [{"id": uuid.uuid4(), "tenant_id": tenant_id, **item, "managed_by": "FILE",
-                 "file_hash": declaration_hash(item)} for item in rewards]
+                 "file_hash": declaration_hash({k: v for k, v in item.items() if k != "position"})}
+                for item in rewards]
         statement = insert(Reward).values(rows)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
@@ -256,8 +257,16 @@ async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: l
             where=Reward.__table__.c.file_hash.is_distinct_from(excluded.file_hash),
         )
         await session.execute(statement)
+        # The order of the catalogue follows the file, whatever else is kept (not part of the hash, so
+        # inserting an item in the file re-applies no other item).
+        await session.execute(text("""
+            UPDATE rewards r SET position = f.position FROM unnest(CAST(:codes AS text[]), CAST(:positions AS int[]))
+                AS f(code, position)
+             WHERE r.tenant_id = :t AND r.code = f.code AND r.managed_by = 'FILE' AND r.position <> f.position"""),
+            {"t": tenant_id, "codes": codes, "positions": [item["position"] for item in rewards]})
+    # Retired with its hash forgotten: the same declaration added back later is applied again.
     result = await session.execute(
-        text("UPDATE rewards SET active = false, updated_at = now() "
+        text("UPDATE rewards SET active = false, file_hash = NULL, updated_at = now() "
              "WHERE tenant_id = :t AND active AND managed_by = 'FILE' AND NOT (code = ANY(:codes))"),
         {"t": tenant_id, "codes": codes},
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from app.tenants.models import BehaviorRule, TenantConfigVersion, tenant_id_for
 
 
 API_SOURCE = "api:"  # the `source` of versions published through the API: "api:<client>"
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,15 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
     latest = await repository.latest_version(session, tenant_id)
     if latest is None:
         raise PublicationRefused("NOT_CONFIGURED", "input", "the city has no configuration yet: load its file first")
+    if effective_from.utcoffset() is None:
+        raise PublicationRefused("INVALID_CONFIGURATION", "effectiveFrom",
+                                 "give a time with its UTC offset, e.g. 2026-12-01T00:00:00+08:00")
     if effective_from < now:
         raise PublicationRefused("RETROACTIVE", "effectiveFrom", "a version cannot take effect in the past")
+    if effective_from > now + MAX_SCHEDULE_AHEAD:
+        # A version scheduled far ahead could only be corrected after it (versions are never withdrawn).
+        raise PublicationRefused("TOO_FAR_AHEAD", "effectiveFrom",
+                                 f"a version can be scheduled at most {MAX_SCHEDULE_AHEAD.days} days ahead")
     if effective_from <= latest.effective_from:
         raise PublicationRefused("NOT_AFTER_LATEST", "effectiveFrom",
                                  f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
@@ -183,9 +191,11 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
         raise PublicationRefused("NOTHING_CHANGED", "input", "this is the configuration already published")
     version = _version_row(city, tenant_id, latest.version + 1, effective_from, f"{API_SOURCE}{by}")
     await repository.insert_version(session, version, _rule_rows(city, tenant_id, version.id))
-    before = {"point_unit": latest.document["point_unit"], "behaviors": [b["code"] for b in latest.document["behaviors"]]}
-    after = {"point_unit": document["point_unit"], "behaviors": [b.code for b in city.behaviors],
-             "effective_from": effective_from.isoformat(), "version": version.version}
+    published_document = city.model_dump(mode="json")
+    before = {"version": latest.version, "effective_from": latest.effective_from.isoformat(),
+              "point_unit": latest.document["point_unit"], "behaviors": latest.document["behaviors"]}
+    after = {"version": version.version, "effective_from": effective_from.isoformat(),
+             "point_unit": published_document["point_unit"], "behaviors": published_document["behaviors"]}
     await record_audit(session, tenant_id, by, "PUBLISH_CONFIGURATION", "TenantConfigVersion", version.id,
                        before, after)
     return version

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -58,7 +59,7 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
                                   {"id": reward_id}),
         "Mutation.publishConfiguration": ("""mutation($t: DateTime!) { publishConfiguration(input: {
             effectiveFrom: $t, pointUnitName: {en: "walk coins", zh: "步行币"}}) { userErrors { code } } }""",
-                                          {"t": "2099-01-01T00:00:00Z"}),
+                                          {"t": (datetime.now(UTC) + timedelta(days=30)).isoformat()}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
     }

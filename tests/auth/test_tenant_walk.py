@@ -11,6 +11,7 @@ missing from the walk fails the test, as does a root field without a declared pe
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +148,7 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("publishConfiguration", "Mutation.publishConfiguration",
      """mutation($t: DateTime!) { publishConfiguration(input: {effectiveFrom: $t,
         pointUnitName: {en: "walk coins", zh: "步行币"}}) { version { version } userErrors { code } } }""",
-     lambda o: {"t": "2099-01-01T00:00:00Z"}, _payload("publishConfiguration", {"NOT_AFTER_LATEST"})),
+     lambda o: {"t": (datetime.now(UTC) + timedelta(days=30)).isoformat()}, _payload("publishConfiguration", {"NOT_AFTER_LATEST", "NOTHING_CHANGED"})),
     ("retireReward", "Mutation.retireReward",
      """mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
      lambda o: {"id": o.reward}, _payload("retireReward", NOT_FOUND)),
@@ -172,7 +173,7 @@ def expected(name: str, field: str, role: str, target: str) -> str:
         return FORBIDDEN  # "own city only", the same answer for any other slug, existing or not
     if name == "publishConfiguration":
         # It takes no object: it always acts on the caller's own city. The walk publishes once (on the
-        # foreign pass, which goes first); the second identical request is refused as not after the first.
+        # foreign pass, which goes first); the second, identical, is refused (nothing changed).
         return OK if target != "wuhan" else HIDDEN
     return OK if target == "wuhan" else HIDDEN
 

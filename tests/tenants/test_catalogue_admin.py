@@ -140,3 +140,39 @@ async def test_the_file_and_the_api_each_keep_what_they_manage(api, database, tm
              ["tenant"]["rewards"]["edges"]}
     assert final[file_item]["cost"] == {"amount": "9"}
     assert "admin-survivor" in final
+
+
+@pytest.mark.parametrize(("overrides", "code"), [
+    ({"validTo": "2026-12-01T00:00:00"}, "INVALID_VALIDITY"),  # no UTC offset
+    ({"cost": "1E+1000000000"}, "INVALID_COST"),
+    ({"minContributionGrams": "1E+1000000000"}, "INVALID_COST"),
+    ({"code": "Upper_Case"}, "INVALID_CODE"),  # the file's slug rule
+    ({"cancellationWindowHours": 8784}, "INVALID_WINDOW"),
+])
+async def test_more_refused_inputs(api, overrides, code) -> None:
+    refused = await _create(api, **overrides)
+    assert refused["reward"] is None and refused["userErrors"][0]["code"] == code
+
+
+async def test_reordering_the_file_reapplies_nothing_and_a_re_added_item_comes_back(api, database, tmp_path) -> None:
+    catalogue = {e["node"]["code"]: e["node"] for e in (await api.query(CATALOGUE, as_="wuhan-app"))
+                 ["tenant"]["rewards"]["edges"]}
+    config = _copy(tmp_path)
+    wuhan = config / "tenants" / "wuhan.toml"
+    original = wuhan.read_text(encoding="utf-8")
+    first_start = original.index("[[rewards]]")
+    first_end = original.index("[[rewards]]", first_start + 1)
+    first_code = original[first_start:first_end].split('code = "', 1)[1].split('"', 1)[0]
+    later = next(code for code in catalogue if code != first_code and not code.startswith("admin-"))
+    assert (await api.query(UPDATE, as_=ADMIN, variables={"input": {"id": catalogue[later]["id"],
+                                                                     "fields": {"cost": "77"}}}))["updateReward"][
+        "userErrors"] == []
+    wuhan.write_text(original[:first_start] + original[first_end:], encoding="utf-8")  # remove the first item
+    await _load(database, config)
+    now = {e["node"]["code"]: e["node"] for e in (await api.query(CATALOGUE, as_="wuhan-app"))
+           ["tenant"]["rewards"]["edges"]}
+    assert first_code not in now and now[later]["cost"] == {"amount": "77"}, "other items were not re-applied"
+    wuhan.write_text(original, encoding="utf-8")  # the same declaration back
+    await _load(database, config)
+    back = {e["node"]["code"] for e in (await api.query(CATALOGUE, as_="wuhan-app"))["tenant"]["rewards"]["edges"]}
+    assert first_code in back

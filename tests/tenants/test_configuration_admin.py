@@ -63,6 +63,11 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
     await asyncio.sleep(1.6)
     factors = {b["code"]: b["factorGrams"] for b in (await api.query(CITY, as_="wuhan-app"))["tenant"]["behaviors"]}
     assert factors["bus"] == "123.5" and len(factors) == len(rules)
+    log = (await api.query("{ auditLog(first: 1) { edges { node { action changes } } } }", as_="wuhan-admin"))
+    changes = log["auditLog"]["edges"][0]["node"]["changes"]
+    old_bus = next(b for b in changes["behaviors"]["from"] if b["code"] == "bus")
+    new_bus = next(b for b in changes["behaviors"]["to"] if b["code"] == "bus")
+    assert new_bus["factor_g"] == "123.5" and old_bus["factor_g"] != "123.5"  # the rules themselves are audited
 
 
 @pytest.mark.parametrize(("change", "code", "field"), [
@@ -73,6 +78,10 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
                  "unit": "km", "source": "test"}]}, "INVALID_CONFIGURATION", "behaviors.0"),
     ({"rules": []}, "INVALID_CONFIGURATION", "behaviors"),
     ({}, "NOTHING_CHANGED", "input"),
+    ({"effectiveFrom": "2027-06-01T00:00:00", "pointUnitName": {"en": "x", "zh": "x"}}, "INVALID_CONFIGURATION",
+     "effectiveFrom"),  # no UTC offset
+    ({"effectiveFrom": "2999-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "TOO_FAR_AHEAD",
+     "effectiveFrom"),
 ])
 async def test_refused_publications_write_nothing(api, database, change, code, field) -> None:
     before = await _versions(database, "wuhan")
