@@ -13,8 +13,9 @@ batches for the same reason.
 
 Failure: a batch is all or nothing. If it fails for any reason (an idempotency key raced by a request
 for another account, a deadlock, one item the database refuses), its items run again one by one, each
-with its own retry, so one bad item fails only its own request. Batches run in tasks the batcher owns
-and every request of a batch gets an answer, even when the request that arrived first is cancelled.
+with its own retry, so one bad item fails only its own request. Every request of a batch gets an
+answer, even when the request that drove the batch is cancelled (then an error: outcome unknown, and
+a retry with the same idempotency key replays a committed one).
 """
 
 from __future__ import annotations
@@ -72,36 +73,32 @@ class RedeemBatcher:
     async def redeem(self, tenant_id: uuid.UUID, call: RedeemCall) -> dict[str, Any] | None:
         """The verdict of `carbon_redeem_in_tenant()` for this call (None: no configuration in force).
 
-        The caller only waits for its own answer: batches run in tasks the batcher owns, so a caller
-        that goes away (a cancelled request) never strands the others of its batch."""
+        With a slot free, the caller itself sends what is queued (its own call first in line): no task
+        and no extra hop on the hot path. Otherwise it waits for a running batch to take it."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         state = self._tenants[tenant_id]
         state.queue.append((call, future))
-        self._schedule(tenant_id, state)
+        if state.busy < self.in_flight:
+            await self._drain(tenant_id, state)
         return await future
 
-    def _schedule(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
-        """Start a drain if a slot is free; the slot counts as busy from this moment."""
-        if state.queue and state.busy < self.in_flight:
-            state.busy += 1
-            task = asyncio.get_running_loop().create_task(self._drain(tenant_id, state))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
     async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
+        state.busy += 1
         batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
         try:
-            await self._run(tenant_id, batch)
-        except BaseException as error:  # never strand a request: whatever happened, each gets an answer
-            for _, future in batch:
-                _settle(future, error=error if isinstance(error, Exception) else RuntimeError("batch cancelled"))
-            if not isinstance(error, Exception):
-                raise
+            if batch:
+                await self._run(tenant_id, batch)
         finally:
+            # Whatever happened (even the caller cancelled mid-batch), every request of the batch gets an
+            # answer: one not settled by now gets an error (its outcome is unknown: the client retries
+            # with the same idempotency key, which replays it if it was committed).
             for _, future in batch:
-                _settle(future, error=RuntimeError("redemption batch ended without an answer"))
+                _settle(future, error=RuntimeError("the redemption batch was interrupted"))
             state.busy -= 1
-            self._schedule(tenant_id, state)  # what queued meanwhile
+            if state.queue and state.busy < self.in_flight:  # what queued meanwhile: a task of its own
+                task = asyncio.get_running_loop().create_task(self._drain(tenant_id, state))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _run(self, tenant_id: uuid.UUID, batch: list[tuple[RedeemCall, asyncio.Future[Any]]]) -> None:
         if len(batch) > 1:

@@ -5,10 +5,10 @@ Every change is validated (a refused change writes nothing), audited in the same
 here are ADMIN-managed and the city's file never touches them; edits of FILE items survive restarts
 until the file changes that item (ADR 0007). Stock is `stock_total` over the monotonic `stock_taken`
 (units handed out while the item had finite stock: giving an unlimited item a stock of N means N more
-units): the total can never go below what was already handed out. Every change locks the item's row
-FOR UPDATE; a redemption takes a lock on the same row before it reads the item (KEY SHARE, or UPDATE
-for items whose stock moves), so a redemption sees an item either wholly before or wholly after an
-administrator's change.
+units): the total can never go below what was already handed out. Every change takes the item's advisory
+lock exclusively, then its row FOR UPDATE; a redemption holds the advisory lock shared from before it
+reads the item until it commits (migration 0010), so it sees an item either wholly before or wholly
+after an administrator's change.
 """
 
 from __future__ import annotations
@@ -106,7 +106,19 @@ async def record_audit(session: AsyncSession, tenant_id: uuid.UUID, by: str, act
          "changes": json.dumps(changed, default=str)})
 
 
+async def lock_items(session: AsyncSession, reward_ids: list[uuid.UUID]) -> None:
+    """The items' exclusive advisory locks (id order): redemptions hold them shared while they read and
+    write an item (migration 0010), so a change is seen by each wholly or not at all. Taken before any
+    row lock of the items."""
+    if reward_ids:
+        await session.execute(text(
+            "SELECT pg_advisory_xact_lock(hashtextextended('carbon-item:' || id::text, 0)) "
+            "FROM unnest(CAST(:ids AS uuid[])) AS x(id) ORDER BY id"), {"ids": sorted(set(reward_ids))})
+
+
 async def _locked(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.UUID | None) -> dict[str, Any]:
+    if reward_id is not None:
+        await lock_items(session, [reward_id])
     row = None if reward_id is None else (await session.execute(text(
         "SELECT * FROM rewards WHERE tenant_id = :t AND id = :id FOR UPDATE"),
         {"t": tenant_id, "id": reward_id})).mappings().first()

@@ -244,6 +244,11 @@ async def upsert_rewards(session: AsyncSession, tenant_id: uuid.UUID, rewards: l
     remaining stock after an edit is the new total minus what was already taken.
     """
     codes = [item["code"] for item in rewards]
+    # The items' exclusive advisory locks first (as an administrator's change): a redemption running
+    # now sees each item wholly before or wholly after this load.
+    await session.execute(text(
+        "SELECT pg_advisory_xact_lock(hashtextextended('carbon-item:' || id::text, 0)) FROM rewards "
+        "WHERE tenant_id = :t ORDER BY id"), {"t": tenant_id})
     if rewards:
         rows = [{"id": uuid.uuid4(), "tenant_id": tenant_id, **item, "managed_by": "FILE",
                  "file_hash": declaration_hash({k: v for k, v in item.items() if k != "position"})}
