@@ -73,6 +73,14 @@ def _wants_graphiql(request: Request) -> bool:
             and not any(name in request.query_params for name in ("query", "documentId", "extensions")))
 
 
+def _request_error_code(message: str) -> str:
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if message.startswith("Variable '$"):
+        return "BAD_USER_INPUT"  # a variable that does not coerce to its type
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
 def unauthenticated_headers() -> dict[str, str]:
     return {"WWW-Authenticate": 'Bearer realm="carbon-inclusive", error="invalid_token"'}
 
@@ -180,6 +188,10 @@ class AuthenticatedGraphQL:
         # A request error happened before execution: every such error is without a `path`.
         request_error = isinstance(result, PreExecutionError) or (
             result.data is None and bool(errors) and all("path" not in error for error in errors))
+        if request_error:
+            for error in errors:  # every error typed: graphql-core's own carry no code
+                extensions = error.setdefault("extensions", {})
+                extensions.setdefault("code", _request_error_code(error.get("message", "")))
         body: dict[str, Any] = {} if request_error else {"data": result.data}
         if errors:
             body["errors"] = errors

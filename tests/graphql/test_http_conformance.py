@@ -115,11 +115,14 @@ async def test_malformed_requests(api, body, code) -> None:
         assert response.status_code == 400 and response.json()["errors"][0]["extensions"]["code"] == code
 
 
-@pytest.mark.parametrize("query", ["{ tenants { slug }", "{ tenants { nope } }"], ids=["parse", "validate"])
-async def test_document_failures(api, query) -> None:
+@pytest.mark.parametrize(("query", "code"), [("{ tenants { slug }", "GRAPHQL_PARSE_FAILED"),
+                                             ("{ tenants { nope } }", "GRAPHQL_VALIDATION_FAILED")],
+                         ids=["parse", "validate"])
+async def test_document_failures(api, query, code) -> None:
     """572B/FDE2 (200 under application/json); 865D, 556A, D586, 51FE, 74FF, 5E5B (400, no data)."""
     strict = await _post(api, {"query": query})
     assert strict.status_code == 400 and "data" not in strict.json() and strict.json()["errors"]
+    assert strict.json()["errors"][0]["extensions"]["code"] == code  # typed, like every error
     legacy = await _post(api, {"query": query}, accept=JSON)
     assert legacy.status_code == 200 and "data" not in legacy.json() and legacy.json()["errors"]
 
@@ -129,6 +132,7 @@ async def test_variable_coercion_failure_is_400(api) -> None:
     response = await _post(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }",
                                  "variables": {"s": {"not": "a string"}}})
     assert response.status_code == 400 and "data" not in response.json()
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     missing = await _post(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }"})
     assert missing.status_code == 400 and "data" not in missing.json()
 
