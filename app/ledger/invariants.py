@@ -10,6 +10,8 @@
 7. Earning lots: points balance = Σ the days' earned points − points consumed; matured earnings equal
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.
+9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
+   provider and catalogue item.
 8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
    transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
 
@@ -136,6 +138,31 @@ CHECKS: dict[str, str] = {
     "project_balances_non_negative": """
         SELECT id::text, code, balance::text FROM ledger_accounts
         WHERE account_id IS NULL AND tracks_balance AND balance < 0 LIMIT :limit""",
+    "rollups_match_ledger": """
+        WITH tz AS (
+            SELECT DISTINCT ON (tenant_id) tenant_id, timezone FROM tenant_config_versions
+            ORDER BY tenant_id, effective_from DESC, version DESC
+        ), ledger AS (
+            SELECT t.tenant_id, (t.occurred_at AT TIME ZONE tz.timezone)::date AS day, t.kind,
+                   coalesce(t.behavior_code, '') AS behavior, coalesce(b.provider_issuer_id::text, '') AS provider,
+                   coalesce(rw.code, '') AS item, count(*) AS n, sum(t.reduction_mg) AS mg, sum(t.points) AS points
+            FROM ledger_transactions t JOIN tz ON tz.tenant_id = t.tenant_id
+            LEFT JOIN behavior_records b ON b.tenant_id = t.tenant_id AND b.id = t.behavior_record_id
+            LEFT JOIN redemptions rd ON rd.tenant_id = t.tenant_id AND rd.id = t.redemption_id
+            LEFT JOIN rewards rw ON rw.tenant_id = rd.tenant_id AND rw.id = rd.reward_id
+            GROUP BY 1, 2, 3, 4, 5, 6
+        ), rollup AS (
+            SELECT tenant_id, local_date AS day, kind, behavior_code AS behavior, provider, reward_code AS item,
+                   sum(transactions) AS n, sum(reduction_mg) AS mg, sum(points) AS points
+            FROM ledger_daily_rollups GROUP BY 1, 2, 3, 4, 5, 6
+        )
+        SELECT coalesce(l.day, r.day)::text || ' ' || coalesce(l.kind, r.kind) || ' ' || coalesce(l.behavior, r.behavior)
+                   || ' ' || coalesce(l.item, r.item),
+               coalesce(l.provider, r.provider),
+               'ledger ' || coalesce(l.n, 0) || '/' || coalesce(l.mg, 0) || '/' || coalesce(l.points, 0)
+                   || ' <> rollup ' || coalesce(r.n, 0) || '/' || coalesce(r.mg, 0) || '/' || coalesce(r.points, 0)
+        FROM ledger l FULL JOIN rollup r USING (tenant_id, day, kind, behavior, provider, item)
+        WHERE (l.n, l.mg, l.points) IS DISTINCT FROM (r.n, r.mg, r.points) LIMIT :limit""",
 }
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Identity,
     Index,
+    SmallInteger,
     Text,
     UniqueConstraint,
     Uuid,
@@ -135,3 +136,21 @@ class LedgerPosting(SQLModel, table=True):
     asset: str = Field(sa_column=Column(Text, nullable=False))
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     posted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class LedgerDailyRollup(SQLModel, table=True):
+    """The ledger summed per city, local day and dimension (migration 0011; kept by a trigger on
+    `ledger_transactions`, verified by `rollups_match_ledger`). Sum the shards to read a figure."""
+
+    __tablename__ = "ledger_daily_rollups"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    local_date: date = Field(primary_key=True)
+    kind: str = Field(sa_column_kwargs={"primary_key": True}, sa_type=Text)
+    behavior_code: str = Field(sa_column_kwargs={"primary_key": True}, sa_type=Text)
+    provider: str = Field(sa_column_kwargs={"primary_key": True}, sa_type=Text)
+    reward_code: str = Field(sa_column_kwargs={"primary_key": True}, sa_type=Text)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))

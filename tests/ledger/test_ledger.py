@@ -93,3 +93,30 @@ def test_verify_ledger_command_passes_on_a_sound_ledger(database_target) -> None
     result = _verify(database_target)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "wuhan: ok" in result.stdout and result.stdout.strip().endswith("ledger verified")
+
+
+async def test_the_daily_rollups_follow_the_ledger_and_an_edit_is_found(committed_api, database_target) -> None:
+    """The dashboard's rollups (migration 0011) are written with every ledger statement; verify-ledger
+    finds a rollup that no longer equals the ledger."""
+    account_id = await consenting_account(committed_api)
+    await submit(committed_api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
+                                               record(account_id, "subway", 1, local_time(2))])
+    _, kwargs = asyncpg_dsn(database_target.owner_url)
+    owner = await asyncpg.connect(**kwargs)
+    try:
+        key = await owner.fetchrow(
+            "SELECT tenant_id, local_date, kind, behavior_code, provider, reward_code, shard FROM ledger_daily_rollups "
+            "WHERE behavior_code = 'subway' ORDER BY local_date DESC LIMIT 1")
+        assert key is not None, "a credit must leave its rollup"
+        where = ("tenant_id = $1 AND local_date = $2 AND kind = $3 AND behavior_code = $4 AND provider = $5 "
+                 "AND reward_code = $6 AND shard = $7")
+        await owner.execute(f"UPDATE ledger_daily_rollups SET points = points + 5 WHERE {where}", *key.values())
+        try:
+            result = _verify(database_target)
+            assert result.returncode == 1 and "rollups_match_ledger" in result.stdout, result.stdout
+            assert "subway" in result.stdout
+        finally:
+            await owner.execute(f"UPDATE ledger_daily_rollups SET points = points - 5 WHERE {where}", *key.values())
+    finally:
+        await owner.close()
+    assert _verify(database_target).returncode == 0
