@@ -8,15 +8,17 @@ account also as a mask showing its last four characters.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKeyConstraint,
     Index,
     LargeBinary,
+    SmallInteger,
     Text,
     UniqueConstraint,
     Uuid,
@@ -96,3 +98,16 @@ class Consent(SQLModel, table=True):
     granted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     revoked_by: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class AccountDailyRollup(SQLModel, table=True):
+    """Accounts' lifecycle events summed per city, local day and event (migration 0012; kept by a
+    trigger on `account_events`, verified by `account_rollups_match_events`). Sum the shards to read."""
+
+    __tablename__ = "account_daily_rollups"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    local_date: date = Field(primary_key=True)
+    event: str = Field(sa_column_kwargs={"primary_key": True}, sa_type=Text)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    events: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -11,7 +11,7 @@
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.
 9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
-   provider and catalogue item.
+   provider and catalogue item, and the account rollups equal the accounts' events.
 8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
    transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
 
@@ -163,6 +163,20 @@ CHECKS: dict[str, str] = {
                    || ' <> rollup ' || coalesce(r.n, 0) || '/' || coalesce(r.mg, 0) || '/' || coalesce(r.points, 0)
         FROM ledger l FULL JOIN rollup r USING (tenant_id, day, kind, behavior, provider, item)
         WHERE (l.n, l.mg, l.points) IS DISTINCT FROM (r.n, r.mg, r.points) LIMIT :limit""",
+    "account_rollups_match_events": """
+        WITH tz AS (
+            SELECT DISTINCT ON (tenant_id) tenant_id, timezone FROM tenant_config_versions
+            ORDER BY tenant_id, effective_from DESC, version DESC
+        ), events AS (
+            SELECT e.tenant_id, (e.at AT TIME ZONE tz.timezone)::date AS day, e.kind AS event, count(*) AS n
+            FROM account_events e JOIN tz ON tz.tenant_id = e.tenant_id GROUP BY 1, 2, 3
+        ), rollup AS (
+            SELECT tenant_id, local_date AS day, event, sum(events) AS n FROM account_daily_rollups GROUP BY 1, 2, 3
+        )
+        SELECT coalesce(e.day, r.day)::text, coalesce(e.event, r.event),
+               'events ' || coalesce(e.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
+        FROM events e FULL JOIN rollup r USING (tenant_id, day, event)
+        WHERE e.n IS DISTINCT FROM r.n LIMIT :limit""",
 }
 
 

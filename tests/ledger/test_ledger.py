@@ -108,6 +108,8 @@ async def test_the_daily_rollups_follow_the_ledger_and_an_edit_is_found(committe
             "SELECT tenant_id, local_date, kind, behavior_code, provider, reward_code, shard FROM ledger_daily_rollups "
             "WHERE behavior_code = 'subway' ORDER BY local_date DESC LIMIT 1")
         assert key is not None, "a credit must leave its rollup"
+        opened = await owner.fetchval("SELECT sum(events) FROM account_daily_rollups WHERE event = 'OPENED'")
+        assert opened == await owner.fetchval("SELECT count(*) FROM account_events WHERE kind = 'OPENED'") > 0
         where = ("tenant_id = $1 AND local_date = $2 AND kind = $3 AND behavior_code = $4 AND provider = $5 "
                  "AND reward_code = $6 AND shard = $7")
         await owner.execute(f"UPDATE ledger_daily_rollups SET points = points + 5 WHERE {where}", *key.values())
