@@ -27,6 +27,7 @@ SCALARS = {
     "DateTime": st.datetimes(timezones=st.just(__import__("datetime").UTC)).map(lambda d: String(d.isoformat())),
     "Decimal": st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**9, max_value=10**9)
                  .map(lambda d: String(str(d))),
+    "Date": st.dates().map(lambda d: String(d.isoformat())),
     "Long": st.integers(min_value=-(2**63), max_value=2**63 - 1).map(lambda n: String(str(n))),
 }
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

@@ -25,12 +25,13 @@ from app.accounts.graphql import Account, AccountMutations, AccountQuery, Activi
 from app.auth.permissions import ANY_CLIENT
 from app.behaviors.graphql import BehaviorMutations, ReversalMutations
 from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
+from app.dashboard.graphql import DashboardQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery):
+class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, DashboardQuery):
     @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
                       permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:

@@ -47,6 +47,8 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
                                   {"a": account_id, "r": reward_id, "k": uuid.uuid4().hex}),
         "Mutation.cancelRedemption": ("""mutation { cancelRedemption(input: {redemptionId: "UmVkZW1wdGlvbjox"})
             { userErrors { code } } }""", {}),
+        "Query.crossCityDashboard": ('{ crossCityDashboard(from: "2026-11-01", to: "2026-11-30") { cities { '
+                                     'tenant { slug } } } }', {}),
         "Query.auditLog": ("{ auditLog(first: 5) { edges { cursor } } }", {}),
         "Mutation.createReward": ("""mutation($c: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
             name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",

@@ -105,6 +105,9 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("setRewardStock", "Mutation.setRewardStock",
      """mutation($id: ID!) { setRewardStock(input: {id: $id, totalStock: 50}) { userErrors { code } } }""",
      lambda o: {"id": o.reward}, _payload("setRewardStock", NOT_FOUND)),
+    ("crossCityDashboard", "Query.crossCityDashboard",
+     '{ crossCityDashboard(from: "2026-11-01", to: "2026-11-30") { cities { tenant { slug } } } }', lambda o: {},
+     None),  # set per target below: OK when the target's city is among the dashboard's cities
     ("auditLog", "Query.auditLog", "{ auditLog(first: 50) { edges { node { targetId } } } }", lambda o: {},
      None),  # set per target below: OK when the city's own item's events are listed
     ("openAccount", "Mutation.openAccount",
@@ -158,7 +161,8 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
 ]
 
 # Exceptions to "allowed roles: own OK, foreign HIDDEN; others FORBIDDEN".
-PUBLIC = {"tenants", "tenant", "node: Reward"}  # public configuration: regulators read every city
+PUBLIC = {"tenants", "tenant", "node: Reward",  # public configuration: regulators read every city
+          "crossCityDashboard"}  # and every city's aggregates
 PERSONAL_NODES = {"node: Account", "node: Redemption"}  # citizens' data: the city's app and operator only
 
 
@@ -181,6 +185,9 @@ def expected(name: str, field: str, role: str, target: str) -> str:
 def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
     if name == "tenants":
         return lambda data: OK if objects.slug in [t["slug"] for t in data["tenants"]] else HIDDEN
+    if name == "crossCityDashboard":
+        return lambda data: (OK if objects.slug in [c["tenant"]["slug"] for c in data["crossCityDashboard"]["cities"]]
+                             else HIDDEN)
     # auditLog: the walk's own changes to this city's item appear only in that city's log
     return lambda data: OK if objects.reward in [e["node"]["targetId"] for e in data["auditLog"]["edges"]] else HIDDEN
 

@@ -1,0 +1,79 @@
+"""Every SQL statement of the dashboard: sums over the daily rollups (migrations 0011, 0012), never over
+the raw ledger. Each function is one statement, whatever the number of cities or days."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")
+REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
+EXPIRED = ("EXPIRY",)
+
+_FLOWS = """
+    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN reduction_mg ELSE 0 END) AS reduction_mg,
+    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN points ELSE 0 END) AS issued,
+    -sum(CASE WHEN kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED') THEN points ELSE 0 END) AS redeemed,
+    -sum(CASE WHEN kind = 'EXPIRY' THEN points ELSE 0 END) AS expired"""
+
+
+async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
+                   end: date) -> dict[uuid.UUID, dict[str, int]]:
+    """Per city: the period's flows, the points outstanding at the end of `end`, and account counts."""
+    rows = await session.execute(text(f"""
+        WITH flows AS (
+            SELECT tenant_id, {_FLOWS} FROM ledger_daily_rollups
+             WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY tenant_id
+        ), outstanding AS (
+            SELECT tenant_id, sum(points) AS outstanding FROM ledger_daily_rollups
+             WHERE tenant_id = ANY(:t) AND local_date <= :end GROUP BY tenant_id
+        ), accounts AS (
+            SELECT tenant_id,
+                   sum(events) FILTER (WHERE event = 'OPENED' AND local_date >= :start) AS opened,
+                   sum(events) FILTER (WHERE event = 'OPENED') AS opened_total,
+                   sum(events) FILTER (WHERE event = 'BANK_LINKED') AS bank_linked
+              FROM account_daily_rollups WHERE tenant_id = ANY(:t) AND local_date <= :end GROUP BY tenant_id
+        )
+        SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
+               coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
+               coalesce(o.outstanding, 0) AS outstanding, coalesce(a.opened, 0) AS opened,
+               coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked
+          FROM unnest(CAST(:t AS uuid[])) AS t(id)
+          LEFT JOIN flows f ON f.tenant_id = t.id LEFT JOIN outstanding o ON o.tenant_id = t.id
+          LEFT JOIN accounts a ON a.tenant_id = t.id
+    """), {"t": list(tenant_ids), "start": start, "end": end})
+    return {row["tenant_id"]: {key: int(value) for key, value in row.items() if key != "tenant_id"}
+            for row in rows.mappings()}
+
+
+async def series(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date, end: date,
+                 unit: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Per city and bucket (`day`, `week` (ISO) or `month`, by local date): the flows."""
+    rows = await session.execute(text(f"""
+        SELECT tenant_id, date_trunc(:unit, local_date)::date AS bucket, {_FLOWS}
+          FROM ledger_daily_rollups WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+         GROUP BY 1, 2 ORDER BY 1, 2
+    """), {"t": list(tenant_ids), "start": start, "end": end, "unit": unit})
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in rows.mappings():
+        found.setdefault(row["tenant_id"], []).append(dict(row))
+    return found
+
+
+async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
+                    end: date) -> list[dict[str, Any]]:
+    """The period's rows per city, kind, behaviour, provider and item (summed over shards)."""
+    rows = await session.execute(text("""
+        SELECT r.tenant_id, r.kind, r.behavior_code, r.provider, r.reward_code, i.slug AS provider_slug,
+               sum(r.transactions) AS transactions, sum(r.reduction_mg) AS reduction_mg, sum(r.points) AS points
+          FROM ledger_daily_rollups r
+          LEFT JOIN issuers i ON r.provider <> '' AND i.tenant_id = r.tenant_id AND i.id = CAST(nullif(r.provider, '') AS uuid)
+         WHERE r.tenant_id = ANY(:t) AND r.local_date BETWEEN :start AND :end
+         GROUP BY 1, 2, 3, 4, 5, 6
+    """), {"t": list(tenant_ids), "start": start, "end": end})
+    return [dict(row) for row in rows.mappings()]
