@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from app.cli import _registry  # noqa: E402
+from app.graphql.ids import to_global_id  # noqa: E402
 from app.graphql.trusted import DOCUMENTS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
@@ -53,10 +53,6 @@ WITH debit AS (
 INSERT INTO ledger_postings (tenant_id, transaction_id, ledger_account_id, asset, amount)
 SELECT tenant_id, id, $1, 'POINTS', -$2 FROM txn UNION ALL SELECT tenant_id, id, $4, 'POINTS', $2 FROM txn
 """
-
-
-def global_id(kind: str, object_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{object_id}".encode()).decode().rstrip("=")
 
 
 async def fund(target, account_ids: list[uuid.UUID], points: int) -> None:
@@ -217,12 +213,12 @@ def main() -> int:
         raw_rate = asyncio.run(run_raw(target, slices, args.rounds, cost))
         same_rate = asyncio.run(run_same_work(target, [same_accounts[i::args.clients] for i in range(args.clients)],
                                               item, args.rounds))
-        ids = [global_id("Account", a) for a in http_accounts]
+        ids = [to_global_id("Account", a) for a in http_accounts]
         with running_server(target) as base_url:
             http_slices = [ids[i::args.clients] for i in range(args.clients)]
             trusted = not args.full_graphql
-            asyncio.run(run_http(base_url, token, http_slices, global_id("Reward", item), 1, trusted))  # warm-up
-            http_rate = asyncio.run(run_http(base_url, token, http_slices, global_id("Reward", item), args.rounds,
+            asyncio.run(run_http(base_url, token, http_slices, to_global_id("Reward", item), 1, trusted))  # warm-up
+            http_rate = asyncio.run(run_http(base_url, token, http_slices, to_global_id("Reward", item), args.rounds,
                                              trusted))
     ratio = http_rate / raw_rate
     print(f"(a) raw asyncpg guarded debit + postings : {raw_rate:8.0f} transactions/s")

@@ -157,11 +157,11 @@ class DashboardQuery:
         cities = [_city(view, head[view.id], buckets.get(view.id, []),
                         [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum)
                   for view in views]
-        totals = DashboardFigures(
-            **{field: sum((getattr(city, field) for city in cities), start=Long(0) if field.endswith("accounts")
-                          or field == "accounts_opened" else Decimal(0))
-               for field in ("accounts_opened", "guest_accounts", "bank_linked_accounts", "reduction_grams",
-                             "points_issued", "points_redeemed", "points_expired", "points_outstanding")})
+        counts = ("accounts_opened", "guest_accounts", "bank_linked_accounts")
+        amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
+        totals = DashboardFigures(**{field: Long(sum(getattr(city, field) for city in cities)) for field in counts},
+                                  **{field: sum((getattr(city, field) for city in cities), Decimal(0))
+                                     for field in amounts})
         return CrossCityDashboard(start=start, end=end, granularity=granularity, minimum_group_size=minimum,
                                   cities=cities, totals=totals)
 

@@ -69,20 +69,16 @@ def negotiate(accept: str | None) -> str:
         return JSON
     quality: dict[str, tuple[int, float]] = {}  # media range -> (specificity, q)
     for item in accept.split(","):
-        media, *parameters = (part.strip() for part in item.split(";"))
-        media = media.lower()
+        media, parameters = _media_type(item)
         q = 1.0
-        for parameter in parameters:
-            name, _, value = parameter.partition("=")
-            name, value = name.strip().lower(), value.strip().strip('"').lower()
-            if name == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-                q = q if 0.0 <= q <= 1.0 else 0.0  # nan, inf and out-of-range values accept nothing
-            elif name == "charset" and value not in ("utf-8", "utf8"):
+        if "q" in parameters:
+            try:
+                q = float(parameters["q"])
+            except ValueError:
                 q = 0.0
+            q = q if 0.0 <= q <= 1.0 else 0.0  # nan, inf and out-of-range values accept nothing
+        if parameters.get("charset", "utf-8") not in _UTF8:
+            q = 0.0
         specificity = 2 if media in _SUPPORTED else 1 if media == "application/*" else 0 if media == "*/*" else -1
         if specificity >= 0 and (media not in quality or quality[media][1] < q):
             quality[media] = (specificity, q)
@@ -105,13 +101,24 @@ def check_content_type(content_type: str | None) -> None:
     """A POST body must be JSON in UTF-8 (HttpProblem 415 otherwise)."""
     if not content_type:
         raise HttpProblem(415, f"missing Content-Type: send {JSON}", "UNSUPPORTED_MEDIA_TYPE")
-    media, *parameters = (part.strip() for part in content_type.split(";"))
-    if media.lower() != JSON:
+    media, parameters = _media_type(content_type)
+    if media != JSON:
         raise HttpProblem(415, f"unsupported Content-Type {media!r}: send {JSON}", "UNSUPPORTED_MEDIA_TYPE")
+    if parameters.get("charset", "utf-8") not in _UTF8:
+        raise HttpProblem(415, "unsupported charset: requests must be UTF-8", "UNSUPPORTED_MEDIA_TYPE")
+
+
+_UTF8 = ("utf-8", "utf8")
+
+
+def _media_type(value: str) -> tuple[str, dict[str, str]]:
+    """`type/subtype; name=value; ...` -> (lower-case type, lower-case parameters)."""
+    media, *parameters = (part.strip() for part in value.split(";"))
+    named = {}
     for parameter in parameters:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise HttpProblem(415, "unsupported charset: requests must be UTF-8", "UNSUPPORTED_MEDIA_TYPE")
+        name, _, argument = parameter.partition("=")
+        named[name.strip().lower()] = argument.strip().strip('"').lower()
+    return media.lower(), named
 
 
 _PARAMETERS = ("query", "operationName", "variables", "extensions", "documentId")

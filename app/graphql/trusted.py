@@ -18,7 +18,6 @@ nothing else: free-form query text and unknown hashes are refused before anythin
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import uuid
@@ -33,7 +32,7 @@ from app.auth.principals import Principal
 from app.db.session import Database
 from app.graphql.cost import BUDGETS
 from app.graphql.extensions import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, strings_in
-from app.graphql.ids import try_global_id
+from app.graphql.ids import to_global_id, try_global_id
 from app.logs import get_logger
 from app.rewards import service as rewards
 from app.rewards.batching import REDEEM_ONE, RedeemCall, batcher_for
@@ -88,10 +87,6 @@ def compile_document(text: str, default_name: str) -> TrustedDocument:
 REDEEM_STATEMENT = REDEEM_ONE  # (the benchmark calls it directly)
 
 
-def _global_id(type_name: str, object_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{object_id}".encode()).decode().rstrip("=")
-
-
 def _input(variables: dict[str, Any]) -> dict[str, Any] | None:
     """The input exactly as GraphQL would accept it, or None to let full execution judge it."""
     value = variables.get("input") if isinstance(variables, dict) and len(variables) == 1 else None
@@ -141,7 +136,7 @@ async def redeem_fast_path(database: Database, principal: Principal, variables: 
     if error is not None:
         return _error(error)
     balance = str(Decimal(int(verdict["balance"])).scaleb(-int(verdict["decimals"])))
-    return _payload({"id": _global_id("Redemption", str(verdict["redemption_id"])), "status": verdict["status"],
+    return _payload({"id": to_global_id("Redemption", uuid.UUID(verdict["redemption_id"])), "status": verdict["status"],
                      "voucherCode": verdict["voucher_code"]}, balance, [])
 
 

@@ -16,6 +16,7 @@ from app.graphql.errors import BadUserInput
 from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import page_info as page_info_of
 from app.rewards import repository as repo
 from app.rewards import service
 from app.rewards.errors import RewardError
@@ -136,9 +137,7 @@ async def account_redemptions(info: Info[Context, None], account_id: uuid.UUID, 
     found = await info.context.loaders.redemption_pages.load((account_id, tenant_id, page))
     edges = [RedemptionEdge(cursor=encode_cursor(row.created_at, row.id), node=Redemption(_row=row))
              for row in found[: page.size]]
-    return RedemptionConnection(edges=edges, page_info=PageInfo(
-        has_next_page=len(found) > page.size, has_previous_page=page.after is not None,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return RedemptionConnection(edges=edges, page_info=page_info_of(len(found), page, [e.cursor for e in edges]))
 
 
 @strawberry.type
@@ -181,9 +180,7 @@ class RewardQuery:
             after=page.after, limit=page.size + 1)
         edges = [EntitlementEdge(cursor=encode_cursor(row["granted_at"], row["id"]), node=Entitlement(_row=row))
                  for row in rows[: page.size]]
-        return EntitlementConnection(edges=edges, page_info=PageInfo(
-            has_next_page=len(rows) > page.size, has_previous_page=page.after is not None,
-            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+        return EntitlementConnection(edges=edges, page_info=page_info_of(len(rows), page, [e.cursor for e in edges]))
 
 
 @strawberry.input

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation, localcontext
 
@@ -15,8 +14,9 @@ from strawberry.types import Info
 
 from app.auth.permissions import TENANT_ADMIN
 from app.graphql.context import Context
-from app.graphql.ids import try_global_id
-from app.graphql.pagination import PageInfo, TIME_KEY, encode_cursor, page_request
+from app.graphql.ids import to_global_id, try_global_id
+from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import page_info as page_info_of
 from app.tenants import catalogue
 from app.tenants.catalogue import CatalogueCode, CatalogueError, ItemChanges
 from app.tenants import service
@@ -311,15 +311,8 @@ class AdminQuery:
             "LIMIT :limit"), params)).mappings().all()
         edges = [AuditEventEdge(cursor=encode_cursor(row["at"], row["id"]), node=AuditEvent(
             at=row["at"], by_client=row["by_client"], action=AuditAction(row["action"]),
-            target_type=row["target_type"], target_id=strawberry.ID(_global(row["target_type"], row["target_id"])),
+            target_type=row["target_type"], target_id=strawberry.ID(to_global_id(row["target_type"], row["target_id"])),
             changes=row["changes"] if isinstance(row["changes"], dict) else json.loads(row["changes"])))
             for row in rows[: page.size]]
-        return AuditEventConnection(edges=edges, page_info=PageInfo(
-            has_next_page=len(rows) > page.size, has_previous_page=page.after is not None,
-            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+        return AuditEventConnection(edges=edges, page_info=page_info_of(len(rows), page, [e.cursor for e in edges]))
 
-
-def _global(type_name: str, object_id: uuid.UUID) -> str:
-    from app.graphql.ids import to_global_id
-
-    return to_global_id(type_name, object_id)

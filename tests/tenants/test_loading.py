@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,20 +16,12 @@ from app.tenants.config import PlatformConfig, load_city_files, parse_platform_f
 from app.tenants.models import tenant_id_for
 from app.tenants.service import load_cities
 from tests.conftest import Api
+from tests.tenants.test_config import _copy_config, _rewrite
 
 CONFIG = PROJECT_ROOT / "config"
 
 
-def _copy(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target)
-    return target
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new), encoding="utf-8")
+_copy, _edit = _copy_config, _rewrite  # one copy of the helpers (tests/tenants/test_config.py)
 
 
 async def _load(database, config: Path, now: datetime | None = None):

@@ -30,23 +30,29 @@ depends_on: Union[str, Sequence[str], None] = None
 
 SHARDS = 8
 
-TRIGGER_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION carbon_rollup_ledger() RETURNS trigger
-LANGUAGE plpgsql SECURITY INVOKER AS $fn$
-BEGIN
-    INSERT INTO ledger_daily_rollups AS r (tenant_id, local_date, kind, behavior_code, provider, reward_code,
-                                           shard, transactions, reduction_mg, points)
+# The ledger rows of `source` summed per rollup key: the trigger's statement and the backfill.
+_SUMMED = """
     SELECT n.tenant_id, (n.occurred_at AT TIME ZONE tz.timezone)::date, n.kind, coalesce(n.behavior_code, ''),
-           coalesce(b.provider_issuer_id::text, ''), coalesce(rw.code, ''), (txid_current() % {SHARDS})::smallint,
+           coalesce(b.provider_issuer_id::text, ''), coalesce(rw.code, ''), {shard},
            count(*), sum(n.reduction_mg), sum(n.points)
-      FROM new_rows n
+      FROM {source} n
       JOIN (SELECT DISTINCT ON (v.tenant_id) v.tenant_id, v.timezone FROM tenant_config_versions v
-             WHERE v.tenant_id IN (SELECT DISTINCT tenant_id FROM new_rows)
+             WHERE v.tenant_id IN (SELECT DISTINCT tenant_id FROM {source})
              ORDER BY v.tenant_id, v.effective_from DESC, v.version DESC) tz ON tz.tenant_id = n.tenant_id
       LEFT JOIN behavior_records b ON b.tenant_id = n.tenant_id AND b.id = n.behavior_record_id
       LEFT JOIN redemptions rd ON rd.tenant_id = n.tenant_id AND rd.id = n.redemption_id
       LEFT JOIN rewards rw ON rw.tenant_id = rd.tenant_id AND rw.id = rd.reward_id
      GROUP BY 1, 2, 3, 4, 5, 6, 7
+"""
+_COLUMNS = ("INSERT INTO ledger_daily_rollups AS r (tenant_id, local_date, kind, behavior_code, provider, reward_code, "
+            "shard, transactions, reduction_mg, points)")
+
+TRIGGER_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION carbon_rollup_ledger() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+BEGIN
+    {_COLUMNS}
+    {_SUMMED.format(shard=f"(txid_current() % {SHARDS})::smallint", source="new_rows")}
      ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (tenant_id, local_date, kind, behavior_code, provider, reward_code, shard) DO UPDATE
        SET transactions = r.transactions + excluded.transactions, reduction_mg = r.reduction_mg + excluded.reduction_mg,
@@ -56,20 +62,7 @@ END
 $fn$
 """
 
-BACKFILL = f"""
-INSERT INTO ledger_daily_rollups (tenant_id, local_date, kind, behavior_code, provider, reward_code, shard,
-                                  transactions, reduction_mg, points)
-SELECT n.tenant_id, (n.occurred_at AT TIME ZONE tz.timezone)::date, n.kind, coalesce(n.behavior_code, ''),
-       coalesce(b.provider_issuer_id::text, ''), coalesce(rw.code, ''), 0, count(*), sum(n.reduction_mg),
-       sum(n.points)
-  FROM ledger_transactions n
-  JOIN (SELECT DISTINCT ON (v.tenant_id) v.tenant_id, v.timezone FROM tenant_config_versions v
-         ORDER BY v.tenant_id, v.effective_from DESC, v.version DESC) tz ON tz.tenant_id = n.tenant_id
-  LEFT JOIN behavior_records b ON b.tenant_id = n.tenant_id AND b.id = n.behavior_record_id
-  LEFT JOIN redemptions rd ON rd.tenant_id = n.tenant_id AND rd.id = n.redemption_id
-  LEFT JOIN rewards rw ON rw.tenant_id = rd.tenant_id AND rw.id = rd.reward_id
- GROUP BY 1, 2, 3, 4, 5, 6
-"""
+BACKFILL = _COLUMNS + _SUMMED.format(shard="0::smallint", source="ledger_transactions")
 
 
 def upgrade() -> None:
