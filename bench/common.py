@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,9 +29,10 @@ BENCH_DATA_DIR = PROJECT_ROOT / ".data" / "bench-postgres"
 
 
 @contextmanager
-def bench_database(name: str):
-    """A freshly created, migrated and seeded database (kept afterwards for inspection)."""
-    with scratch_database(Settings(), name, BENCH_DATA_DIR, drop=False) as target:
+def bench_database(name: str, keep: Callable[[DatabaseTarget], Awaitable[bool]] | None = None):
+    """A freshly created, migrated and seeded database (kept afterwards for inspection); with `keep`, an
+    existing one it approves is reused as it is (see `scratch_database`)."""
+    with scratch_database(Settings(), name, BENCH_DATA_DIR, drop=False, keep=keep) as target:
         yield target
 
 
@@ -76,13 +79,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(target: DatabaseTarget):
-    """`carbon-inclusive serve` as a separate process against the bench database; yields its base URL."""
+def running_server(target: DatabaseTarget, settings: dict[str, str] | None = None):
+    """`carbon-inclusive serve` as a separate process against the bench database; yields its base URL.
+    `settings`: more `CARBON_*` environment for the server."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("CARBON_")}
     env |= {"CARBON_DATABASE_URL": target.owner_url, "CARBON_APP_DATABASE_URL": target.app_url,
             "CARBON_PORT": str(port), "CARBON_LOG_LEVEL": "WARNING", "CARBON_SEED_ON_START": "false",
-            "CARBON_POOL_SIZE": "8", "CARBON_RATE_LIMIT_PER_SECOND": "0"}
+            "CARBON_POOL_SIZE": "8", "CARBON_RATE_LIMIT_PER_SECOND": "0"} | (settings or {})
     process = subprocess.Popen([str(Path(sys.executable).parent / "carbon-inclusive"), "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -139,3 +143,113 @@ class LightHttpClient:
             if name.lower() == "content-length":
                 length = int(value)
         return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+
+def migration_backfills() -> list[tuple[str, list[str], int | None]]:
+    """(revision, statements, shards) of every migration that defines a module-level `BACKFILL` (one
+    statement or a sequence of them, filling its rollups from the source tables from an empty start), in
+    revision order. `shards`: the migration's `SHARDS`, when its rollups are sharded."""
+    from alembic.script import ScriptDirectory
+
+    from app.db.migrate import alembic_config
+
+    found = []
+    for revision in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions())):
+        backfill = getattr(revision.module, "BACKFILL", None)
+        if backfill is not None:
+            statements = [backfill] if isinstance(backfill, str) else list(backfill)
+            found.append((revision.revision, statements, getattr(revision.module, "SHARDS", None)))
+    return found
+
+
+def backfill_targets(statements: list[str]) -> list[str]:
+    """The tables a backfill's statements insert into, in order."""
+    targets = []
+    for statement in statements:
+        match = re.search(r"\bINSERT\s+INTO\s+([A-Za-z_][A-Za-z0-9_]*)", statement, re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"a BACKFILL statement inserts into no table: {statement[:80]!r}")
+        if match.group(1) not in targets:
+            targets.append(match.group(1))
+    return targets
+
+
+async def rebuild_rollups(connection: asyncpg.Connection, *, spread: bool = True) -> list[tuple[str, float]]:
+    """Empty every migration's rollup tables and fill them again with the migrations' own backfills, on
+    the owner's connection, in one transaction (after a bulk load that bypassed the triggers keeping
+    them). Returns (revision, seconds) per migration. ANALYZE the tables afterwards.
+
+    With `spread`, each sharded table's rows (a backfill writes shard 0) are spread over the migration's
+    shards, split so that every sum stays exact: live writes leave a busy key with a row in every shard,
+    and a benchmark that reads the rollups should read as many rows as production would."""
+    timings = []
+    async with connection.transaction():
+        for revision, statements, shards in migration_backfills():
+            started = time.perf_counter()
+            targets = backfill_targets(statements)
+            await connection.execute(f"TRUNCATE {', '.join(targets)}")
+            for statement in statements:
+                await connection.execute(statement)
+            if spread and shards:
+                for table in targets:
+                    await spread_over_shards(connection, table, shards)
+            timings.append((revision, time.perf_counter() - started))
+    return timings
+
+
+def rollup_tables() -> list[str]:
+    """Every table a migration's backfill fills."""
+    return [table for _, statements, _ in migration_backfills() for table in backfill_targets(statements)]
+
+
+async def spread_over_shards(connection: asyncpg.Connection, table: str, shards: int) -> None:
+    """Spread the rows of `table` (all in one shard) over `shards`: each integer non-key column split as
+    ⌊v·(s+1)/n⌋ − ⌊v·s/n⌋ for shard s (the parts sum to v exactly, signs included); all-zero parts are
+    not written. A table without a `shard` key column is left alone."""
+    keys = [row[0] for row in await connection.fetch("""
+        SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)""", table)]
+    if "shard" not in keys:
+        return
+    columns = await connection.fetch("""
+        SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+         WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum""", table)
+    others = [c["attname"] for c in columns if c["attname"] not in keys]
+    if any(c["type"] not in ("bigint", "integer", "smallint") for c in columns if c["attname"] in others):
+        raise ValueError(f"{table}: only integer sums can be spread over shards")
+    grouping = [key for key in keys if key != "shard"]
+    parts = [f"(floor({c}::numeric * (s + 1) / {shards}) - floor({c}::numeric * s / {shards}))::bigint AS {c}"
+             for c in others]
+    await connection.execute(f"CREATE TEMP TABLE spread_source AS SELECT * FROM {table}")
+    await connection.execute(f"TRUNCATE {table}")
+    await connection.execute(f"""
+        INSERT INTO {table} ({', '.join(grouping)}, shard, {', '.join(others)})
+        SELECT {', '.join(grouping)}, shard, {', '.join(others)} FROM (
+            SELECT {', '.join(grouping)}, s::smallint AS shard, {', '.join(parts)}
+              FROM spread_source CROSS JOIN generate_series(0, {shards - 1}) AS s) x
+         WHERE {' OR '.join(f'{c} <> 0' for c in others)}
+         ORDER BY {', '.join(keys)}""")  # in key order, as days are written one after the other
+    await connection.execute("DROP TABLE spread_source")
+
+
+async def drop_indexes(connection: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Drop the indexes of `tables` that no foreign key relies on (primary keys, unique constraints and
+    plain indexes), so that a bulk load writes the tables only; returns the statements that build them
+    again, each from its own definition (a sorted build is much cheaper than row-by-row inserts)."""
+    rows = await connection.fetch("""
+        SELECT i.indrelid::regclass::text AS tab, i.indexrelid::regclass::text AS idx, c.conname,
+               pg_get_constraintdef(c.oid) AS condef, pg_get_indexdef(i.indexrelid) AS indexdef
+          FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u')
+               AND c.conrelid = i.indrelid
+         WHERE i.indrelid = ANY($1::regclass[])
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
+         ORDER BY 1, 2""", tables)
+    rebuild = []
+    for row in rows:
+        if row["conname"]:
+            await connection.execute(f'ALTER TABLE {row["tab"]} DROP CONSTRAINT "{row["conname"]}"')
+            rebuild.append(f'ALTER TABLE {row["tab"]} ADD CONSTRAINT "{row["conname"]}" {row["condef"]}')
+        else:
+            await connection.execute(f"DROP INDEX {row['idx']}")
+            rebuild.append(row["indexdef"])
+    return rebuild

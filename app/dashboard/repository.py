@@ -1,5 +1,6 @@
-"""Every SQL statement of the dashboard: sums over the daily rollups (migrations 0011, 0012), never over
-the raw ledger. Each function is one statement, whatever the number of cities or days."""
+"""Every SQL statement of the dashboard: sums over the daily rollups and totals (migrations 0011, 0012,
+0014), never over the raw ledger, and never over the days before the period. Each function is one
+statement, whatever the number of cities or days."""
 
 from __future__ import annotations
 
@@ -16,28 +17,38 @@ REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
 
 _FLOWS = """
-    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN reduction_mg ELSE 0 END) AS reduction_mg,
-    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN points ELSE 0 END) AS issued,
-    -sum(CASE WHEN kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED') THEN points ELSE 0 END) AS redeemed,
-    -sum(CASE WHEN kind = 'EXPIRY' THEN points ELSE 0 END) AS expired"""
+    sum(reduction_mg) AS reduction_mg, sum(issued) AS issued, sum(redeemed) AS redeemed, sum(expired) AS expired"""
 
 
 async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
                    end: date) -> dict[uuid.UUID, dict[str, int]]:
-    """Per city: the period's flows, the points outstanding at the end of `end`, and account counts."""
+    """Per city: the period's flows, the points outstanding at the end of `end`, and account counts.
+
+    Reads the period's days and the days after it, never the days before: what stood at the end of `end`
+    is the all-time total less what came after (migration 0014)."""
     rows = await session.execute(text(f"""
         WITH flows AS (
-            SELECT tenant_id, {_FLOWS} FROM ledger_daily_rollups
+            SELECT tenant_id, {_FLOWS} FROM ledger_day_flows
              WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY tenant_id
         ), outstanding AS (
-            SELECT tenant_id, sum(points) AS outstanding FROM ledger_daily_rollups
-             WHERE tenant_id = ANY(:t) AND local_date <= :end GROUP BY tenant_id
+            SELECT tenant_id, sum(points) AS outstanding FROM (
+                SELECT tenant_id, issued - redeemed - expired AS points FROM ledger_flow_totals
+                 WHERE tenant_id = ANY(:t)
+                UNION ALL
+                SELECT tenant_id, -(issued - redeemed - expired) FROM ledger_day_flows
+                 WHERE tenant_id = ANY(:t) AND local_date > :end) x
+             GROUP BY tenant_id
         ), accounts AS (
             SELECT tenant_id,
-                   sum(events) FILTER (WHERE event = 'OPENED' AND local_date >= :start) AS opened,
-                   sum(events) FILTER (WHERE event = 'OPENED') AS opened_total,
-                   sum(events) FILTER (WHERE event = 'BANK_LINKED') AS bank_linked
-              FROM account_daily_rollups WHERE tenant_id = ANY(:t) AND local_date <= :end GROUP BY tenant_id
+                   sum(events) FILTER (WHERE event = 'OPENED' AND period) AS opened,
+                   sum(events) FILTER (WHERE event = 'OPENED' AND NOT period) AS opened_total,
+                   sum(events) FILTER (WHERE event = 'BANK_LINKED' AND NOT period) AS bank_linked
+              FROM (SELECT tenant_id, event, events, false AS period FROM account_event_totals WHERE tenant_id = ANY(:t)
+                    UNION ALL
+                    SELECT tenant_id, event, CASE WHEN local_date > :end THEN -events ELSE events END,
+                           local_date <= :end FROM account_daily_rollups
+                     WHERE tenant_id = ANY(:t) AND local_date >= :start) x
+             GROUP BY tenant_id
         )
         SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
                coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
@@ -56,7 +67,7 @@ async def series(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: 
     """Per city and bucket (`day`, `week` (ISO) or `month`, by local date): the flows."""
     rows = await session.execute(text(f"""
         SELECT tenant_id, date_trunc(:unit, local_date)::date AS bucket, {_FLOWS}
-          FROM ledger_daily_rollups WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+          FROM ledger_day_flows WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
          GROUP BY 1, 2 ORDER BY 1, 2
     """), {"t": list(tenant_ids), "start": start, "end": end, "unit": unit})
     found: dict[uuid.UUID, list[dict[str, Any]]] = {}
@@ -69,11 +80,12 @@ async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], star
                     end: date) -> list[dict[str, Any]]:
     """The period's rows per city, kind, behaviour, provider and item (summed over shards)."""
     rows = await session.execute(text("""
-        SELECT r.tenant_id, r.kind, r.behavior_code, r.provider, r.reward_code, i.slug AS provider_slug,
-               sum(r.transactions) AS transactions, sum(r.reduction_mg) AS reduction_mg, sum(r.points) AS points
-          FROM ledger_daily_rollups r
-          LEFT JOIN issuers i ON r.provider <> '' AND i.tenant_id = r.tenant_id AND i.id = CAST(nullif(r.provider, '') AS uuid)
-         WHERE r.tenant_id = ANY(:t) AND r.local_date BETWEEN :start AND :end
-         GROUP BY 1, 2, 3, 4, 5, 6
+        SELECT r.*, i.slug AS provider_slug FROM (
+            SELECT tenant_id, kind, behavior_code, provider, reward_code, sum(transactions) AS transactions,
+                   sum(reduction_mg) AS reduction_mg, sum(points) AS points
+              FROM ledger_daily_rollups WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+             GROUP BY 1, 2, 3, 4, 5) r
+          LEFT JOIN issuers i ON r.provider <> '' AND i.tenant_id = r.tenant_id
+                AND i.id = CAST(nullif(r.provider, '') AS uuid)
     """), {"t": list(tenant_ids), "start": start, "end": end})
     return [dict(row) for row in rows.mappings()]

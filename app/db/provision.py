@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,10 +63,14 @@ async def seed(app_url: str, config_dir: Path) -> list:
 
 
 @contextmanager
-def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: bool = True) -> Iterator[DatabaseTarget]:
+def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: bool = True,
+                     keep: Callable[[DatabaseTarget], Awaitable[bool]] | None = None) -> Iterator[DatabaseTarget]:
     """A freshly created, migrated and seeded database named `name`. The app role (cluster-wide) gets the
     configured password, else one derived from the server's location, so parallel scratch databases
-    on one server (test workers) agree on it."""
+    on one server (test workers) agree on it.
+
+    With `keep`: when the database already exists and `await keep(target)` is true, it is kept as it is
+    (only migrated to head), not created and seeded again (a benchmark's expensive data set)."""
     location = settings.database_url.get_secret_value() if settings.database_url else str(data_dir)
     password = (settings.app_database_password.get_secret_value() if settings.app_database_password
                 else hashlib.sha256(f"carbon-scratch:{location}".encode()).hexdigest()[:32])
@@ -79,12 +83,25 @@ def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: boo
         target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
     drop_statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     try:
-        asyncio.run(_maintenance(owner_url, drop_statement, f'CREATE DATABASE "{name}"'))
+        kept = keep is not None and asyncio.run(_exists(owner_url, name)) and asyncio.run(keep(target))
+        if not kept:
+            asyncio.run(_maintenance(owner_url, drop_statement, f'CREATE DATABASE "{name}"'))
         migrate.upgrade(owner_url)
         asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
-        asyncio.run(seed(target.app_url, settings.config_dir))
+        if not kept:
+            asyncio.run(seed(target.app_url, settings.config_dir))
         yield target
         if drop:
             asyncio.run(_maintenance(owner_url, drop_statement))
     finally:
         target.close()
+
+
+async def _exists(owner_url: str, name: str) -> bool:
+    _, kwargs = asyncpg_dsn(owner_url)
+    kwargs.pop("database")
+    connection = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        return bool(await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await connection.close()

@@ -11,7 +11,8 @@
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.
 9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
-   provider and catalogue item, and the account rollups equal the accounts' events.
+   provider and catalogue item, and the account rollups equal the accounts' events; the day flows and
+   all-time totals (migration 0014) equal the rollups they summarise.
 8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
    transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
 
@@ -177,6 +178,45 @@ CHECKS: dict[str, str] = {
                'events ' || coalesce(e.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
         FROM events e FULL JOIN rollup r USING (tenant_id, day, event)
         WHERE e.n IS DISTINCT FROM r.n LIMIT :limit""",
+    "flows_match_rollups": """
+        WITH rollup AS (
+            SELECT tenant_id, local_date, sum(transactions) AS n,
+                   sum(reduction_mg) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS mg,
+                   sum(points) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS issued,
+                   -sum(points) FILTER (WHERE kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED')) AS redeemed,
+                   -sum(points) FILTER (WHERE kind = 'EXPIRY') AS expired
+            FROM ledger_daily_rollups GROUP BY 1, 2
+        ), flows AS (
+            SELECT tenant_id, local_date, sum(transactions) AS n, sum(reduction_mg) AS mg, sum(issued) AS issued,
+                   sum(redeemed) AS redeemed, sum(expired) AS expired FROM ledger_day_flows GROUP BY 1, 2
+        ), days AS (
+            SELECT coalesce(f.tenant_id, r.tenant_id) AS tenant_id, coalesce(f.local_date, r.local_date)::text AS day,
+                   'flows ' || concat_ws('/', f.n, f.mg, f.issued, f.redeemed, f.expired) || ' <> rollups '
+                   || concat_ws('/', r.n, coalesce(r.mg, 0), coalesce(r.issued, 0), coalesce(r.redeemed, 0),
+                                coalesce(r.expired, 0)) AS detail
+            FROM flows f FULL JOIN rollup r USING (tenant_id, local_date)
+            WHERE (f.n, f.mg, f.issued, f.redeemed, f.expired) IS DISTINCT FROM
+                  (r.n, coalesce(r.mg, 0), coalesce(r.issued, 0), coalesce(r.redeemed, 0), coalesce(r.expired, 0))
+        ), totals AS (
+            SELECT coalesce(t.tenant_id, f.tenant_id) AS tenant_id, 'all time' AS day,
+                   'totals ' || concat_ws('/', t.n, t.mg, t.issued, t.redeemed, t.expired) || ' <> days '
+                   || concat_ws('/', f.n, f.mg, f.issued, f.redeemed, f.expired) AS detail
+            FROM (SELECT tenant_id, sum(transactions) AS n, sum(reduction_mg) AS mg, sum(issued) AS issued,
+                         sum(redeemed) AS redeemed, sum(expired) AS expired FROM ledger_flow_totals GROUP BY 1) t
+            FULL JOIN (SELECT tenant_id, sum(n) AS n, sum(mg) AS mg, sum(issued) AS issued, sum(redeemed) AS redeemed,
+                              sum(expired) AS expired FROM flows GROUP BY 1) f USING (tenant_id)
+            WHERE (t.n, t.mg, t.issued, t.redeemed, t.expired)
+                  IS DISTINCT FROM (f.n, f.mg, f.issued, f.redeemed, f.expired)
+        )
+        SELECT tenant_id::text, day, detail FROM days UNION ALL SELECT tenant_id::text, day, detail FROM totals
+        LIMIT :limit""",
+    "account_totals_match_rollups": """
+        SELECT coalesce(t.tenant_id, r.tenant_id)::text, coalesce(t.event, r.event),
+               'totals ' || coalesce(t.n, 0) || ' <> days ' || coalesce(r.n, 0)
+        FROM (SELECT tenant_id, event, sum(events) AS n FROM account_event_totals GROUP BY 1, 2) t
+        FULL JOIN (SELECT tenant_id, event, sum(events) AS n FROM account_daily_rollups GROUP BY 1, 2) r
+          USING (tenant_id, event)
+        WHERE t.n IS DISTINCT FROM r.n LIMIT :limit""",
 }
 
 

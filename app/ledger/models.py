@@ -154,3 +154,35 @@ class LedgerDailyRollup(SQLModel, table=True):
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerDayFlow(SQLModel, table=True):
+    """The ledger's flows per city and local day, as the dashboard shows them: reduction, points issued,
+    redeemed and expired (migration 0014; kept by a trigger, verified by `flows_match_rollups`). Sum the
+    shards to read a figure."""
+
+    __tablename__ = "ledger_day_flows"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    local_date: date = Field(primary_key=True)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
+    issued: int = Field(sa_column=Column(BigInteger, nullable=False))
+    redeemed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expired: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerFlowTotal(SQLModel, table=True):
+    """`ledger_day_flows` summed over all days, per city (migration 0014): points outstanding at the end
+    of a day without reading the days before it."""
+
+    __tablename__ = "ledger_flow_totals"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
+    issued: int = Field(sa_column=Column(BigInteger, nullable=False))
+    redeemed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expired: int = Field(sa_column=Column(BigInteger, nullable=False))

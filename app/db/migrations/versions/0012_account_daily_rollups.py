@@ -44,6 +44,9 @@ END
 $fn$
 """
 
+BACKFILL = ("INSERT INTO account_daily_rollups (tenant_id, local_date, event, shard, events)"
+            + _SUMMED.format(shard="0::smallint", source="account_events"))
+
 
 def upgrade() -> None:
     op.create_table(
@@ -62,8 +65,7 @@ def upgrade() -> None:
     op.execute(TRIGGER_FUNCTION)
     op.execute("CREATE TRIGGER account_daily_rollup AFTER INSERT ON account_events REFERENCING NEW TABLE AS "
                "new_rows FOR EACH STATEMENT EXECUTE FUNCTION carbon_rollup_account_events()")
-    op.execute("INSERT INTO account_daily_rollups (tenant_id, local_date, event, shard, events)"
-               + _SUMMED.format(shard="0::smallint", source="account_events"))
+    op.execute(BACKFILL)
 
 
 def downgrade() -> None:
