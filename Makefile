@@ -15,6 +15,8 @@ help:
 	@echo "make schema  regenerate schema.graphql from the code"
 	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
 	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions (prints b/a, target >= 0.5)"
+	@echo "make bench-dashboard  crossCityDashboard at 20M behaviour records (seeds once, prints p50/p95, target p95 < 100 ms;"
+	@echo "                      BENCH_ARGS=\"--records 1000000\" for a smaller run, \"--reseed\" to seed again)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
@@ -44,6 +46,10 @@ bench-ingest: install
 .PHONY: bench-redeem
 bench-redeem: install
 	$(BIN)/python bench/redeem.py
+
+.PHONY: bench-dashboard
+bench-dashboard: install
+	$(BIN)/python bench/dashboard.py $(BENCH_ARGS)
 
 .PHONY: fuzz
 fuzz: install  ## property-based fuzz of the whole schema, long form (FUZZ_EXAMPLES per role and kind)

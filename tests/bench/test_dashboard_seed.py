@@ -14,7 +14,8 @@ from app.settings import Settings
 from app.tenants.config import Role, load_city_files
 from bench import dashboard_seed as seeding
 from bench.common import rebuild_rollups
-from bench.dashboard import city_plan
+from bench.dashboard_history import CityHistory
+from bench.dashboard_load import city_plan
 
 
 async def _violations(connection: asyncpg.Connection) -> dict[str, list]:
@@ -43,7 +44,7 @@ async def test_generated_history_passes_every_ledger_check(database_target: Data
         shared, records = [], 0
         for worker in range(2):
             for city in cities:
-                history = seeding.CityHistory(city, seeding.Calendar.build(city, end - timedelta(days=400), end),
+                history = CityHistory(city, seeding.Calendar.build(city, end - timedelta(days=400), end),
                                               worker, 2, 7, end)
                 history.redeem_try, history.cancel_share = 0.3, 0.5  # exercise redemptions and cancellations
                 accounts, count = plan[city.slug]
