@@ -49,9 +49,10 @@ class Settings(BaseSettings):
 
     graphiql: bool = True
     introspection: bool = True
-    # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
-    # Dashboard breakdown groups with fewer transactions than this are suppressed (folded together).
+    # Dashboard breakdown groups with fewer transactions than this are suppressed (folded together), and
+    # account counts below it are null (CARBON_DASHBOARD_MIN_GROUP_SIZE).
     dashboard_min_group_size: int = Field(default=5, ge=1)
+    # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
     rate_limit_per_second: float = Field(default=200, ge=0)
     rate_limit_burst: float = Field(default=400, ge=1)
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).

@@ -2,9 +2,13 @@
 
 Every figure is read from the daily rollups (migrations 0011, 0012), which `verify-ledger` proves equal
 to the ledger; nothing here scans the raw records. Points are in each city's own unit; a total across
-cities adds those amounts as they are (cities' units differ: compare cities by their rows). Breakdown
-groups with fewer transactions than `CARBON_DASHBOARD_MIN_GROUP_SIZE` are suppressed: folded into one
-`suppressed` line per breakdown, so no small group (possibly one person) can be singled out.
+cities adds those amounts as they are (cities' units differ: compare cities by their rows).
+
+Small groups (possibly one person) cannot be singled out; the minimum is `CARBON_DASHBOARD_MIN_GROUP_SIZE`:
+- breakdown groups with fewer transactions are folded into one `suppressed` line per breakdown;
+- account counts (opened, guest, bank-linked, active; per city and per bucket) from 1 to the minimum − 1
+  are null. A total is null too where it would give such counts away: when the suppressed cities'
+  counts add up to less than the minimum (the total minus the shown cities would reveal them).
 """
 
 from __future__ import annotations
@@ -46,11 +50,18 @@ def _grams(mg: int) -> Decimal:
     return Decimal(mg).scaleb(-3)
 
 
+_SUPPRESSED = " Null when below the minimum group size (suppressed)."
+
+
 @strawberry.type(description="A dashboard's headline figures. Points are in the city's own unit.")
 class DashboardFigures:
-    accounts_opened: Long = strawberry.field(description="Accounts opened in the period.")
-    guest_accounts: Long = strawberry.field(description="Guest accounts at the period's end (opened, not bank-linked).")
-    bank_linked_accounts: Long = strawberry.field(description="Bank-linked accounts at the period's end.")
+    accounts_opened: Long | None = strawberry.field(description="Accounts opened in the period." + _SUPPRESSED)
+    guest_accounts: Long | None = strawberry.field(
+        description="Guest accounts at the period's end (opened, not bank-linked)." + _SUPPRESSED)
+    bank_linked_accounts: Long | None = strawberry.field(
+        description="Bank-linked accounts at the period's end." + _SUPPRESSED)
+    active_accounts: Long | None = strawberry.field(
+        description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
     reduction_grams: Decimal = strawberry.field(description="Carbon reduction credited in the period, net of reversals.")
     points_issued: Decimal = strawberry.field(description="Points issued in the period, net of reversals.")
     points_redeemed: Decimal = strawberry.field(description="Points spent (rewards, donations, financial services), "
@@ -63,6 +74,8 @@ class DashboardFigures:
 @strawberry.type(description="The flows of one bucket of the requested granularity (local dates).")
 class DashboardBucket:
     start: date
+    active_accounts: Long | None = strawberry.field(
+        description="Accounts that earned or spent points in the bucket (within the period)." + _SUPPRESSED)
     reduction_grams: Decimal
     points_issued: Decimal
     points_redeemed: Decimal
@@ -90,9 +103,11 @@ class NamedFigure:
 @strawberry.type(description="One city's dashboard.")
 class CityDashboard:
     tenant: Tenant
-    accounts_opened: Long
-    guest_accounts: Long
-    bank_linked_accounts: Long
+    accounts_opened: Long | None = strawberry.field(description="Accounts opened in the period." + _SUPPRESSED)
+    guest_accounts: Long | None = strawberry.field(description="At the period's end." + _SUPPRESSED)
+    bank_linked_accounts: Long | None = strawberry.field(description="At the period's end." + _SUPPRESSED)
+    active_accounts: Long | None = strawberry.field(
+        description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
     reduction_grams: Decimal
     points_issued: Decimal
     points_redeemed: Decimal
@@ -111,12 +126,32 @@ class CrossCityDashboard:
     start: date = strawberry.field(name="from")
     end: date = strawberry.field(name="to")
     granularity: Granularity
-    minimum_group_size: int = strawberry.field(description="Breakdown groups with fewer transactions are suppressed.")
+    minimum_group_size: int = strawberry.field(description="Breakdown groups with fewer transactions, and account "
+                                                           "counts below it, are suppressed.")
     cities: list[CityDashboard]
     totals: DashboardFigures
 
 
 DASHBOARD_READERS = allow(Role.REGULATOR, Role.CITY_APP, Role.TENANT_ADMIN)
+
+
+_COUNTS = ("accounts_opened", "guest_accounts", "bank_linked_accounts", "active_accounts")
+
+
+def _counts(head: dict[str, int]) -> dict[str, int]:
+    return {"accounts_opened": head["opened"], "guest_accounts": head["opened_total"] - head["bank_linked"],
+            "bank_linked_accounts": head["bank_linked"], "active_accounts": head["active"]}
+
+
+def _count(value: int, minimum: int) -> Long | None:
+    """An account count, or None where it is a small group (0 says nothing about anyone)."""
+    return None if 0 < value < minimum else Long(value)
+
+
+def _total(values: list[int], minimum: int) -> Long | None:
+    """The cities' total, unless it would give away the suppressed cities' counts."""
+    hidden = sum(value for value in values if 0 < value < minimum)
+    return None if 0 < hidden < minimum else _count(sum(values), minimum)
 
 
 def _suppressed(groups: dict[str, list[int]], minimum: int) -> list[NamedFigure]:
@@ -157,9 +192,9 @@ class DashboardQuery:
         cities = [_city(view, head[view.id], buckets.get(view.id, []),
                         [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum)
                   for view in views]
-        counts = ("accounts_opened", "guest_accounts", "bank_linked_accounts")
         amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
-        totals = DashboardFigures(**{field: Long(sum(getattr(city, field) for city in cities)) for field in counts},
+        totals = DashboardFigures(**{field: _total([_counts(head[view.id])[field] for view in views], minimum)
+                                     for field in _COUNTS},
                                   **{field: sum((getattr(city, field) for city in cities), Decimal(0))
                                      for field in amounts})
         return CrossCityDashboard(start=start, end=end, granularity=granularity, minimum_group_size=minimum,
@@ -204,12 +239,12 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
         NamedFigure(name=name, transactions=Long(n), reduction_grams=_grams(mg), points=_points(sign * pts, view))
         for name, n, mg, pts in _suppressed(groups, minimum)]
     return CityDashboard(
-        tenant=Tenant(_view=view), accounts_opened=Long(head["opened"]),
-        guest_accounts=Long(head["opened_total"] - head["bank_linked"]), bank_linked_accounts=Long(head["bank_linked"]),
+        tenant=Tenant(_view=view), **{field: _count(value, minimum) for field, value in _counts(head).items()},
         reduction_grams=_grams(head["reduction_mg"]), points_issued=_points(head["issued"], view),
         points_redeemed=_points(head["redeemed"], view), points_expired=_points(head["expired"], view),
         points_outstanding=_points(head["outstanding"], view),
-        series=[DashboardBucket(start=bucket["bucket"], reduction_grams=_grams(int(bucket["reduction_mg"])),
+        series=[DashboardBucket(start=bucket["bucket"], active_accounts=_count(int(bucket["active"]), minimum),
+                                reduction_grams=_grams(int(bucket["reduction_mg"])),
                                 points_issued=_points(int(bucket["issued"]), view),
                                 points_redeemed=_points(int(bucket["redeemed"]), view),
                                 points_expired=_points(int(bucket["expired"]), view)) for bucket in buckets],

@@ -10,10 +10,12 @@
 7. Earning lots: points balance = Σ the days' earned points − points consumed; matured earnings equal
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.
-9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
-   provider and catalogue item, and the account rollups equal the accounts' events.
 8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
    transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
+9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
+   provider and catalogue item, and the account rollups equal the accounts' events.
+10. Accounts' active days are exactly the days of their earning and spending transactions, and the
+   active-account rollups (accounts per day, links between consecutive active days) equal those days.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -177,6 +179,42 @@ CHECKS: dict[str, str] = {
                'events ' || coalesce(e.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
         FROM events e FULL JOIN rollup r USING (tenant_id, day, event)
         WHERE e.n IS DISTINCT FROM r.n LIMIT :limit""",
+    "activity_days_match_ledger": """
+        WITH tz AS (
+            SELECT DISTINCT ON (tenant_id) tenant_id, timezone FROM tenant_config_versions
+            ORDER BY tenant_id, effective_from DESC, version DESC
+        ), ledger AS (
+            SELECT DISTINCT t.tenant_id, t.account_id, (t.occurred_at AT TIME ZONE tz.timezone)::date AS local_date
+            FROM ledger_transactions t JOIN tz ON tz.tenant_id = t.tenant_id
+            WHERE t.account_id IS NOT NULL AND t.kind IN ('BEHAVIOR_CREDIT', 'REDEMPTION', 'DONATION')
+        )
+        SELECT coalesce(l.account_id, d.account_id)::text, coalesce(l.local_date, d.local_date)::text,
+               CASE WHEN l.account_id IS NULL THEN 'active day without activity' ELSE 'activity without active day' END
+        FROM ledger l FULL JOIN account_activity_days d USING (tenant_id, account_id, local_date)
+        WHERE l.account_id IS NULL OR d.account_id IS NULL LIMIT :limit""",
+    "active_rollups_match_days": """
+        WITH days AS (
+            SELECT tenant_id, local_date, NULL::date AS first_day, count(*) AS n FROM account_activity_days GROUP BY 1, 2
+            UNION ALL
+            SELECT tenant_id, local_date, previous, count(*) FROM (
+                SELECT tenant_id, local_date,
+                       lag(local_date) OVER (PARTITION BY tenant_id, account_id ORDER BY local_date) AS previous
+                FROM account_activity_days) x
+            WHERE local_date - previous <= 366 GROUP BY 1, 2, 3
+        ), rollup AS (
+            SELECT tenant_id, local_date, NULL::date AS first_day, sum(accounts) AS n FROM active_account_rollups
+            GROUP BY 1, 2 HAVING sum(accounts) <> 0
+            UNION ALL
+            SELECT tenant_id, local_date, first_day, sum(accounts) FROM active_account_links
+            GROUP BY 1, 2, 3 HAVING sum(accounts) <> 0
+        )
+        SELECT coalesce(d.local_date, r.local_date)::text,
+               coalesce('link from ' || coalesce(d.first_day, r.first_day)::text, 'accounts'),
+               'days ' || coalesce(d.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
+        FROM days d FULL JOIN rollup r
+             ON r.tenant_id = d.tenant_id AND r.local_date = d.local_date
+            AND r.first_day IS NOT DISTINCT FROM d.first_day
+        WHERE d.n IS DISTINCT FROM r.n LIMIT :limit""",
 }
 
 

@@ -37,7 +37,8 @@ async def test_every_table_has_forced_rls_and_both_policies(database) -> None:
         """))).mappings().all()
     assert len(rows) == len(tables)
     regulator_readable = {"tenants", "tenant_config_versions", "behavior_rules", "issuers", "rewards",
-                          "ledger_daily_rollups", "account_daily_rollups"}  # aggregates, no personal data
+                          "ledger_daily_rollups", "account_daily_rollups", "active_account_rollups",
+                          "active_account_links"}  # aggregates, no personal data
     for row in rows:
         assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
         expected = ["regulator_read", "tenant_isolation"] if row["relname"] in regulator_readable else ["tenant_isolation"]
