@@ -23,7 +23,7 @@ from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
 from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
 from app.auth.permissions import ANY_CLIENT
-from app.behaviors.graphql import BehaviorMutations, ReversalMutations
+from app.behaviors.graphql import BehaviorAdminQuery, BehaviorMutations, ReversalMutations
 from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
 from app.dashboard.graphql import DashboardQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
@@ -31,7 +31,7 @@ from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, DashboardQuery):
+class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, BehaviorAdminQuery, DashboardQuery):
     @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
                       permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:

@@ -15,6 +15,7 @@ DECLARED = {
     "Query.account": {"CITY_APP", "TENANT_ADMIN"},
     "Query.entitlements": {"PARTNER"},
     "Query.auditLog": {"TENANT_ADMIN"},
+    "Query.crossProviderDuplicates": {"TENANT_ADMIN"},
     "Query.crossCityDashboard": {"REGULATOR", "CITY_APP", "TENANT_ADMIN"},
     "Mutation.openAccount": {"CITY_APP"},
     "Mutation.linkBankAccount": {"CITY_APP"},

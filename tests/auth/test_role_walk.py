@@ -50,6 +50,7 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
         "Query.crossCityDashboard": ('{ crossCityDashboard(from: "2026-11-01", to: "2026-11-30") { cities { '
                                      'tenant { slug } } } }', {}),
         "Query.auditLog": ("{ auditLog(first: 5) { edges { cursor } } }", {}),
+        "Query.crossProviderDuplicates": ("{ crossProviderDuplicates(first: 5) { edges { cursor } } }", {}),
         "Mutation.createReward": ("""mutation($c: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
             name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",
                                   {"c": f"walk-{uuid.uuid4().hex[:8]}"}),

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+
+from app.db.session import TenantScope
+from app.graphql.ids import from_global_id
+from app.tenants.models import tenant_id_for
 
 from tests.auth.test_permissions_declared import DECLARED
 from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
@@ -26,7 +31,7 @@ ROLES = ["CITY_APP", "PARTNER", "TENANT_ADMIN", "REGULATOR"]
 CLIENT = {"CITY_APP": "wuhan-app", "PARTNER": "wuhan-tong", "TENANT_ADMIN": "wuhan-admin", "REGULATOR": "regulator"}
 # A partner acts for one issuer: the bank sees the entitlements of its own products.
 CLIENT_FOR_FIELD = {("Query.entitlements", "PARTNER"): "hankou-bank"}
-CITY = {"wuhan": {"app": "wuhan-app", "provider": "wuhan-tong", "bank": "hankou-bank"},
+CITY = {"wuhan": {"app": "wuhan-app", "provider": "wuhan-tong", "bank": "hankou-bank", "second": "amap-travel"},
         "beijing": {"app": "beijing-app", "provider": "beijing-mobility", "bank": "beijing-green-bank"}}
 
 
@@ -42,15 +47,32 @@ class Objects:
 
 async def _objects(api, database, slug: str) -> Objects:
     city = CITY[slug]
-    account = await consenting_account(api, app=city["app"], providers={city["provider"]: ["TRAVEL"]})
+    second = city.get("second")
+    account = await consenting_account(api, app=city["app"], providers={
+        city["provider"]: ["TRAVEL"], **({second: ["TRAVEL"]} if second else {})})
     recorded = await submit(api, city["provider"], [record(account, "bus", 5, local_time(1))])
     assert recorded[0]["status"] == "CREDITED", recorded
+    if second:  # the same ride from a second travel-data partner: a cross-provider duplicate
+        again = await submit(api, second, [record(account, "bus", 5, local_time(1))])
+        assert again[0]["code"] == "DUPLICATE_ACROSS_PROVIDERS", again
+    else:  # a city with one travel-data partner: the same link written directly
+        await _link_duplicate(database, slug, recorded[0]["recordId"])
     reward = await make_reward(database, slug, cost=0, window=24, sponsor=city["bank"])
     redemption = (await redeem(api, account, reward, app=city["app"]))["redemption"]["id"]
     service = await make_reward(database, slug, cost=0, kind="FINANCIAL_SERVICE", sponsor=city["bank"])
     entitled = await consenting_account(api, app=city["app"], providers={city["provider"]: ["TRAVEL"]})
     assert (await redeem(api, entitled, service, app=city["app"]))["userErrors"] == []
     return Objects(slug, account, reward, recorded[0]["recordId"], redemption, entitled)
+
+
+async def _link_duplicate(database, slug: str, record_id: str) -> None:
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for(slug))) as session:
+        await session.execute(text("""
+            INSERT INTO behavior_rejections (id, tenant_id, provider_issuer_id, external_id, account_id, behavior_code,
+                                             code, received_at, duplicate_of_record_id, occurred_at)
+            SELECT gen_random_uuid(), tenant_id, provider_issuer_id, 'walk-dup', account_id, behavior_code,
+                   'DUPLICATE_ACROSS_PROVIDERS', now(), id, occurred_at
+              FROM behavior_records WHERE id = :id"""), {"id": from_global_id(record_id)[1]})
 
 
 def _user_errors(payload: dict) -> list[str]:
@@ -110,6 +132,9 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
      None),  # set per target below: OK when the target's city is among the dashboard's cities
     ("auditLog", "Query.auditLog", "{ auditLog(first: 50) { edges { node { targetId } } } }", lambda o: {},
      None),  # set per target below: OK when the city's own item's events are listed
+    ("crossProviderDuplicates", "Query.crossProviderDuplicates",
+     "{ crossProviderDuplicates(first: 50) { edges { node { accountId } } } }", lambda o: {},
+     None),  # set per target below: OK when the city's own duplicate is listed
     ("openAccount", "Mutation.openAccount",
      """mutation($t: String!, $h: String!) { openAccount(input: {tenant: $t, holderRef: $h, kind: GUEST,
         acceptedAgreement: true}) { account { id } userErrors { code } } }""",
@@ -188,6 +213,9 @@ def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
     if name == "crossCityDashboard":
         return lambda data: (OK if objects.slug in [c["tenant"]["slug"] for c in data["crossCityDashboard"]["cities"]]
                              else HIDDEN)
+    if name == "crossProviderDuplicates":
+        return lambda data: (OK if objects.account in [e["node"]["accountId"] for e in
+                                                       data["crossProviderDuplicates"]["edges"]] else HIDDEN)
     # auditLog: the walk's own changes to this city's item appear only in that city's log
     return lambda data: OK if objects.reward in [e["node"]["targetId"] for e in data["auditLog"]["edges"]] else HIDDEN
 
