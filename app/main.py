@@ -25,7 +25,9 @@ from app.db.migrate import head_revision
 from app.db.session import Database
 from app.graphql.schema import build_schema, schema
 from app.graphql.view import AuthenticatedGraphQL, GraphQLView
+from app.ledger.chain import periodic_checkpoints
 from app.ledger.expiry import periodic_expiry
+from app.ledger.signing import load_signer
 from app.logs import get_logger
 from app.settings import Settings
 
@@ -150,15 +152,19 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        expiry = (asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
-                  if settings.expiry_interval_seconds > 0 else None)
+        tasks = [task for task in (
+            asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
+            if settings.expiry_interval_seconds > 0 else None,
+            asyncio.create_task(periodic_checkpoints(database, load_signer(settings),
+                                                     settings.checkpoint_interval_seconds))
+            if settings.checkpoint_interval_seconds > 0 else None) if task is not None]
         try:
             yield
         finally:
-            if expiry is not None:
-                expiry.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await expiry
+                    await task
             await database.dispose()
 
     app = Starlette(

@@ -7,6 +7,7 @@ in the README's configuration reference.
 from __future__ import annotations
 
 import enum
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     # Master key for holder and bank-account hashes (per-tenant keys are derived from it). Required in
     # production; outside production the development secrets file supplies one.
     holder_hash_key: SecretStr | None = None
+    # Ed25519 private key (the 32-byte seed, base64url) that signs ledger checkpoints and certificates.
+    # Required in production; outside production the development secrets file supplies one.
+    signing_key: SecretStr | None = None
+    # How often a serving process seals the ledger with a signed checkpoint (0 disables; `carbon-inclusive
+    # checkpoint` does it on demand).
+    checkpoint_interval_seconds: float = Field(default=3600, ge=0)
     token_audience: str = "carbon-inclusive"
     token_max_lifetime_seconds: int = Field(default=90 * 24 * 3600, ge=60)
 
@@ -88,6 +95,20 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             return None
         return self.dev_secrets_file or self.config_dir / "secrets.dev.toml"
+
+
+def development_key(settings: Settings, name: str) -> str | None:
+    """A key from the development secrets file's `[keys]` table; never in production. Raises
+    ValueError when the file is not valid TOML."""
+    path = settings.secrets_file
+    if path is None or not path.exists():
+        return None
+    try:
+        keys = tomllib.loads(path.read_text(encoding="utf-8")).get("keys", {})
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML: {error}") from error
+    value = keys.get(name)
+    return value if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=1)

@@ -22,11 +22,12 @@ from app.accounts.models import Account as AccountRow
 from app.accounts.models import Consent as ConsentRow
 from app.auth.permissions import CITY_APP, CITY_APP_OR_ADMIN
 from app.graphql.context import Context
-from app.graphql.errors import Forbidden
+from app.graphql.errors import BadUserInput, Forbidden
 from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
+from app.ledger import service as ledger
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount, Tenant, grams
 from app.tenants.config import BehaviorCategory as Category
@@ -241,14 +242,24 @@ class Account(Node):
     async def tenant(self, info: Info[Context, None]) -> Tenant:
         return Tenant(_view=await info.context.loaders.tenant_by_id.load(self._row.tenant_id))
 
-    @strawberry.field(description="Total carbon reduction contribution.")
-    async def contribution(self, info: Info[Context, None]) -> Contribution:
-        balances = await info.context.loaders.balances.load(self._row.id)
-        return Contribution(milligrams=balances.get(CONTRIBUTION, 0))
+    async def _balances(self, info: Info[Context, None], at: datetime | None) -> dict[str, int]:
+        if at is None:
+            return await info.context.loaders.balances.load(self._row.id)
+        if at.utcoffset() is None:
+            raise BadUserInput("`at` needs a UTC offset", argument="at")
+        if at > info.context.now:
+            raise BadUserInput("`at` is in the future: only history has values", argument="at")
+        return await ledger.balances_at(info.context.session, self._row.tenant_id, self._row.id, at)
 
-    @strawberry.field(description="Spendable points, in the city's current point unit.")
-    async def balance(self, info: Info[Context, None]) -> PointAmount:
-        balances = await info.context.loaders.balances.load(self._row.id)
+    @strawberry.field(description="Total carbon reduction contribution; with `at`, as it stood at that moment "
+                                  "(everything posted up to it, from the ledger's history).")
+    async def contribution(self, info: Info[Context, None], at: datetime | None = None) -> Contribution:
+        return Contribution(milligrams=(await self._balances(info, at)).get(CONTRIBUTION, 0))
+
+    @strawberry.field(description="Spendable points, in the city's current point unit; with `at`, as they stood at "
+                                  "that moment (everything posted up to it, from the ledger's history).")
+    async def balance(self, info: Info[Context, None], at: datetime | None = None) -> PointAmount:
+        balances = await self._balances(info, at)
         tenant = await info.context.loaders.tenant_by_id.load(self._row.tenant_id)
         return PointAmount(_minor=balances.get(POINTS, 0), _view=tenant)
 

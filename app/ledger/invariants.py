@@ -16,6 +16,8 @@
    provider and catalogue item, and the account rollups equal the accounts' events.
 10. Accounts' active days are exactly the days of their earning and spending transactions, and the
    active-account rollups (accounts per day, links between consecutive active days) equal those days.
+11. Tamper evidence: every transaction sits in its account's hash chain and matches its hash, chains
+   have no gaps or broken links, and every checkpoint's Merkle root, link and signature hold.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -26,10 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import Database, TenantScope
+from app.ledger.chain import verify_checkpoints
 
 
 @dataclass(frozen=True)
@@ -215,19 +219,46 @@ CHECKS: dict[str, str] = {
              ON r.tenant_id = d.tenant_id AND r.local_date = d.local_date
             AND r.first_day IS NOT DISTINCT FROM d.first_day
         WHERE d.n IS DISTINCT FROM r.n LIMIT :limit""",
+    "chain_hashes_match": """
+        SELECT c.transaction_id::text, 'seq ' || c.seq, 'the transaction no longer matches its chain hash (edited?)'
+        FROM ledger_chain c JOIN ledger_transactions t ON t.id = c.transaction_id
+        WHERE c.hash <> carbon_ledger_digest(c.prev_hash, t) LIMIT :limit""",
+    "chain_links_intact": """
+        SELECT chain_key::text, 'seq ' || seq, problem FROM (
+            SELECT c.chain_key, c.seq,
+                   CASE WHEN c.seq <> row_number() OVER w THEN 'a gap or a repeat in the chain (deleted or added?)'
+                        WHEN c.prev_hash <> coalesce(lag(c.hash) OVER w, decode(repeat('00', 32), 'hex'))
+                        THEN 'does not link to the previous entry' END AS problem
+            FROM ledger_chain c WINDOW w AS (PARTITION BY c.tenant_id, c.chain_key ORDER BY c.seq)) x
+        WHERE problem IS NOT NULL LIMIT :limit""",
+    "every_transaction_chained": """
+        SELECT coalesce(t.id, c.transaction_id)::text,
+               CASE WHEN c.transaction_id IS NULL THEN 'a transaction outside every chain (added?)'
+                    WHEN t.id IS NULL THEN 'a chain entry without its transaction (deleted?)'
+                    ELSE 'in the wrong chain' END
+        FROM ledger_transactions t FULL JOIN ledger_chain c ON c.transaction_id = t.id
+        WHERE t.id IS NULL OR c.transaction_id IS NULL OR c.chain_key <> coalesce(t.account_id, t.tenant_id)
+           OR (c.checkpoint_number IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ledger_checkpoints k WHERE k.number = c.checkpoint_number))
+        LIMIT :limit""",
 }
 
 
-async def verify_ledger(session: AsyncSession, *, limit: int = 20) -> list[Violation]:
-    """Run every check in the session's current tenant scope; an empty list means the ledger is sound."""
+async def verify_ledger(session: AsyncSession, *, limit: int = 20,
+                        public_key: Ed25519PublicKey | None = None) -> list[Violation]:
+    """Run every check in the session's current tenant scope; an empty list means the ledger is sound.
+    Checkpoint signatures are checked when the platform's public key is given."""
     violations: list[Violation] = []
     for name, sql in CHECKS.items():
         for row in (await session.execute(text(sql), {"limit": limit})).all():
             violations.append(Violation(check=name, detail=" ".join(str(value) for value in row)))
+    for where, problem in (await verify_checkpoints(session, public_key))[:limit]:
+        violations.append(Violation(check="checkpoints_hold", detail=f"{where} {problem}"))
     return violations
 
 
-async def verify_all_tenants(database: Database, *, limit: int = 20) -> dict[str, list[Violation]]:
+async def verify_all_tenants(database: Database, *, limit: int = 20,
+                             public_key: Ed25519PublicKey | None = None) -> dict[str, list[Violation]]:
     """Check every tenant in its own scope (the ledger is personal data: no cross-tenant read role sees
     it). Returns slug -> violations, for every tenant."""
     async with database.transaction(TenantScope.regulator()) as session:
@@ -235,5 +266,5 @@ async def verify_all_tenants(database: Database, *, limit: int = 20) -> dict[str
     report: dict[str, list[Violation]] = {}
     for tenant_id, slug in tenants:
         async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
-            report[slug] = await verify_ledger(session, limit=limit)
+            report[slug] = await verify_ledger(session, limit=limit, public_key=public_key)
     return report

@@ -5,6 +5,8 @@ these prove the mechanism itself.)"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -119,9 +121,11 @@ async def test_settings_do_not_leak_between_transactions(database_target) -> Non
         await connection.close()
 
 
-async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database) -> None:
+async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database, settings) -> None:
     """Bypassing the resolvers: as the app role scoped to Beijing, no statement sees or changes Wuhan."""
     from app.graphql.trusted import compile_document, register_documents
+    from app.ledger.chain import checkpoint
+    from app.ledger.signing import load_signer
     from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
 
     account_id = await consenting_account(api)  # Wuhan rows in the personal tables too
@@ -134,6 +138,8 @@ async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, d
     assert created["createReward"]["userErrors"] == []
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         await register_documents(session, [WUHAN], [compile_document("{ tenants { slug } }", "Slugs")], "test")
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:  # a ledger checkpoint
+        assert await checkpoint(session, WUHAN, load_signer(settings), datetime.now(UTC)) is not None
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         wuhan_rows = {table: (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
                       for table in metadata.tables}
