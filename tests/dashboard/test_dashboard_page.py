@@ -380,3 +380,13 @@ def _full_page_screenshot(driver, path) -> None:
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
     path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def test_without_chromium_the_reason_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(chromium, "_present", lambda: False)
+    monkeypatch.setattr(chromium.shutil, "which", lambda name: None)
+    reason = chromium.unavailable()
+    assert reason is not None and "no apt-get" in reason and "apt-get install chromium chromium-driver" in reason
+    monkeypatch.setattr(chromium.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(chromium.os, "geteuid", lambda: 1000)
+    assert "not run as root" in chromium.unavailable()
