@@ -27,11 +27,12 @@ from tests.dashboard import chromium
 from tests.factories import SHANGHAI, grant, local_time, open_account, record, redeem, submit
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-FIGURES = ("accountsOpened", "guestAccounts", "bankLinkedAccounts", "reductionGrams", "pointsIssued",
+COUNTS = ("accountsOpened", "guestAccounts", "bankLinkedAccounts", "activeAccounts")
+FIGURES = (*COUNTS, "reductionGrams", "pointsIssued",
            "pointsRedeemed", "pointsExpired", "pointsOutstanding")
 QUERY = """query($from: Date!, $to: Date!, $g: Granularity!) { crossCityDashboard(from: $from, to: $to,
     granularity: $g) {
-  cities { tenant { slug name pointUnit { name } } %(f)s series { start reductionGrams } byBehavior { behavior } }
+  minimumGroupSize cities { tenant { slug name pointUnit { name } } %(f)s series { start reductionGrams } byBehavior { behavior } }
   totals { %(f)s } } }""" % {"f": " ".join(FIGURES)}
 
 
@@ -106,10 +107,12 @@ async def site(page_database, registry) -> AsyncIterator[Site]:
 
 
 async def _seed(api: Api) -> None:
-    """Figures for three cities over six local days; Shanghai (a trusted-documents-only app) stays empty."""
+    """Figures for three cities over six local days; Shanghai (a trusted-documents-only app) stays empty.
+    Wuhan's 5 guest and Guizhou's 5 accounts are shown; Wuhan's 2 bank-linked and Beijing's 2 accounts are
+    below the minimum group size (5), so the API suppresses them, and the totals that would reveal them."""
     days = range(1, 7)
-    wuhan = [await open_account(api), await open_account(api),
-             await open_account(api, kind="BANK_LINKED", bank="6222021100009876")]
+    wuhan = [*[await open_account(api) for _ in range(5)],
+             *[await open_account(api, kind="BANK_LINKED", bank=f"622202110000987{i}") for i in range(2)]]
     for account in wuhan:
         await grant(api, account, "wuhan-tong", ["TRAVEL"])
         await grant(api, account, "hankou-bank", ["LIFE", "CONSUMPTION"])
@@ -124,7 +127,7 @@ async def _seed(api: Api) -> None:
                                       for behavior, hour in (("online_living_payment", 12), ("e_invoice", 13))
                                       if behavior == "e_invoice" or day % 2 == 0])
     rewards = await _rewards(api, "wuhan")
-    for account, reward, quantity in ((wuhan[1], "east-lake-wetland", 2), (wuhan[2], "hankou-green-credit-card-benefit", 1)):
+    for account, reward, quantity in ((wuhan[1], "east-lake-wetland", 2), (wuhan[6], "hankou-green-credit-card-benefit", 1)):
         assert (await redeem(api, account, rewards[reward], quantity=quantity))["userErrors"] == []
 
     beijing = [await open_account(api, app="beijing-app") for _ in range(2)]
@@ -137,7 +140,7 @@ async def _seed(api: Api) -> None:
     parking = (await _rewards(api, "beijing"))["parking-coupon"]
     assert (await redeem(api, beijing[0], parking, app="beijing-app"))["userErrors"] == []
 
-    guizhou = [await open_account(api, app="guizhou-app") for _ in range(2)]
+    guizhou = [await open_account(api, app="guizhou-app") for _ in range(5)]
     for account in guizhou:
         await grant(api, account, "anshun-bank", ["TRAVEL", "LIFE", "CONSUMPTION"], app="guizhou-app")
     await submit(api, "anshun-bank", [record(account, behavior, quantity, local_time(day, hour))
@@ -191,8 +194,12 @@ def _mass(grams: str) -> str:
     return _amount((value / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)) + " t"
 
 
-def _expected_text(field: str, value) -> str:
-    return _mass(value) if field == "reductionGrams" else _amount(value)
+def _expected(field: str, value, minimum: int) -> list[str]:
+    """[text shown, data-value] for a figure of the API."""
+    if value is None:
+        assert field in COUNTS
+        return [f"< {minimum}", ""]
+    return [_mass(value) if field == "reductionGrams" else _amount(value), str(value)]
 
 
 def _wait(driver, condition, timeout: float = 30):
@@ -240,15 +247,16 @@ def _assert_table_equals_api(driver, site: Site) -> dict:
     period = _period(driver)
     data = site.dashboard(period)
     shown = _table(driver)
+    minimum = data["minimumGroupSize"]
     assert sorted(shown) == sorted([city["tenant"]["slug"] for city in data["cities"]] + ["totals"])
     for city in data["cities"]:
         row = shown[city["tenant"]["slug"]]
         assert row["name"][0] == city["tenant"]["name"]
         assert row["unit"][0] == city["tenant"]["pointUnit"]["name"]
         for field in FIGURES:
-            assert row[field] == [_expected_text(field, city[field]), str(city[field])], (city["tenant"]["slug"], field)
+            assert row[field] == _expected(field, city[field], minimum), (city["tenant"]["slug"], field)
     for field in FIGURES:
-        assert shown["totals"][field] == [_expected_text(field, data["totals"][field]), str(data["totals"][field])]
+        assert shown["totals"][field] == _expected(field, data["totals"][field], minimum), ("totals", field)
     assert shown["totals"]["unit"][0] == "mixed units, added as they are"
     return data
 
@@ -290,6 +298,11 @@ def test_a_regulator_signs_in_sees_the_figures_and_signs_out(site: Site, browser
     wuhan = next(city for city in data["cities"] if city["tenant"]["slug"] == "wuhan")
     assert Decimal(wuhan["pointsIssued"]) > 0 and Decimal(wuhan["pointsRedeemed"]) > 0  # the seeding shows
     assert _table(driver)["wuhan"]["unit"][0] == "carbon coins"
+    counts = {slug: {field: row[field][0] for field in COUNTS} for slug, row in _table(driver).items()}
+    assert counts["wuhan"] == {"accountsOpened": "7", "guestAccounts": "5", "bankLinkedAccounts": "< 5",
+                               "activeAccounts": "7"}
+    assert counts["guizhou"]["accountsOpened"] == "5" and counts["beijing"]["accountsOpened"] == "< 5"
+    assert counts["shanghai"]["accountsOpened"] == "0" and counts["totals"]["accountsOpened"] == "< 5"
 
     # Charts: one point per city and day, bars for the flows, the behaviour mix and the liability.
     days = len(driver.execute_script("return [...new Set([...document.querySelectorAll("

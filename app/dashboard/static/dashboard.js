@@ -13,13 +13,13 @@
     from to granularity minimumGroupSize
     cities {
       tenant { slug name pointUnit { name singular decimals gramsPerPoint } behaviors { code name } }
-      accountsOpened guestAccounts bankLinkedAccounts reductionGrams
+      accountsOpened guestAccounts bankLinkedAccounts activeAccounts reductionGrams
       pointsIssued pointsRedeemed pointsExpired pointsOutstanding
       series { start reductionGrams pointsIssued pointsRedeemed pointsExpired }
       byBehavior { behavior category transactions reductionGrams points }
       byCategory { name transactions reductionGrams points }
     }
-    totals { accountsOpened guestAccounts bankLinkedAccounts reductionGrams
+    totals { accountsOpened guestAccounts bankLinkedAccounts activeAccounts reductionGrams
              pointsIssued pointsRedeemed pointsExpired pointsOutstanding }
   }
 }`;
@@ -27,6 +27,7 @@
     { field: "accountsOpened", label: "Opened", title: "Accounts opened in the period" },
     { field: "guestAccounts", label: "Guest", title: "Guest accounts (no bank link) at the period's end" },
     { field: "bankLinkedAccounts", label: "Bank-linked", title: "Bank-linked accounts at the period's end" },
+    { field: "activeAccounts", label: "Active", title: "Accounts that earned or spent points in the period, each once" },
   ];
   const POINT_COLUMNS = [
     { field: "pointsIssued", label: "Issued" },
@@ -333,6 +334,13 @@
   function cell(row, column, text, value) {
     return element("td", { class: "num", "data-field": column, "data-value": value }, text, row);
   }
+  function countCell(row, column, value, minimum) { // null: 1 to minimum − 1 accounts, suppressed by the API
+    if (value !== null && value !== undefined) return cell(row, column, formatCount(value), value);
+    const node = cell(row, column, `< ${minimum}`, "");
+    node.classList.add("suppressed");
+    node.title = `Suppressed: fewer than ${minimum} accounts`;
+    return node;
+  }
 
   function drawTable(dashboard) {
     const table = $("comparison");
@@ -357,7 +365,7 @@
       const name = element("th", { scope: "row" }, null, row);
       element("span", { class: "city-name" }, city.tenant.name, name);
       element("span", { class: "slug" }, city.tenant.slug, name);
-      for (const column of ACCOUNT_COLUMNS) cell(row, column.field, formatCount(city[column.field]), city[column.field]);
+      for (const column of ACCOUNT_COLUMNS) countCell(row, column.field, city[column.field], dashboard.minimumGroupSize);
       cell(row, "reductionGrams", formatMass(city.reductionGrams), city.reductionGrams);
       element("td", { "data-field": "unit", class: "unit" }, city.tenant.pointUnit.name, row);
       for (const column of POINT_COLUMNS) cell(row, column.field, formatAmount(city[column.field]), city[column.field]);
@@ -367,7 +375,7 @@
     const totals = dashboard.totals;
     const row = element("tr", { "data-city": "totals" }, null, foot);
     element("th", { scope: "row" }, `All cities (${dashboard.cities.length})`, row);
-    for (const column of ACCOUNT_COLUMNS) cell(row, column.field, formatCount(totals[column.field]), totals[column.field]);
+    for (const column of ACCOUNT_COLUMNS) countCell(row, column.field, totals[column.field], dashboard.minimumGroupSize);
     cell(row, "reductionGrams", formatMass(totals.reductionGrams), totals.reductionGrams);
     const units = new Set(dashboard.cities.map((city) => city.tenant.pointUnit.name));
     element("td", { "data-field": "unit", class: "unit mixed" },
@@ -398,7 +406,7 @@
     current = dashboard;
     const starts = bucketStarts(dashboard.from, dashboard.to, dashboard.granularity);
     document.querySelectorAll(".bucket-name").forEach((node) => { node.textContent = BUCKET_NAMES[dashboard.granularity]; });
-    $("minimum-group-size").textContent = String(dashboard.minimumGroupSize);
+    document.querySelectorAll(".minimum-group-size").forEach((node) => { node.textContent = String(dashboard.minimumGroupSize); });
     fillCitySelect("points-city", dashboard.cities);
     fillCitySelect("mix-city", dashboard.cities);
     drawTable(dashboard);
