@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from app.dashboard.page import CONTENT_SECURITY_POLICY
-from app.db.provision import scratch_database
+from app.db.provision import sibling_database
 from app.settings import PROJECT_ROOT
 from bench.common import running_server
-from tests.conftest import TEST_DATA_DIR, Api
+from tests.conftest import Api
 from tests.dashboard import chromium
 from tests.factories import SHANGHAI, grant, local_time, open_account, record, redeem, submit
 
@@ -90,10 +90,11 @@ def browser_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def page_database(settings, browser_available):
-    """A database of its own: what the seeding commits stays out of the other tests' figures."""
+def page_database(settings, database_target, browser_available):
+    """A database of its own, beside the worker's: what the seeding commits stays out of the other tests'
+    figures."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with scratch_database(settings, f"carbon_page_{worker}_{os.getpid()}", TEST_DATA_DIR) as target:
+    with sibling_database(database_target, f"carbon_page_{worker}_{os.getpid()}", settings.config_dir) as target:
         yield target
 
 
