@@ -1,4 +1,4 @@
-"""The regulators' dashboard page: GET /dashboard and its script and style sheet, shipped in the package.
+"""The regulators' dashboard page: GET /dashboard and its scripts and style sheet, shipped in the package.
 
 The page is public and holds no data: the browser signs in with a bearer token (kept in
 sessionStorage) and reads `crossCityDashboard` from /graphql, which decides what the token may see.
@@ -19,6 +19,8 @@ from starlette.routing import Route
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _ASSETS = {  # URL path → (file, media type); a fixed map, so no request names a file
     "/dashboard": ("dashboard.html", "text/html; charset=utf-8"),
+    "/dashboard/format.js": ("format.js", "text/javascript; charset=utf-8"),
+    "/dashboard/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
     "/dashboard/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "/dashboard/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
 }

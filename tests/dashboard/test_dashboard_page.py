@@ -1,7 +1,7 @@
 """The /dashboard page: served without a token and locked down (CSP and friends), and end to end in headless
 Chromium against a real `carbon-inclusive serve` on its own database, seeded through the API: sign-in with
 a regulator token, the table equal to the API's figures for the same period, charts drawn, errors shown,
-sign-out. A full-page screenshot goes to test-artifacts/dashboard.png.
+sign-out. Full-page screenshots go to test-artifacts/ (dashboard.png, dashboard-sign-in-refused.png).
 
 Needs Debian's chromium and chromium-driver: installed where missing (tests/dashboard/chromium.py), the
 browser tests skipped with the reason where they cannot be."""
@@ -51,14 +51,17 @@ async def test_the_page_is_public_and_locked_down(api) -> None:
     assert page.headers["referrer-policy"] == "no-referrer"
     assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), "no inline script"
     assert not re.search(r"\sstyle=|<style", page.text), "no inline style"
-    for path, media_type in (("/dashboard/dashboard.js", "text/javascript"), ("/dashboard/dashboard.css", "text/css")):
+    assets = [("/dashboard/" + name, "text/javascript") for name in ("format.js", "charts.js", "dashboard.js")]
+    for path, media_type in [*assets, ("/dashboard/dashboard.css", "text/css")]:
         asset = await api.http.get(path)
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(media_type)
         assert asset.headers["x-content-type-options"] == "nosniff"
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", asset.text), f"{path} fetches nothing external"
         again = await api.http.get(path, headers={"if-none-match": asset.headers["etag"]})
         assert again.status_code == 304
-    assert "innerHTML" not in (await api.http.get("/dashboard/dashboard.js")).text
+    for path, _ in assets:
+        script = (await api.http.get(path)).text
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script), path
     assert (await api.http.get("/dashboard/../config/secrets.dev.toml")).status_code == 404
     assert (await api.http.get("/dashboard/secrets.dev.toml")).status_code == 404
     assert (await api.http.post("/dashboard")).status_code == 405
@@ -277,6 +280,8 @@ def test_a_regulator_signs_in_sees_the_figures_and_signs_out(site: Site, browser
     assert "Sign-in refused" in _message(driver) and "HTTP 401" in _message(driver)
     assert driver.find_element(By.ID, "sign-in").is_displayed()
     assert _storage(driver) == {"session": {}, "local": {}}
+    ARTIFACTS.mkdir(exist_ok=True)
+    _full_page_screenshot(driver, ARTIFACTS / "dashboard-sign-in-refused.png")
 
     # A partner's token is valid but may not read the dashboard: FORBIDDEN, as the API says.
     _sign_in(driver, site.token("wuhan-tong"))
@@ -345,7 +350,6 @@ def test_a_regulator_signs_in_sees_the_figures_and_signs_out(site: Site, browser
 
     for select in ("points-city", "mix-city"):
         Select(driver.find_element(By.ID, select)).select_by_value("wuhan")
-    ARTIFACTS.mkdir(exist_ok=True)
     _full_page_screenshot(driver, ARTIFACTS / "dashboard.png")
     severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
               and "401" not in entry["message"] and "403" not in entry["message"]]
