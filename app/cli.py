@@ -152,6 +152,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
             f"  GraphiQL:  http://{settings.host}:{settings.port}/graphql\n"
             f"  A token:   .venv/bin/carbon-inclusive token wuhan-app   (clients: {', '.join(sorted(registry.clients))})\n"
             f"             then in GraphiQL's Headers tab: {{\"Authorization\": \"Bearer <token>\"}}\n"
+            f"  Dashboard: http://{settings.host}:{settings.port}/dashboard   (sign in with: .venv/bin/carbon-inclusive token regulator)\n"
             f"  Stop with Ctrl-C.\n",
             file=sys.stderr, flush=True,
         )

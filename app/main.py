@@ -1,4 +1,4 @@
-"""create_app(): the Starlette application — /graphql, /healthz, /readyz, /metrics."""
+"""create_app(): the Starlette application — /graphql, /healthz, /readyz, /metrics and the /dashboard page."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.accounts.hashing import HolderHasher, load_holder_hasher
 from app.auth.ratelimit import RateLimiter
 from app.auth.tokens import ClientRegistry
+from app.dashboard import page as dashboard_page
 from app.db.migrate import head_revision
 from app.db.session import Database
 from app.graphql.schema import build_schema, schema
@@ -35,7 +36,7 @@ log = get_logger("app.http")
 
 HTTP_REQUESTS = Counter("carbon_http_requests_total", "HTTP requests", ["path", "method", "status"])
 HTTP_LATENCY = Histogram("carbon_http_request_seconds", "HTTP request latency", ["path", "method"])
-_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"} | dashboard_page.PATHS
 
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1,000-record batch is about 250 KB
@@ -173,6 +174,7 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            *dashboard_page.routes(),
         ],
         lifespan=lifespan,
     )
