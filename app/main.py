@@ -145,8 +145,9 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     served = schema if settings.introspection else build_schema(introspection=False)
+    signer = load_signer(settings)
     view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
-                       graphiql=settings.graphiql)
+                       graphiql=settings.graphiql, signer=signer)
     limiter = (RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
                if settings.rate_limit_per_second > 0 else None)
     graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql, limiter=limiter)
@@ -156,7 +157,7 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         tasks = [task for task in (
             asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
             if settings.expiry_interval_seconds > 0 else None,
-            asyncio.create_task(periodic_checkpoints(database, load_signer(settings),
+            asyncio.create_task(periodic_checkpoints(database, signer,
                                                      settings.checkpoint_interval_seconds))
             if settings.checkpoint_interval_seconds > 0 else None) if task is not None]
         try:

@@ -27,6 +27,7 @@ from app.dashboard import repository
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
 from app.graphql.scalars import Long
+from app.market.graphql import MarketLot
 from app.settings import get_settings
 from app.tenants.config import Role
 from app.tenants.graphql import Tenant
@@ -119,6 +120,8 @@ class CityDashboard:
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
     donations: list[NamedFigure] = strawberry.field(description="Points donated per public-welfare project.")
     redemptions_by_kind: list[NamedFigure]
+    market_lots: list[MarketLot] = strawberry.field(
+        description="Every market lot of the city (not only the period's), newest first.")
 
 
 @strawberry.type
@@ -187,11 +190,12 @@ class DashboardQuery:
         head = await repository.headline(session, ids, start, end)
         buckets = await repository.series(session, ids, start, end, granularity.value)
         rows = await repository.breakdown(session, ids, start, end)
+        lots = await repository.market_lots(session, ids)
         minimum = get_settings().dashboard_min_group_size
         categories = await _categories(info, views)
         cities = [_city(view, head[view.id], buckets.get(view.id, []),
-                        [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum)
-                  for view in views]
+                        [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum,
+                        lots.get(view.id, [])) for view in views]
         amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
         totals = DashboardFigures(**{field: _total([_counts(head[view.id])[field] for view in views], minimum)
                                      for field in _COUNTS},
@@ -213,7 +217,7 @@ async def _categories(info: Info[Context, None], views: list[TenantView]) -> dic
 
 
 def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: list[dict], categories: dict[str, str],
-          minimum: int) -> CityDashboard:
+          minimum: int, lots: list[dict]) -> CityDashboard:
     behaviors: dict[str, list[int]] = {}
     by_category: dict[str, list[int]] = {}
     by_issuer: dict[str, list[int]] = {}
@@ -252,5 +256,5 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
                                     transactions=Long(n), reduction_grams=_grams(mg), points=_points(pts, view))
                      for name, n, mg, pts in _suppressed(behaviors, minimum)],
         by_category=named(by_category), by_issuer=named(by_issuer), donations=named(donations, -1),
-        redemptions_by_kind=named(by_kind, -1),
+        redemptions_by_kind=named(by_kind, -1), market_lots=[MarketLot(_row=lot) for lot in lots],
     )

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any, Literal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
@@ -25,6 +26,7 @@ from app.accounts import repository as accounts_repository
 from app.accounts.hashing import HolderHasher
 from app.accounts.models import Account, Consent
 from app.ledger.service import donation_account_code
+from app.ledger.signing import Signer
 from app.rewards import repository as rewards_repository
 from app.tenants.models import BehaviorRule, Issuer, Reward
 
@@ -145,6 +147,16 @@ class Loaders:
             return [found.get(key) for key in keys]
         return DataLoader(load_fn=load)
 
+    @cached_property
+    def market_lot_by_record(self) -> DataLoader[uuid.UUID, dict | None]:
+        async def load(keys: list[uuid.UUID]) -> list[dict | None]:
+            rows = await self._session().execute(text(
+                "SELECT m.record_id, l.*, t.slug FROM market_lot_records m JOIN market_lots l ON l.id = m.lot_id "
+                "JOIN tenants t ON t.id = l.tenant_id WHERE m.record_id = ANY(:ids)"), {"ids": keys})
+            found = {row["record_id"]: dict(row) for row in rows.mappings()}
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
     def _account_pages(self, fetch: Callable[[uuid.UUID, list[uuid.UUID], Any], Awaitable[dict[uuid.UUID, list]]]
                        ) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list]:
         """A loader keyed by (account, tenant, page request): accounts asking the same page of the same
@@ -216,6 +228,7 @@ class Context:
     principal: Principal
     database: Database
     hasher: HolderHasher | None = None
+    signer: Signer | None = None  # the platform's key: signs retirement certificates
     language: Language = "en"
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _session: AsyncSession | None = None

@@ -26,12 +26,13 @@ from app.auth.permissions import ANY_CLIENT
 from app.behaviors.graphql import BehaviorAdminQuery, BehaviorMutations, ReversalMutations
 from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
 from app.dashboard.graphql import DashboardQuery
+from app.market.graphql import MarketMutations, MarketQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, BehaviorAdminQuery, DashboardQuery):
+class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, BehaviorAdminQuery, DashboardQuery, MarketQuery):
     @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
                       permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
@@ -50,7 +51,7 @@ EXTRA_RULES = [
 
 @strawberry.type
 class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations, CatalogueMutations,
-               ConfigurationMutations):
+               ConfigurationMutations, MarketMutations):
     pass
 
 

@@ -32,6 +32,7 @@ from app.db.session import Database
 from app.graphql import http
 from app.graphql.context import Context, negotiate_language
 from app.graphql.trusted import find_document, run_fast_path
+from app.ledger.signing import Signer
 
 _QUERIES_ONLY = frozenset({OperationType.QUERY})
 _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -40,10 +41,12 @@ _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION}
 class GraphQLView(GraphQL):
     """Strawberry's ASGI view, kept for the GraphiQL page and websockets; HTTP execution is ours."""
 
-    def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool) -> None:
+    def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool,
+                 signer: Signer | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
         self.database = database
         self.hasher = hasher
+        self.signer = signer
 
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(
@@ -53,6 +56,7 @@ class GraphQLView(GraphQL):
             principal=request.scope.get("state", {}).get("principal"),
             database=self.database,
             hasher=self.hasher,
+            signer=self.signer,
             language=negotiate_language(request.headers.get("accept-language")),
         )
 

@@ -33,6 +33,12 @@ DECLARED = {
     "Mutation.setRewardStock": {"TENANT_ADMIN"},
     "Mutation.retireReward": {"TENANT_ADMIN"},
     "Mutation.publishConfiguration": {"TENANT_ADMIN"},
+    "Query.marketLots": {"TENANT_ADMIN", "REGULATOR"},
+    "Query.signingKey": ALL,
+    "Mutation.issueMarketLot": {"TENANT_ADMIN"},
+    "Mutation.listMarketLot": {"TENANT_ADMIN"},
+    "Mutation.sellMarketLot": {"TENANT_ADMIN"},
+    "Mutation.retireCredits": {"TENANT_ADMIN"},
 }
 
 

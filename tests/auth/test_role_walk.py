@@ -65,6 +65,16 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
                                           {"t": (datetime.now(UTC) + timedelta(days=30)).isoformat()}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
+        "Query.marketLots": ("{ marketLots(first: 5) { edges { cursor } } }", {}),
+        "Query.signingKey": ("{ signingKey { keyId } }", {}),
+        "Mutation.issueMarketLot": ("""mutation { issueMarketLot(input: {tenant: "wuhan", periodFrom: "2024-01-01",
+            periodTo: "2024-01-31"}) { userErrors { code } } }""", {}),
+        "Mutation.listMarketLot": ("""mutation { listMarketLot(input: {lotId: "TWFya2V0TG90OjE", venue: "x"})
+            { userErrors { code } } }""", {}),
+        "Mutation.sellMarketLot": ("""mutation { sellMarketLot(input: {lotId: "TWFya2V0TG90OjE", buyer: "x",
+            priceYuan: "1"}) { userErrors { code } } }""", {}),
+        "Mutation.retireCredits": ("""mutation { retireCredits(input: {lotId: "TWFya2V0TG90OjE", kilograms: 1,
+            beneficiary: "x", reason: "y"}) { userErrors { code } } }""", {}),
     }
 
 

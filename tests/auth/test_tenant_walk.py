@@ -20,19 +20,22 @@ import pytest
 from sqlalchemy import text
 
 from app.db.session import TenantScope
-from app.graphql.ids import from_global_id
+from app.graphql.ids import from_global_id, to_global_id
+from app.market import service as market
 from app.tenants.models import tenant_id_for
 
 from tests.auth.test_permissions_declared import DECLARED
-from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
+from tests.factories import SHANGHAI, consenting_account, local_time, make_reward, record, redeem, submit
 
 OK, HIDDEN, FORBIDDEN = "OK", "HIDDEN", "FORBIDDEN"
 ROLES = ["CITY_APP", "PARTNER", "TENANT_ADMIN", "REGULATOR"]
 CLIENT = {"CITY_APP": "wuhan-app", "PARTNER": "wuhan-tong", "TENANT_ADMIN": "wuhan-admin", "REGULATOR": "regulator"}
 # A partner acts for one issuer: the bank sees the entitlements of its own products.
 CLIENT_FOR_FIELD = {("Query.entitlements", "PARTNER"): "hankou-bank"}
-CITY = {"wuhan": {"app": "wuhan-app", "provider": "wuhan-tong", "bank": "hankou-bank", "second": "amap-travel"},
-        "beijing": {"app": "beijing-app", "provider": "beijing-mobility", "bank": "beijing-green-bank"}}
+CITY = {"wuhan": {"app": "wuhan-app", "provider": "wuhan-tong", "bank": "hankou-bank", "second": "amap-travel",
+                  "trip": ("shared_bike", 20)},
+        "beijing": {"app": "beijing-app", "provider": "beijing-mobility", "bank": "beijing-green-bank",
+                    "trip": ("bus", 10)}}
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Objects:
     record: str
     redemption: str
     entitled_account: str
+    lot: str = ""
 
 
 async def _objects(api, database, slug: str) -> Objects:
@@ -62,7 +66,17 @@ async def _objects(api, database, slug: str) -> Objects:
     service = await make_reward(database, slug, cost=0, kind="FINANCIAL_SERVICE", sponsor=city["bank"])
     entitled = await consenting_account(api, app=city["app"], providers={city["provider"]: ["TRAVEL"]})
     assert (await redeem(api, entitled, service, app=city["app"]))["userErrors"] == []
-    return Objects(slug, account, reward, recorded[0]["recordId"], redemption, entitled)
+    # Over a kilogram a day on days 1 and 2: a market lot of day 2 here; day 1 left for the walk to pool.
+    await submit(api, city["provider"], [record(account, *city["trip"], local_time(day, 8)) for day in (1, 2)])
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for(slug))) as session:
+        pooled = await market.issue_lot(session, tenant_id_for(slug), _local_day(2), _local_day(2), "walk",
+                                        datetime.now(UTC), _local_day(0))
+    lot = to_global_id("MarketLot", pooled["id"])
+    return Objects(slug, account, reward, recorded[0]["recordId"], redemption, entitled, lot)
+
+
+def _local_day(days_ago: int):
+    return datetime.now(SHANGHAI).date() - timedelta(days=days_ago)
 
 
 async def _link_duplicate(database, slug: str, record_id: str) -> None:
@@ -132,6 +146,22 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
      None),  # set per target below: OK when the target's city is among the dashboard's cities
     ("auditLog", "Query.auditLog", "{ auditLog(first: 50) { edges { node { targetId } } } }", lambda o: {},
      None),  # set per target below: OK when the city's own item's events are listed
+    ("marketLots", "Query.marketLots", "{ marketLots(first: 50) { edges { node { id } } } }", lambda o: {},
+     None),  # set per target below: OK when the city's lot is listed
+    ("signingKey", "Query.signingKey", "{ signingKey { keyId } }", lambda o: {}, lambda data: OK),
+    ("issueMarketLot", "Mutation.issueMarketLot",
+     """mutation($t: String!, $d: Date!) { issueMarketLot(input: {tenant: $t, periodFrom: $d, periodTo: $d})
+        { userErrors { code } } }""", lambda o: {"t": o.slug, "d": _local_day(1).isoformat()},
+     _payload("issueMarketLot", {"LOT_NOT_FOUND"})),
+    ("listMarketLot", "Mutation.listMarketLot",
+     """mutation($id: ID!) { listMarketLot(input: {lotId: $id, venue: "Walk exchange"}) { userErrors { code } } }""",
+     lambda o: {"id": o.lot}, _payload("listMarketLot", {"LOT_NOT_FOUND"})),
+    ("sellMarketLot", "Mutation.sellMarketLot",
+     """mutation($id: ID!) { sellMarketLot(input: {lotId: $id, buyer: "Walk buyer", priceYuan: "10"})
+        { userErrors { code } } }""", lambda o: {"id": o.lot}, _payload("sellMarketLot", {"LOT_NOT_FOUND"})),
+    ("retireCredits", "Mutation.retireCredits",
+     """mutation($id: ID!) { retireCredits(input: {lotId: $id, kilograms: 1, beneficiary: "Walk", reason: "walk"})
+        { userErrors { code } } }""", lambda o: {"id": o.lot}, _payload("retireCredits", {"LOT_NOT_FOUND"})),
     ("crossProviderDuplicates", "Query.crossProviderDuplicates",
      "{ crossProviderDuplicates(first: 50) { edges { node { accountId } } } }", lambda o: {},
      None),  # set per target below: OK when the city's own duplicate is listed
@@ -187,13 +217,15 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
 
 # Exceptions to "allowed roles: own OK, foreign HIDDEN; others FORBIDDEN".
 PUBLIC = {"tenants", "tenant", "node: Reward",  # public configuration: regulators read every city
-          "crossCityDashboard"}  # and every city's aggregates
+          "crossCityDashboard", "marketLots", "signingKey"}  # and every city's aggregates, lots, the key
 PERSONAL_NODES = {"node: Account", "node: Redemption"}  # citizens' data: the city's app and operator only
 
 
 def expected(name: str, field: str, role: str, target: str) -> str:
     if role not in DECLARED[field]:
         return FORBIDDEN
+    if name == "signingKey":
+        return OK  # the platform's, no city's
     if role == "REGULATOR":
         return OK if name in PUBLIC else HIDDEN
     if name in PERSONAL_NODES and role == "PARTNER":
@@ -213,6 +245,8 @@ def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
     if name == "crossCityDashboard":
         return lambda data: (OK if objects.slug in [c["tenant"]["slug"] for c in data["crossCityDashboard"]["cities"]]
                              else HIDDEN)
+    if name == "marketLots":
+        return lambda data: OK if objects.lot in [e["node"]["id"] for e in data["marketLots"]["edges"]] else HIDDEN
     if name == "crossProviderDuplicates":
         return lambda data: (OK if objects.account in [e["node"]["accountId"] for e in
                                                        data["crossProviderDuplicates"]["edges"]] else HIDDEN)

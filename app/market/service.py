@@ -1,0 +1,248 @@
+"""Market lots: issue, list, sell, retire; what a reversal of a pooled record does (ADR 0011).
+
+Units: one serial number is one kilogram CO2e (1,000,000 mg). A lot pools every verified reduction of
+its period (local dates of the city) not yet in a lot, whole records at a time. Of the pooled
+milligrams, a buffer of at least `BUFFER_PERCENT` (rounded up to the next whole kilogram of serials
+withheld, so it also holds the sub-kilogram remainder) gets no serial: it answers for records reversed
+after pooling. Buffer-pool policy on such a reversal: the lot's `reversed_mg` grows (the record leaves
+the verified total, so pooled − reversed + unpooled = every verified reduction, exactly); while the
+buffer covers it nothing else changes; beyond the buffer, unretired serials are cancelled from the top
+of the range (whole kilograms, enough to cover); beyond what can still be cancelled (serials already
+retired), the uncovered milligrams are recorded as the lot's `shortfall_mg`, for the city to make good.
+
+Concurrency: issuing takes the city's lot lock and share-locks the records it pools, so a concurrent
+reversal either comes first (the record is left out) or waits and then finds the record in its lot.
+Every change of a lot's books locks the lot's row first.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger.signing import Signer
+
+MG_PER_SERIAL = 1_000_000
+BUFFER_PERCENT = 5
+MAX_TEXT = 200
+
+
+class MarketErrorCode(str, enum.Enum):
+    LOT_NOT_FOUND = "LOT_NOT_FOUND"
+    INVALID_PERIOD = "INVALID_PERIOD"
+    NOTHING_TO_POOL = "NOTHING_TO_POOL"
+    LOT_TOO_SMALL = "LOT_TOO_SMALL"
+    WRONG_STATUS = "WRONG_STATUS"
+    NOT_ENOUGH_CREDITS = "NOT_ENOUGH_CREDITS"
+    INVALID_INPUT = "INVALID_INPUT"
+
+
+class MarketError(Exception):
+    def __init__(self, code: MarketErrorCode, field: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.field, self.message = code, field, message
+
+
+def serial_label(slug: str, vintage: int, serial: int) -> str:
+    """E.g. WUHAN-2026-000000042: the city, the vintage, the city's running kilogram number."""
+    return f"{slug.upper()}-{vintage}-{serial:09d}"
+
+
+def serials_and_buffer(pooled_mg: int) -> tuple[int, int]:
+    """(serial kilograms, buffer mg) for a pool: at least BUFFER_PERCENT withheld, whole serials only."""
+    minimum_buffer = -(-pooled_mg * BUFFER_PERCENT // 100)
+    serial_kg = (pooled_mg - minimum_buffer) // MG_PER_SERIAL
+    return serial_kg, pooled_mg - serial_kg * MG_PER_SERIAL
+
+
+async def _lock_lots(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('carbon-market-lots:' || :t, 0))"),
+                          {"t": str(tenant_id)})
+
+
+async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: date, period_to: date, by: str,
+                    now: datetime, today: date) -> dict[str, Any]:
+    if period_to < period_from:
+        raise MarketError(MarketErrorCode.INVALID_PERIOD, "periodTo", "`periodTo` is before `periodFrom`")
+    if period_to >= today:
+        raise MarketError(MarketErrorCode.INVALID_PERIOD, "periodTo",
+                          "a lot pools finished days only: `periodTo` must be before today (the city's local date)")
+    if period_from.year != period_to.year:
+        raise MarketError(MarketErrorCode.INVALID_PERIOD, "periodTo", "a lot has one vintage: keep the period "
+                                                                      "within one calendar year")
+    await _lock_lots(session, tenant_id)
+    lot_id = uuid.uuid4()
+    last = (await session.execute(text(
+        "SELECT coalesce(max(number), 0), coalesce(max(serial_start + serial_kg), 1) FROM market_lots "
+        "WHERE tenant_id = :t"), {"t": tenant_id})).one()
+    # The pool: verified (credited, unreversed) records of the period in no lot yet, share-locked so that
+    # a reversal cannot slip between this read and the insert.
+    candidates = (await session.execute(text("""
+        SELECT r.id, r.reduction_mg, r.behavior_code, r.config_version FROM behavior_records r
+         WHERE r.tenant_id = :t AND r.local_date BETWEEN :f AND :to AND r.reversed_at IS NULL AND r.reduction_mg > 0
+           AND NOT EXISTS (SELECT 1 FROM market_lot_records m WHERE m.record_id = r.id)
+         ORDER BY r.id FOR SHARE OF r
+    """), {"t": tenant_id, "f": period_from, "to": period_to})).all()
+    if not candidates:
+        raise MarketError(MarketErrorCode.NOTHING_TO_POOL, "periodFrom",
+                          "no verified reduction of that period is left outside a lot")
+    pooled = sum(row[1] for row in candidates)
+    serial_kg, buffer_mg = serials_and_buffer(pooled)
+    if serial_kg <= 0:
+        raise MarketError(MarketErrorCode.LOT_TOO_SMALL, "periodFrom",
+                          f"{Decimal(pooled).scaleb(-3)} g pooled: less than one kilogram after the "
+                          f"{BUFFER_PERCENT}% buffer")
+    composition: dict[tuple[str, int], list[int]] = {}
+    for _, mg, code, version in candidates:
+        entry = composition.setdefault((code, version), [0, 0])
+        entry[0] += 1
+        entry[1] += mg
+    document = [{"behavior": code, "configVersion": version, "records": n, "mg": mg}
+                for (code, version), (n, mg) in sorted(composition.items())]
+    await session.execute(text("""
+        INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records, pooled_mg,
+                                 buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by)
+        VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :pooled, :buffer, :start, :kg,
+                CAST(:composition AS jsonb), :now, :by)
+    """), {"id": lot_id, "t": tenant_id, "number": last[0] + 1, "f": period_from, "to": period_to,
+           "vintage": period_from.year, "records": len(candidates), "pooled": pooled, "buffer": buffer_mg,
+           "start": last[1], "kg": serial_kg, "composition": json.dumps(document), "now": now, "by": by})
+    await session.execute(text("""
+        INSERT INTO market_lot_records (record_id, tenant_id, lot_id, reduction_mg)
+        SELECT id, :t, :lot, mg FROM unnest(CAST(:ids AS uuid[]), CAST(:mgs AS bigint[])) AS x(id, mg)
+    """), {"t": tenant_id, "lot": lot_id, "ids": [row[0] for row in candidates],
+           "mgs": [row[1] for row in candidates]})
+    return await lot(session, tenant_id, lot_id)
+
+
+async def lot(session: AsyncSession, tenant_id: uuid.UUID | None, lot_id: uuid.UUID | None,
+              *, lock: bool = False) -> dict[str, Any]:
+    row = (await session.execute(text(
+        "SELECT l.*, t.slug FROM market_lots l JOIN tenants t ON t.id = l.tenant_id "
+        f"WHERE l.id = :id {'AND l.tenant_id = :t' if tenant_id else ''} {'FOR UPDATE OF l' if lock else ''}"),
+        {"id": lot_id, "t": tenant_id})).mappings().first() if lot_id else None
+    if row is None:
+        raise MarketError(MarketErrorCode.LOT_NOT_FOUND, "lotId", "no such lot in this city")
+    return dict(row)
+
+
+def _text(value: str, field: str) -> str:
+    value = value.strip()
+    if not value or len(value) > MAX_TEXT or "\x00" in value:
+        raise MarketError(MarketErrorCode.INVALID_INPUT, field, f"give 1 to {MAX_TEXT} characters")
+    return value
+
+
+def _require(found: dict[str, Any], status: str, action: str) -> None:
+    if found["status"] != status:
+        raise MarketError(MarketErrorCode.WRONG_STATUS, "lotId",
+                          f"only a {status} lot can be {action}; this one is {found['status']}")
+
+
+async def list_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, venue: str,
+                   now: datetime) -> dict[str, Any]:
+    venue = _text(venue, "venue")
+    found = await lot(session, tenant_id, lot_id, lock=True)
+    _require(found, "ISSUED", "listed")
+    await session.execute(text("UPDATE market_lots SET status = 'LISTED', listed_at = :now, venue = :venue "
+                               "WHERE id = :id"), {"id": found["id"], "now": now, "venue": venue})
+    return await lot(session, tenant_id, found["id"])
+
+
+async def sell_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, buyer: str,
+                   price_yuan: Decimal, now: datetime) -> dict[str, Any]:
+    buyer = _text(buyer, "buyer")
+    if not price_yuan.is_finite() or price_yuan < 0 or price_yuan != price_yuan.quantize(Decimal("0.01")) \
+            or price_yuan > Decimal(10) ** 13:
+        raise MarketError(MarketErrorCode.INVALID_INPUT, "priceYuan", "a price in yuan: not negative, at most 2 "
+                                                                      "decimals")
+    found = await lot(session, tenant_id, lot_id, lock=True)
+    _require(found, "LISTED", "sold")
+    await session.execute(text("UPDATE market_lots SET status = 'SOLD', sold_at = :now, buyer = :buyer, "
+                               "price_fen = :fen WHERE id = :id"),
+                          {"id": found["id"], "now": now, "buyer": buyer, "fen": int(price_yuan * 100)})
+    return await lot(session, tenant_id, found["id"])
+
+
+def available_kg(found: dict[str, Any]) -> int:
+    return found["serial_kg"] - found["retired_kg"] - found["cancelled_kg"]
+
+
+def certificate_document(found: dict[str, Any], certificate_id: uuid.UUID, kilograms: int, serial_from: int,
+                         beneficiary: str, reason: str, now: datetime, key_id: str) -> dict[str, Any]:
+    """The signed retirement certificate: self-describing JSON, verifiable offline with the public key."""
+    slug, vintage = found["slug"], found["vintage"]
+    return {"type": "carbon-inclusive/retirement-certificate", "certificate": str(certificate_id),
+            "city": slug, "lot": found["number"], "vintage": vintage, "unit": "kg CO2e",
+            "kilograms": kilograms, "serialFrom": serial_label(slug, vintage, serial_from),
+            "serialTo": serial_label(slug, vintage, serial_from + kilograms - 1),
+            "period": {"from": found["period_from"].isoformat(), "to": found["period_to"].isoformat()},
+            "composition": found["composition"], "beneficiary": beneficiary, "reason": reason,
+            "retiredAt": now.isoformat(), "keyId": key_id}
+
+
+@dataclass(frozen=True)
+class Retirement:
+    id: uuid.UUID
+    document: dict[str, Any]
+    signature: str
+
+
+async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, kilograms: int,
+                 beneficiary: str, reason: str, by: str, now: datetime, signer: Signer) -> Retirement:
+    beneficiary, reason = _text(beneficiary, "beneficiary"), _text(reason, "reason")
+    if kilograms <= 0:
+        raise MarketError(MarketErrorCode.INVALID_INPUT, "kilograms", "retire at least one kilogram")
+    found = await lot(session, tenant_id, lot_id, lock=True)
+    if found["status"] != "RETIRED":  # a RETIRED lot has nothing left: NOT_ENOUGH_CREDITS below
+        _require(found, "SOLD", "retired from")
+    if kilograms > available_kg(found):
+        raise MarketError(MarketErrorCode.NOT_ENOUGH_CREDITS, "kilograms",
+                          f"{available_kg(found)} kg of this lot can still be retired")
+    certificate_id = uuid.uuid4()
+    serial_from = found["serial_start"] + found["retired_kg"]  # retired from the bottom, cancelled from the top
+    document = certificate_document(found, certificate_id, kilograms, serial_from, beneficiary, reason, now,
+                                    signer.key_id)
+    signature = signer.sign(document)
+    await session.execute(text("""
+        INSERT INTO market_retirements (id, tenant_id, lot_id, kilograms, serial_from, beneficiary, reason, retired_at,
+                                        by_client, document, signature)
+        VALUES (:id, :t, :lot, :kg, :serial, :beneficiary, :reason, :now, :by, CAST(:document AS jsonb), :signature)
+    """), {"id": certificate_id, "t": tenant_id, "lot": found["id"], "kg": kilograms, "serial": serial_from,
+           "beneficiary": beneficiary, "reason": reason, "now": now, "by": by, "document": json.dumps(document),
+           "signature": signature})
+    await session.execute(text("""
+        UPDATE market_lots SET retired_kg = retired_kg + :kg,
+               status = CASE WHEN retired_kg + :kg + cancelled_kg = serial_kg THEN 'RETIRED' ELSE status END
+         WHERE id = :id
+    """), {"id": found["id"], "kg": kilograms})
+    return Retirement(id=certificate_id, document=document, signature=signature)
+
+
+async def on_record_reversed(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID) -> None:
+    """The buffer-pool policy (module docstring), for a record just marked reversed (its row is locked)."""
+    pooled = (await session.execute(text(
+        "SELECT lot_id, reduction_mg FROM market_lot_records WHERE tenant_id = :t AND record_id = :r"),
+        {"t": tenant_id, "r": record_id})).first()
+    if pooled is None:
+        return
+    found = await lot(session, tenant_id, pooled[0], lock=True)
+    reversed_mg = found["reversed_mg"] + pooled[1]
+    uncovered = max(0, reversed_mg - found["buffer_mg"])
+    needed_kg = -(-uncovered // MG_PER_SERIAL)
+    cancelled_kg = max(found["cancelled_kg"], min(needed_kg, found["serial_kg"] - found["retired_kg"]))
+    backing = found["pooled_mg"] - reversed_mg
+    shortfall = max(0, (found["serial_kg"] - cancelled_kg) * MG_PER_SERIAL - backing)
+    await session.execute(text("""
+        UPDATE market_lots SET reversed_mg = :reversed, cancelled_kg = :cancelled, shortfall_mg = :shortfall,
+               status = CASE WHEN status = 'SOLD' AND retired_kg + :cancelled = serial_kg THEN 'RETIRED' ELSE status END
+         WHERE id = :id
+    """), {"id": found["id"], "reversed": reversed_mg, "cancelled": cancelled_kg, "shortfall": shortfall})
