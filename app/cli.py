@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from app.settings import Settings, get_settings
 
@@ -205,14 +206,32 @@ def with_app_database(settings: Settings, work):  # type: ignore[no-untyped-def]
         target.close()
 
 
-def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_verify_ledger(settings: Settings, args: argparse.Namespace) -> int:
     """Check the ledger invariants of every city (checkpoint signatures with the platform's key); exit 1
     and list the damage if any fails."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     from app.ledger.invariants import CHECKS, verify_all_tenants
     from app.ledger.signing import load_signer
 
-    public_key = load_signer(settings).public
-    report = with_app_database(settings, lambda database: verify_all_tenants(database, public_key=public_key))
+    if args.public_key:  # an auditor's copy of the public key: no private key needed
+        try:
+            public_key = load_pem_public_key(Path(args.public_key).read_bytes())
+        except (OSError, ValueError) as error:
+            print(f"--public-key: {error}", file=sys.stderr)
+            return 2
+    else:
+        public_key = load_signer(settings).public
+    anchors: dict[str, list[tuple[int, bytes]]] = {}
+    for anchor in args.anchor or []:
+        try:
+            slug, number, root = anchor.split(":")
+            anchors.setdefault(slug, []).append((int(number), bytes.fromhex(root)))
+        except ValueError:
+            print(f"--anchor {anchor!r}: expected SLUG:NUMBER:ROOT (as `checkpoint` prints)", file=sys.stderr)
+            return 2
+    report = with_app_database(settings, lambda database: verify_all_tenants(database, public_key=public_key,
+                                                                            anchors=anchors))
     failed = False
     for slug, violations in report.items():
         if violations:
@@ -248,8 +267,8 @@ def cmd_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
     signer = load_signer(settings)
     sealed = with_app_database(settings, lambda database: checkpoint_all(database, signer, datetime.now(UTC)))
     for slug, done in sealed.items():
-        print(f"{slug}: checkpoint {done.number}, {done.entries} entries, root {done.root.hex()}" if done
-              else f"{slug}: nothing new to seal")
+        print(f"{slug}: checkpoint {done.number}, {done.entries} entries, anchor {slug}:{done.number}:{done.root.hex()}"
+              if done else f"{slug}: nothing new to seal")
     return 0
 
 
@@ -362,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="register for (or list) this city only; repeatable (default: every city)")
     documents.add_argument("--by", default="cli", help="who registers them (kept with each document)")
     commands.add_parser("expire", help="post expiry of points past each city's policy (idempotent)")
-    commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
+    verify = commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
+    verify.add_argument("--public-key", metavar="PEM", help="verify checkpoint signatures with this public key "
+                                                            "(default: the configured signing key's)")
+    verify.add_argument("--anchor", action="append", metavar="SLUG:NUMBER:ROOT",
+                        help="a checkpoint root kept outside the database that must still be there; repeatable")
     commands.add_parser("checkpoint", help="seal every city's new ledger entries with a signed checkpoint")
     commands.add_parser("public-key", help="print the platform's public key (verifies checkpoints, certificates)")
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")

@@ -33,7 +33,7 @@ from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount,
 from app.tenants.config import BehaviorCategory as Category
 
 if TYPE_CHECKING:
-    from app.market.graphql import MarketLot
+    from app.market.graphql import MarketLotSummary
     from app.rewards.graphql import RedemptionConnection
 
 
@@ -171,14 +171,14 @@ class ActivityEntry(Node):
 
     @strawberry.field(description="For a credit: the market lot its reduction was pooled into, if any.")
     async def market_lot(self, info: Info[Context, None]) -> Annotated[
-            "MarketLot", strawberry.lazy("app.market.graphql")] | None:
+            "MarketLotSummary", strawberry.lazy("app.market.graphql")] | None:
         record_id = self._row["behavior_record_id"]
         if record_id is None or self._row["kind"] != "BEHAVIOR_CREDIT":
             return None
-        from app.market.graphql import MarketLot
+        from app.market.graphql import MarketLotSummary
 
         row = await info.context.loaders.market_lot_by_record.load(record_id)
-        return MarketLot(_row=row) if row else None
+        return MarketLotSummary(_row=row) if row else None
 
 
 @strawberry.type

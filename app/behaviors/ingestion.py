@@ -236,24 +236,42 @@ async def _not_credited_elsewhere(session: AsyncSession, tenant_id: uuid.UUID, p
     probes = [(c.command.account_id, c.rule.code, c.command.occurred_at - c.rule.same_behavior.reach,
                c.command.occurred_at + c.rule.same_behavior.reach)
               for c in candidates if c.rule.same_behavior is not None and c.command.account_id is not None]
-    credited: dict[tuple[uuid.UUID, str], list[tuple[uuid.UUID, Report]]] = defaultdict(list)
+    credited: dict[tuple[uuid.UUID, str], list[tuple[uuid.UUID, Report, list[str]]]] = defaultdict(list)
     for row in await repo.credited_by_others(session, tenant_id, provider_id, probes):
         evidence = json.loads(row.evidence) if isinstance(row.evidence, str) else row.evidence
-        credited[(row.account_id, row.behavior_code)].append((row.id, Report(row.occurred_at, row.local_date, evidence)))
+        credited[(row.account_id, row.behavior_code)].append(
+            (row.id, Report(row.occurred_at, row.local_date, evidence), row.linked))
     if not credited:
         return candidates
-    kept = []
+    # A report rejected before (same externalId) keeps its link. Otherwise one credited record answers
+    # for one report of this provider, so two real trips are never one: pairs are taken nearest in time
+    # first across the batch.
+    links: dict[int, uuid.UUID] = {}
+    pairs = []
     for candidate in candidates:
         rule, command = candidate.rule.same_behavior, candidate.command
-        mine = Report(command.occurred_at, candidate.local_date, command.evidence)
-        first = next((record_id for record_id, report in credited.get((command.account_id, candidate.rule.code), ())
-                      if rule is not None and is_same(rule, report, mine)), None)
-        if first is None:
+        options = credited.get((command.account_id, candidate.rule.code), [])
+        replayed = next((record_id for record_id, _, linked in options if command.external_id in linked), None)
+        if replayed is not None:
+            links[candidate.index] = replayed
+        elif rule is not None:
+            mine = Report(command.occurred_at, candidate.local_date, command.evidence)
+            pairs += [(abs(report.occurred_at - mine.occurred_at), candidate.index, record_id)
+                      for record_id, report, linked in options if not linked and is_same(rule, report, mine)]
+    taken = set(links.values())
+    for _, index, record_id in sorted(pairs):
+        if index not in links and record_id not in taken:
+            links[index] = record_id
+            taken.add(record_id)
+    kept = []
+    for candidate in candidates:
+        if candidate.index not in links:
             kept.append(candidate)
             continue
         outcomes[candidate.index] = RecordOutcome(
-            external_id=command.external_id, status=REJECTED, code="DUPLICATE_ACROSS_PROVIDERS",
-            reason=f"this {candidate.rule.code} was already credited from another provider", duplicate_of=first)
+            external_id=candidate.command.external_id, status=REJECTED, code="DUPLICATE_ACROSS_PROVIDERS",
+            reason=f"this {candidate.rule.code} was already credited from another provider",
+            duplicate_of=links[candidate.index])
     return kept
 
 

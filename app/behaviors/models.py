@@ -80,6 +80,8 @@ class BehaviorRejection(SQLModel, table=True):
         ForeignKeyConstraint(["tenant_id", "duplicate_of_record_id"], ["behavior_records.tenant_id", "behavior_records.id"]),
         Index("ix_behavior_rejections_duplicates", "tenant_id", "received_at", "id",
               postgresql_where=text("duplicate_of_record_id IS NOT NULL")),
+        Index("ix_behavior_rejections_duplicate_of", "tenant_id", "duplicate_of_record_id", "provider_issuer_id",
+              postgresql_where=text("duplicate_of_record_id IS NOT NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

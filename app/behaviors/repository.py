@@ -227,6 +227,7 @@ class CreditedReport:
     occurred_at: datetime
     local_date: date
     evidence: dict[str, Any] | None
+    linked: list[str]  # externalIds of the calling provider's reports already rejected as this record
 
 
 async def credited_by_others(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
@@ -236,12 +237,15 @@ async def credited_by_others(session: AsyncSession, tenant_id: uuid.UUID, provid
     if not probes:
         return []
     rows = await session.execute(text("""
-        SELECT DISTINCT r.id, r.account_id, r.behavior_code, r.occurred_at, r.local_date, r.evidence
-          FROM unnest(CAST(:accounts AS uuid[]), CAST(:codes AS text[]), CAST(:lo AS timestamptz[]),
+        SELECT r.id, r.account_id, r.behavior_code, r.occurred_at, r.local_date, r.evidence,
+               ARRAY(SELECT j.external_id FROM behavior_rejections j
+                      WHERE j.tenant_id = r.tenant_id AND j.duplicate_of_record_id = r.id
+                        AND j.provider_issuer_id = :p) AS linked
+          FROM (SELECT DISTINCT r.* FROM unnest(CAST(:accounts AS uuid[]), CAST(:codes AS text[]), CAST(:lo AS timestamptz[]),
                       CAST(:hi AS timestamptz[])) AS p(account_id, code, lo, hi)
           JOIN behavior_records r ON r.account_id = p.account_id AND r.occurred_at BETWEEN p.lo AND p.hi
          WHERE r.tenant_id = :t AND r.behavior_code = p.code AND r.provider_issuer_id <> :p
-           AND r.reversed_at IS NULL
+           AND r.reversed_at IS NULL) r
          ORDER BY r.occurred_at, r.id
     """), {"t": tenant_id, "p": provider_id, "accounts": [p[0] for p in probes], "codes": [p[1] for p in probes],
            "lo": [p[2] for p in probes], "hi": [p[3] for p in probes]})

@@ -8,7 +8,8 @@ Small groups (possibly one person) cannot be singled out; the minimum is `CARBON
 - breakdown groups with fewer transactions are folded into one `suppressed` line per breakdown;
 - account counts (opened, guest, bank-linked, active; per city and per bucket) from 1 to the minimum − 1
   are null. A total is null too where it would give such counts away: when the suppressed cities'
-  counts add up to less than the minimum (the total minus the shown cities would reveal them).
+  counts add up to less than the minimum (the total minus the shown cities would reveal them). Guest
+  and bank-linked counts are shown or suppressed together (each is the opened count minus the other).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.dashboard import repository
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
 from app.graphql.scalars import Long
-from app.market.graphql import MarketLot
+from app.market.graphql import MarketLotSummary
 from app.settings import get_settings
 from app.tenants.config import Role
 from app.tenants.graphql import Tenant
@@ -120,7 +121,7 @@ class CityDashboard:
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
     donations: list[NamedFigure] = strawberry.field(description="Points donated per public-welfare project.")
     redemptions_by_kind: list[NamedFigure]
-    market_lots: list[MarketLot] = strawberry.field(
+    market_lots: list[MarketLotSummary] = strawberry.field(
         description="Every market lot of the city (not only the period's), newest first.")
 
 
@@ -155,6 +156,14 @@ def _total(values: list[int], minimum: int) -> Long | None:
     """The cities' total, unless it would give away the suppressed cities' counts."""
     hidden = sum(value for value in values if 0 < value < minimum)
     return None if 0 < hidden < minimum else _count(sum(values), minimum)
+
+
+def _paired(shown: dict[str, Long | None]) -> dict[str, Long | None]:
+    """Guest and bank-linked accounts add up to every account opened: when one is suppressed, so is the
+    other (the opened count, over a period covering every opening, minus one would give it away)."""
+    if shown["guest_accounts"] is None or shown["bank_linked_accounts"] is None:
+        shown["guest_accounts"] = shown["bank_linked_accounts"] = None
+    return shown
 
 
 def _suppressed(groups: dict[str, list[int]], minimum: int) -> list[NamedFigure]:
@@ -197,8 +206,8 @@ class DashboardQuery:
                         [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum,
                         lots.get(view.id, [])) for view in views]
         amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
-        totals = DashboardFigures(**{field: _total([_counts(head[view.id])[field] for view in views], minimum)
-                                     for field in _COUNTS},
+        totals = DashboardFigures(**_paired({field: _total([_counts(head[view.id])[field] for view in views], minimum)
+                                             for field in _COUNTS}),
                                   **{field: sum((getattr(city, field) for city in cities), Decimal(0))
                                      for field in amounts})
         return CrossCityDashboard(start=start, end=end, granularity=granularity, minimum_group_size=minimum,
@@ -243,7 +252,8 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
         NamedFigure(name=name, transactions=Long(n), reduction_grams=_grams(mg), points=_points(sign * pts, view))
         for name, n, mg, pts in _suppressed(groups, minimum)]
     return CityDashboard(
-        tenant=Tenant(_view=view), **{field: _count(value, minimum) for field, value in _counts(head).items()},
+        tenant=Tenant(_view=view),
+        **_paired({field: _count(value, minimum) for field, value in _counts(head).items()}),
         reduction_grams=_grams(head["reduction_mg"]), points_issued=_points(head["issued"], view),
         points_redeemed=_points(head["redeemed"], view), points_expired=_points(head["expired"], view),
         points_outstanding=_points(head["outstanding"], view),
@@ -256,5 +266,5 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
                                     transactions=Long(n), reduction_grams=_grams(mg), points=_points(pts, view))
                      for name, n, mg, pts in _suppressed(behaviors, minimum)],
         by_category=named(by_category), by_issuer=named(by_issuer), donations=named(donations, -1),
-        redemptions_by_kind=named(by_kind, -1), market_lots=[MarketLot(_row=lot) for lot in lots],
+        redemptions_by_kind=named(by_kind, -1), market_lots=[MarketLotSummary(_row=lot) for lot in lots],
     )

@@ -157,6 +157,18 @@ class Loaders:
             return [found.get(key) for key in keys]
         return DataLoader(load_fn=load)
 
+    @cached_property
+    def retirements_by_lot(self) -> DataLoader[uuid.UUID, list[dict]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[dict]]:
+            rows = await self._session().execute(text(
+                "SELECT * FROM market_retirements WHERE lot_id = ANY(:ids) ORDER BY retired_at, serial_from"),
+                {"ids": keys})
+            found: dict[uuid.UUID, list[dict]] = {}
+            for row in rows.mappings():
+                found.setdefault(row["lot_id"], []).append(dict(row))
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
     def _account_pages(self, fetch: Callable[[uuid.UUID, list[uuid.UUID], Any], Awaitable[dict[uuid.UUID, list]]]
                        ) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list]:
         """A loader keyed by (account, tenant, page request): accounts asking the same page of the same

@@ -9,7 +9,9 @@ document (`checkpoint_document`) is signed with the platform's Ed25519 key (`app
 Whoever edits the ledger in SQL must recompute the chain from the edit onwards (or `verify-ledger`
 names the edited transaction) and then cannot make the sealed Merkle roots match without the key.
 Entries newer than the last checkpoint are protected by their chain only: checkpoint often
-(`CARBON_CHECKPOINT_INTERVAL_SECONDS`, `carbon-inclusive checkpoint`).
+(`CARBON_CHECKPOINT_INTERVAL_SECONDS`, `carbon-inclusive checkpoint`). Keep the roots outside the
+database (both print `anchor=slug:number:root`): `verify-ledger --anchor` then also catches checkpoints
+deleted to rewrite what they sealed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,21 +117,32 @@ async def periodic_checkpoints(database: Database, signer: Signer, interval_seco
         await asyncio.sleep(interval_seconds)
         try:
             sealed = await checkpoint_all(database, signer, datetime.now(UTC))
-            log.info("ledger_checkpoints", entries=sum(c.entries for c in sealed.values() if c))
+            for slug, done in sealed.items():  # published outside the database: anchors for verify-ledger
+                if done is not None:
+                    log.info("ledger_checkpoint", city=slug, number=done.number, entries=done.entries,
+                             anchor=f"{slug}:{done.number}:{done.root.hex()}")
         except asyncio.CancelledError:
             raise
         except Exception as error:  # keep serving; try again next time
             log.error("ledger_checkpoint_failed", error=type(error).__name__)
 
 
-async def verify_checkpoints(session: AsyncSession, public_key: Ed25519PublicKey | None) -> list[tuple[str, str]]:
+async def verify_checkpoints(session: AsyncSession, public_key: Ed25519PublicKey | None,
+                             anchors: Sequence[tuple[int, bytes]] = ()) -> list[tuple[str, str]]:
     """(where, problem) for every checkpoint of the session's city that does not hold: its entries'
-    Merkle root, its link to the previous root, and (given the public key) its signature."""
+    Merkle root, its link to the previous root, (given the public key) its signature, and every anchor
+    (a root published outside the database) still present and unchanged: deleting the latest
+    checkpoints to rewrite what they sealed is caught by an anchor."""
     problems: list[tuple[str, str]] = []
     previous_root = GENESIS
     rows = (await session.execute(text(
         "SELECT tenant_id, number, at, entries, merkle_root, previous_root, root, key_id, signature "
         "FROM ledger_checkpoints ORDER BY number"))).all()
+    roots = {row[1]: bytes(row[6]) for row in rows}
+    for number, root in anchors:
+        if roots.get(number) != root:
+            problems.append((f"checkpoint {number}", "the published root is missing or differs (deleted or "
+                                                     "rewritten?)"))
     for tenant_id, number, at, entries, merkle, previous, root, key_id, signature in rows:
         where = f"checkpoint {number}"
         hashes = [bytes(row[0]) for row in (await session.execute(text(

@@ -3,7 +3,9 @@
 1. Every transaction balances: its postings sum to zero per asset.
 2. Every tracked (citizen) balance equals the sum of its postings; untracked (system) balances are 0.
 3. No citizen balance is negative (also a CHECK constraint).
-4. What a transaction shows in the activity (reduction_mg, points) equals its postings on the citizen.
+4. What a transaction shows in the activity (reduction_mg, points) equals its postings on the citizen,
+   and every posting belongs to its transaction: same time, and a citizen posting on its account (so
+   the hash chain over transactions also binds their postings).
 5. Behaviour records agree with their credit transaction.
 6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry, and the
    carry is non-negative.
@@ -75,6 +77,14 @@ CHECKS: dict[str, str] = {
         ) c ON c.transaction_id = t.id
         WHERE t.account_id IS NOT NULL
           AND (t.reduction_mg <> coalesce(c.mg, 0) OR t.points <> coalesce(c.pts, 0))
+        LIMIT :limit""",
+    "postings_belong_to_their_transaction": """
+        SELECT p.id::text, p.transaction_id::text,
+               CASE WHEN p.posted_at <> t.posted_at THEN 'posted at another time than its transaction'
+                    ELSE 'a citizen posting on another account than its transaction''s' END
+        FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
+        JOIN ledger_accounts la ON la.id = p.ledger_account_id
+        WHERE p.posted_at <> t.posted_at OR (la.account_id IS NOT NULL AND la.account_id IS DISTINCT FROM t.account_id)
         LIMIT :limit""",
     "records_match_transactions": """
         SELECT r.id::text, r.external_id,
@@ -267,21 +277,22 @@ CHECKS: dict[str, str] = {
 }
 
 
-async def verify_ledger(session: AsyncSession, *, limit: int = 20,
-                        public_key: Ed25519PublicKey | None = None) -> list[Violation]:
+async def verify_ledger(session: AsyncSession, *, limit: int = 20, public_key: Ed25519PublicKey | None = None,
+                        anchors: list[tuple[int, bytes]] = ()) -> list[Violation]:
     """Run every check in the session's current tenant scope; an empty list means the ledger is sound.
-    Checkpoint signatures are checked when the platform's public key is given."""
+    Checkpoint signatures are checked when the platform's public key is given; `anchors` are checkpoint
+    roots kept outside the database (number, root) that must still be there, unchanged."""
     violations: list[Violation] = []
     for name, sql in CHECKS.items():
         for row in (await session.execute(text(sql), {"limit": limit})).all():
             violations.append(Violation(check=name, detail=" ".join(str(value) for value in row)))
-    for where, problem in (await verify_checkpoints(session, public_key))[:limit]:
+    for where, problem in (await verify_checkpoints(session, public_key, anchors))[:limit]:
         violations.append(Violation(check="checkpoints_hold", detail=f"{where} {problem}"))
     return violations
 
 
-async def verify_all_tenants(database: Database, *, limit: int = 20,
-                             public_key: Ed25519PublicKey | None = None) -> dict[str, list[Violation]]:
+async def verify_all_tenants(database: Database, *, limit: int = 20, public_key: Ed25519PublicKey | None = None,
+                             anchors: dict[str, list[tuple[int, bytes]]] | None = None) -> dict[str, list[Violation]]:
     """Check every tenant in its own scope (the ledger is personal data: no cross-tenant read role sees
     it). Returns slug -> violations, for every tenant."""
     async with database.transaction(TenantScope.regulator()) as session:
@@ -289,5 +300,6 @@ async def verify_all_tenants(database: Database, *, limit: int = 20,
     report: dict[str, list[Violation]] = {}
     for tenant_id, slug in tenants:
         async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
-            report[slug] = await verify_ledger(session, limit=limit, public_key=public_key)
+            report[slug] = await verify_ledger(session, limit=limit, public_key=public_key,
+                                               anchors=(anchors or {}).get(slug, []))
     return report

@@ -71,9 +71,9 @@ class RetirementCertificate:
     key_id: str
 
 
-@strawberry.type(description="Verified reductions of one city and period pooled into serial-numbered credits: one "
-                             "serial per kilogram CO2e.")
-class MarketLot:
+@strawberry.type(description="A market lot as citizens and every dashboard see it: what was pooled and what "
+                             "became of its serials (one per kilogram CO2e).")
+class MarketLotSummary:
     _row: strawberry.Private[dict]
 
     @strawberry.field
@@ -104,26 +104,6 @@ class MarketLot:
     def status(self) -> MarketLotStatus:
         return MarketLotStatus(self._row["status"])
 
-    @strawberry.field(description="Behaviour records pooled.")
-    def records(self) -> Long:
-        return Long(self._row["records"])
-
-    @strawberry.field(description="Every milligram pooled (serials + buffer).")
-    def pooled_grams(self) -> Decimal:
-        return grams(self._row["pooled_mg"])
-
-    @strawberry.field(description="Withheld from the serials: answers for records reversed after pooling.")
-    def buffer_grams(self) -> Decimal:
-        return grams(self._row["buffer_mg"])
-
-    @strawberry.field(description="Pooled records reversed since (no longer verified).")
-    def reversed_grams(self) -> Decimal:
-        return grams(self._row["reversed_mg"])
-
-    @strawberry.field(description="Reversed beyond the buffer and beyond the serials still cancellable.")
-    def shortfall_grams(self) -> Decimal:
-        return grams(self._row["shortfall_mg"])
-
     @strawberry.field(description="Serials issued: whole kilograms.")
     def serial_kilograms(self) -> Long:
         return Long(self._row["serial_kg"])
@@ -145,6 +125,30 @@ class MarketLot:
     def cancelled_kilograms(self) -> Long:
         return Long(self._row["cancelled_kg"])
 
+    @strawberry.field(description="Every milligram pooled (serials + buffer).")
+    def pooled_grams(self) -> Decimal:
+        return grams(self._row["pooled_mg"])
+
+
+@strawberry.type(description="Verified reductions of one city and period pooled into serial-numbered credits: one "
+                             "serial per kilogram CO2e. Operators and regulators see it whole.")
+class MarketLot(MarketLotSummary):
+    @strawberry.field(description="Behaviour records pooled.")
+    def records(self) -> Long:
+        return Long(self._row["records"])
+
+    @strawberry.field(description="Withheld from the serials: answers for records reversed after pooling.")
+    def buffer_grams(self) -> Decimal:
+        return grams(self._row["buffer_mg"])
+
+    @strawberry.field(description="Pooled records reversed since (no longer verified).")
+    def reversed_grams(self) -> Decimal:
+        return grams(self._row["reversed_mg"])
+
+    @strawberry.field(description="Reversed beyond the buffer and beyond the serials still cancellable.")
+    def shortfall_grams(self) -> Decimal:
+        return grams(self._row["shortfall_mg"])
+
     @strawberry.field(description="Serials that can still be retired.")
     def available_kilograms(self) -> Long:
         return Long(service.available_kg(self._row))
@@ -152,7 +156,8 @@ class MarketLot:
     @strawberry.field
     def composition(self) -> list[LotComponent]:
         return [LotComponent(behavior=part["behavior"], config_version=part["configVersion"],
-                             records=Long(part["records"]), grams=grams(part["mg"])) for part in self._row["composition"]]
+                             records=Long(int(part["records"])), grams=grams(int(part["mg"])))
+                for part in _json(self._row["composition"])]
 
     @strawberry.field
     def issued_at(self) -> datetime:
@@ -178,11 +183,10 @@ class MarketLot:
     def price_yuan(self) -> Decimal | None:
         return None if self._row["price_fen"] is None else Decimal(self._row["price_fen"]).scaleb(-2)
 
-    @strawberry.field(description="Oldest first.")
+    @strawberry.field(description="Oldest first. The city's operators only: certificates name their beneficiaries.",
+                      permission_classes=[TENANT_ADMIN])
     async def retirements(self, info: Info[Context, None]) -> list[RetirementCertificate]:
-        rows = (await info.context.session.execute(text(
-            "SELECT * FROM market_retirements WHERE tenant_id = :t AND lot_id = :id ORDER BY retired_at, serial_from"),
-            {"t": self._row["tenant_id"], "id": self._row["id"]})).mappings().all()
+        rows = await info.context.loaders.retirements_by_lot.load(self._row["id"])
         return [_certificate(row["id"], _json(row["document"]), row["signature"]) for row in rows]
 
 
@@ -246,6 +250,7 @@ class IssueMarketLotInput:
     tenant: str = strawberry.field(description="The operator's own city's slug.")
     period_from: date = strawberry.field(description="First local date pooled.")
     period_to: date = strawberry.field(description="Last local date pooled: a finished day, same year.")
+    idempotency_key: str = strawberry.field(description="The same key replayed returns the lot it issued.")
 
 
 @strawberry.input
@@ -264,9 +269,10 @@ class SellMarketLotInput:
 @strawberry.input
 class RetireCreditsInput:
     lot_id: strawberry.ID
-    kilograms: int
+    kilograms: Long
     beneficiary: str
     reason: str
+    idempotency_key: str = strawberry.field(description="The same key replayed returns the first certificate.")
 
 
 @strawberry.type
@@ -300,7 +306,8 @@ class MarketMutations:
                                                                                   "city only")
             async with context.session.begin_nested():
                 row = await service.issue_lot(context.session, tenant.id, input.period_from, input.period_to,
-                                              context.principal.client.slug, context.now, _today(context, tenant))
+                                              context.principal.client.slug, context.now, _today(context, tenant),
+                                              input.idempotency_key)
         except MarketError as error:
             return MarketLotPayload(user_errors=_refused(error))
         return MarketLotPayload(lot=MarketLot(_row=row))
@@ -333,8 +340,9 @@ class MarketMutations:
         assert context.signer is not None, "the view is built with the platform's signer"
         try:
             done = await service.retire(context.session, context.principal.tenant_id, _lot_id(input.lot_id),
-                                        input.kilograms, input.beneficiary, input.reason,
-                                        context.principal.client.slug, context.now, context.signer)
+                                        int(input.kilograms), input.beneficiary, input.reason,
+                                        context.principal.client.slug, context.now, context.signer,
+                                        input.idempotency_key)
         except MarketError as error:
             return RetireCreditsPayload(user_errors=_refused(error))
         row = await service.lot(context.session, context.principal.tenant_id, _lot_id(input.lot_id))

@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 class MarketLot(SQLModel, table=True):
     __tablename__ = "market_lots"
     __table_args__ = (UniqueConstraint("tenant_id", "id"), UniqueConstraint("tenant_id", "number"),
-                      UniqueConstraint("tenant_id", "serial_start"))
+                      UniqueConstraint("tenant_id", "serial_start"), UniqueConstraint("tenant_id", "idempotency_key"))
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
@@ -36,6 +36,7 @@ class MarketLot(SQLModel, table=True):
     composition: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     issued_by: str = Field(sa_column=Column(Text, nullable=False))
+    idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
     listed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     venue: str | None = Field(default=None, sa_column=Column(Text))
     sold_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -57,7 +58,7 @@ class MarketLotRecord(SQLModel, table=True):
 
 class MarketRetirement(SQLModel, table=True):
     __tablename__ = "market_retirements"
-    __table_args__ = (UniqueConstraint("tenant_id", "serial_from"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "serial_from"), UniqueConstraint("tenant_id", "idempotency_key"))
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
@@ -70,3 +71,5 @@ class MarketRetirement(SQLModel, table=True):
     by_client: str = Field(sa_column=Column(Text, nullable=False))
     document: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     signature: str = Field(sa_column=Column(Text, nullable=False))
+    idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
+    request_hash: str = Field(sa_column=Column(Text, nullable=False))

@@ -18,6 +18,7 @@ Every change of a lot's books locks the lot's row first.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from app.ledger.signing import Signer
 MG_PER_SERIAL = 1_000_000
 BUFFER_PERCENT = 5
 MAX_TEXT = 200
+MAX_PRICE_YUAN = Decimal(10) ** 13
+MAX_KILOGRAMS = 10**12
 
 
 class MarketErrorCode(str, enum.Enum):
@@ -43,6 +46,7 @@ class MarketErrorCode(str, enum.Enum):
     WRONG_STATUS = "WRONG_STATUS"
     NOT_ENOUGH_CREDITS = "NOT_ENOUGH_CREDITS"
     INVALID_INPUT = "INVALID_INPUT"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
 
 
 class MarketError(Exception):
@@ -69,7 +73,9 @@ async def _lock_lots(session: AsyncSession, tenant_id: uuid.UUID) -> None:
 
 
 async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: date, period_to: date, by: str,
-                    now: datetime, today: date) -> dict[str, Any]:
+                    now: datetime, today: date, idempotency_key: str) -> dict[str, Any]:
+    """Pool the period into a new lot, or return the lot this key already issued (a replay)."""
+    key = _key(idempotency_key)
     if period_to < period_from:
         raise MarketError(MarketErrorCode.INVALID_PERIOD, "periodTo", "`periodTo` is before `periodFrom`")
     if period_to >= today:
@@ -79,48 +85,65 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
         raise MarketError(MarketErrorCode.INVALID_PERIOD, "periodTo", "a lot has one vintage: keep the period "
                                                                       "within one calendar year")
     await _lock_lots(session, tenant_id)
+    replayed = (await session.execute(text(
+        "SELECT id, period_from, period_to FROM market_lots WHERE tenant_id = :t AND idempotency_key = :k"),
+        {"t": tenant_id, "k": key})).first()
+    if replayed is not None:
+        if (replayed[1], replayed[2]) != (period_from, period_to):
+            raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",
+                              "this key issued a lot of another period")
+        return await lot(session, tenant_id, replayed[0])
     lot_id = uuid.uuid4()
     last = (await session.execute(text(
         "SELECT coalesce(max(number), 0), coalesce(max(serial_start + serial_kg), 1) FROM market_lots "
         "WHERE tenant_id = :t"), {"t": tenant_id})).one()
-    # The pool: verified (credited, unreversed) records of the period in no lot yet, share-locked so that
-    # a reversal cannot slip between this read and the insert.
-    candidates = (await session.execute(text("""
-        SELECT r.id, r.reduction_mg, r.behavior_code, r.config_version FROM behavior_records r
-         WHERE r.tenant_id = :t AND r.local_date BETWEEN :f AND :to AND r.reversed_at IS NULL AND r.reduction_mg > 0
-           AND NOT EXISTS (SELECT 1 FROM market_lot_records m WHERE m.record_id = r.id)
-         ORDER BY r.id FOR SHARE OF r
-    """), {"t": tenant_id, "f": period_from, "to": period_to})).all()
-    if not candidates:
+    # The pool, in one statement: verified (credited, unreversed) records of the period in no lot yet,
+    # share-locked so that a reversal cannot slip between the read and the insert (the lot row comes
+    # next; the foreign key to it is deferred).
+    pooled = (await session.execute(text("""
+        WITH pooled AS (
+            INSERT INTO market_lot_records (record_id, tenant_id, lot_id, reduction_mg)
+            SELECT r.id, r.tenant_id, :lot, r.reduction_mg FROM behavior_records r
+             WHERE r.tenant_id = :t AND r.local_date BETWEEN :f AND :to AND r.reversed_at IS NULL
+               AND r.reduction_mg > 0 AND NOT EXISTS (SELECT 1 FROM market_lot_records m WHERE m.record_id = r.id)
+             ORDER BY r.id FOR SHARE OF r
+            RETURNING record_id, reduction_mg
+        ), parts AS (
+            SELECT b.behavior_code, b.config_version, count(*) AS records, sum(p.reduction_mg) AS mg
+              FROM pooled p JOIN behavior_records b ON b.tenant_id = :t AND b.id = p.record_id
+             GROUP BY 1, 2
+        )
+        SELECT coalesce(sum(records), 0), coalesce(sum(mg), 0),
+               coalesce(jsonb_agg(jsonb_build_object('behavior', behavior_code, 'configVersion', config_version,
+                                                     'records', records::text, 'mg', mg::text)
+                                  ORDER BY behavior_code, config_version), '[]'::jsonb)
+          FROM parts
+    """), {"t": tenant_id, "lot": lot_id, "f": period_from, "to": period_to})).one()
+    records, pooled_mg, composition = int(pooled[0]), int(pooled[1]), pooled[2]
+    if not records:
         raise MarketError(MarketErrorCode.NOTHING_TO_POOL, "periodFrom",
                           "no verified reduction of that period is left outside a lot")
-    pooled = sum(row[1] for row in candidates)
-    serial_kg, buffer_mg = serials_and_buffer(pooled)
-    if serial_kg <= 0:
+    serial_kg, buffer_mg = serials_and_buffer(pooled_mg)
+    if serial_kg <= 0:  # the caller's savepoint takes the pooled rows back
         raise MarketError(MarketErrorCode.LOT_TOO_SMALL, "periodFrom",
-                          f"{Decimal(pooled).scaleb(-3)} g pooled: less than one kilogram after the "
+                          f"{Decimal(pooled_mg).scaleb(-3)} g pooled: less than one kilogram after the "
                           f"{BUFFER_PERCENT}% buffer")
-    composition: dict[tuple[str, int], list[int]] = {}
-    for _, mg, code, version in candidates:
-        entry = composition.setdefault((code, version), [0, 0])
-        entry[0] += 1
-        entry[1] += mg
-    document = [{"behavior": code, "configVersion": version, "records": n, "mg": mg}
-                for (code, version), (n, mg) in sorted(composition.items())]
     await session.execute(text("""
         INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records, pooled_mg,
-                                 buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by)
+                                 buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by, idempotency_key)
         VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :pooled, :buffer, :start, :kg,
-                CAST(:composition AS jsonb), :now, :by)
+                CAST(:composition AS jsonb), :now, :by, :key)
     """), {"id": lot_id, "t": tenant_id, "number": last[0] + 1, "f": period_from, "to": period_to,
-           "vintage": period_from.year, "records": len(candidates), "pooled": pooled, "buffer": buffer_mg,
-           "start": last[1], "kg": serial_kg, "composition": json.dumps(document), "now": now, "by": by})
-    await session.execute(text("""
-        INSERT INTO market_lot_records (record_id, tenant_id, lot_id, reduction_mg)
-        SELECT id, :t, :lot, mg FROM unnest(CAST(:ids AS uuid[]), CAST(:mgs AS bigint[])) AS x(id, mg)
-    """), {"t": tenant_id, "lot": lot_id, "ids": [row[0] for row in candidates],
-           "mgs": [row[1] for row in candidates]})
+           "vintage": period_from.year, "records": records, "pooled": pooled_mg, "buffer": buffer_mg,
+           "start": last[1], "kg": serial_kg, "by": by, "key": key, "now": now,
+           "composition": composition if isinstance(composition, str) else json.dumps(composition)})
     return await lot(session, tenant_id, lot_id)
+
+
+def _key(idempotency_key: str) -> str:
+    if not 1 <= len(idempotency_key) <= 128 or "\x00" in idempotency_key:
+        raise MarketError(MarketErrorCode.INVALID_INPUT, "idempotencyKey", "give a key of 1 to 128 characters")
+    return idempotency_key
 
 
 async def lot(session: AsyncSession, tenant_id: uuid.UUID | None, lot_id: uuid.UUID | None,
@@ -160,10 +183,10 @@ async def list_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUI
 async def sell_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, buyer: str,
                    price_yuan: Decimal, now: datetime) -> dict[str, Any]:
     buyer = _text(buyer, "buyer")
-    if not price_yuan.is_finite() or price_yuan < 0 or price_yuan != price_yuan.quantize(Decimal("0.01")) \
-            or price_yuan > Decimal(10) ** 13:
-        raise MarketError(MarketErrorCode.INVALID_INPUT, "priceYuan", "a price in yuan: not negative, at most 2 "
-                                                                      "decimals")
+    if not price_yuan.is_finite() or not 0 <= price_yuan <= MAX_PRICE_YUAN \
+            or price_yuan != price_yuan.quantize(Decimal("0.01")):  # in range first: quantize cannot overflow
+        raise MarketError(MarketErrorCode.INVALID_INPUT, "priceYuan",
+                          f"a price in yuan: from 0 to {MAX_PRICE_YUAN}, at most 2 decimals")
     found = await lot(session, tenant_id, lot_id, lock=True)
     _require(found, "LISTED", "sold")
     await session.execute(text("UPDATE market_lots SET status = 'SOLD', sold_at = :now, buyer = :buyer, "
@@ -197,11 +220,24 @@ class Retirement:
 
 
 async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, kilograms: int,
-                 beneficiary: str, reason: str, by: str, now: datetime, signer: Signer) -> Retirement:
+                 beneficiary: str, reason: str, by: str, now: datetime, signer: Signer,
+                 idempotency_key: str) -> Retirement:
+    """Retire kilograms of a sold lot; the same key replayed returns the first certificate."""
+    key = _key(idempotency_key)
     beneficiary, reason = _text(beneficiary, "beneficiary"), _text(reason, "reason")
-    if kilograms <= 0:
-        raise MarketError(MarketErrorCode.INVALID_INPUT, "kilograms", "retire at least one kilogram")
+    if not 0 < kilograms <= MAX_KILOGRAMS:
+        raise MarketError(MarketErrorCode.INVALID_INPUT, "kilograms", f"retire 1 to {MAX_KILOGRAMS} kilograms")
     found = await lot(session, tenant_id, lot_id, lock=True)
+    request = hashlib.sha256(json.dumps([str(found["id"]), kilograms, beneficiary, reason]).encode()).hexdigest()
+    replayed = (await session.execute(text(
+        "SELECT id, document, signature, request_hash FROM market_retirements WHERE tenant_id = :t AND "
+        "idempotency_key = :k"), {"t": tenant_id, "k": key})).first()
+    if replayed is not None:
+        if replayed[3] != request:
+            raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",
+                              "this key retired other credits: use a new key for a new retirement")
+        document = json.loads(replayed[1]) if isinstance(replayed[1], str) else replayed[1]
+        return Retirement(id=replayed[0], document=document, signature=replayed[2])
     if found["status"] != "RETIRED":  # a RETIRED lot has nothing left: NOT_ENOUGH_CREDITS below
         _require(found, "SOLD", "retired from")
     if kilograms > available_kg(found):
@@ -214,11 +250,12 @@ async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID 
     signature = signer.sign(document)
     await session.execute(text("""
         INSERT INTO market_retirements (id, tenant_id, lot_id, kilograms, serial_from, beneficiary, reason, retired_at,
-                                        by_client, document, signature)
-        VALUES (:id, :t, :lot, :kg, :serial, :beneficiary, :reason, :now, :by, CAST(:document AS jsonb), :signature)
+                                        by_client, document, signature, idempotency_key, request_hash)
+        VALUES (:id, :t, :lot, :kg, :serial, :beneficiary, :reason, :now, :by, CAST(:document AS jsonb), :signature,
+                :key, :request)
     """), {"id": certificate_id, "t": tenant_id, "lot": found["id"], "kg": kilograms, "serial": serial_from,
            "beneficiary": beneficiary, "reason": reason, "now": now, "by": by, "document": json.dumps(document),
-           "signature": signature})
+           "signature": signature, "key": key, "request": request})
     await session.execute(text("""
         UPDATE market_lots SET retired_kg = retired_kg + :kg,
                status = CASE WHEN retired_kg + :kg + cancelled_kg = serial_kg THEN 'RETIRED' ELSE status END

@@ -68,13 +68,13 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
         "Query.marketLots": ("{ marketLots(first: 5) { edges { cursor } } }", {}),
         "Query.signingKey": ("{ signingKey { keyId } }", {}),
         "Mutation.issueMarketLot": ("""mutation { issueMarketLot(input: {tenant: "wuhan", periodFrom: "2024-01-01",
-            periodTo: "2024-01-31"}) { userErrors { code } } }""", {}),
+            periodTo: "2024-01-31", idempotencyKey: "walk"}) { userErrors { code } } }""", {}),
         "Mutation.listMarketLot": ("""mutation { listMarketLot(input: {lotId: "TWFya2V0TG90OjE", venue: "x"})
             { userErrors { code } } }""", {}),
         "Mutation.sellMarketLot": ("""mutation { sellMarketLot(input: {lotId: "TWFya2V0TG90OjE", buyer: "x",
             priceYuan: "1"}) { userErrors { code } } }""", {}),
         "Mutation.retireCredits": ("""mutation { retireCredits(input: {lotId: "TWFya2V0TG90OjE", kilograms: 1,
-            beneficiary: "x", reason: "y"}) { userErrors { code } } }""", {}),
+            beneficiary: "x", reason: "y", idempotencyKey: "walk"}) { userErrors { code } } }""", {}),
     }
 
 

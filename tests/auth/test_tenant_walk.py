@@ -70,7 +70,7 @@ async def _objects(api, database, slug: str) -> Objects:
     await submit(api, city["provider"], [record(account, *city["trip"], local_time(day, 8)) for day in (1, 2)])
     async with database.transaction(TenantScope.for_tenant(tenant_id_for(slug))) as session:
         pooled = await market.issue_lot(session, tenant_id_for(slug), _local_day(2), _local_day(2), "walk",
-                                        datetime.now(UTC), _local_day(0))
+                                        datetime.now(UTC), _local_day(0), f"walk-{slug}")
     lot = to_global_id("MarketLot", pooled["id"])
     return Objects(slug, account, reward, recorded[0]["recordId"], redemption, entitled, lot)
 
@@ -150,7 +150,8 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
      None),  # set per target below: OK when the city's lot is listed
     ("signingKey", "Query.signingKey", "{ signingKey { keyId } }", lambda o: {}, lambda data: OK),
     ("issueMarketLot", "Mutation.issueMarketLot",
-     """mutation($t: String!, $d: Date!) { issueMarketLot(input: {tenant: $t, periodFrom: $d, periodTo: $d})
+     """mutation($t: String!, $d: Date!) { issueMarketLot(input: {tenant: $t, periodFrom: $d, periodTo: $d,
+        idempotencyKey: "walk"})
         { userErrors { code } } }""", lambda o: {"t": o.slug, "d": _local_day(1).isoformat()},
      _payload("issueMarketLot", {"LOT_NOT_FOUND"})),
     ("listMarketLot", "Mutation.listMarketLot",
@@ -160,7 +161,8 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
      """mutation($id: ID!) { sellMarketLot(input: {lotId: $id, buyer: "Walk buyer", priceYuan: "10"})
         { userErrors { code } } }""", lambda o: {"id": o.lot}, _payload("sellMarketLot", {"LOT_NOT_FOUND"})),
     ("retireCredits", "Mutation.retireCredits",
-     """mutation($id: ID!) { retireCredits(input: {lotId: $id, kilograms: 1, beneficiary: "Walk", reason: "walk"})
+     """mutation($id: ID!) { retireCredits(input: {lotId: $id, kilograms: 1, beneficiary: "Walk", reason: "walk",
+        idempotencyKey: "walk"})
         { userErrors { code } } }""", lambda o: {"id": o.lot}, _payload("retireCredits", {"LOT_NOT_FOUND"})),
     ("crossProviderDuplicates", "Query.crossProviderDuplicates",
      "{ crossProviderDuplicates(first: 50) { edges { node { accountId } } } }", lambda o: {},

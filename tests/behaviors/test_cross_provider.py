@@ -77,6 +77,21 @@ async def test_each_partner_sending_the_trip_twice_and_in_reverse_order(api) -> 
     assert await _contribution(api, account) == Decimal(80)
 
 
+async def test_one_credited_trip_answers_for_one_report_of_the_other_partner(api) -> None:
+    """Wuhan Tong's ride gives no line: Amap's two rides within the window cannot both be it."""
+    account = await consenting_account(api, providers=TRAVEL)
+    ride = local_time(2, 8)
+    await submit(api, "wuhan-tong", [record(account, "bus", 1, ride, "wt-plain")])
+    first, second = await submit(api, "amap-travel", [_line(record(account, "bus", 1, _at(ride, minutes=9), "am-a"), "2"),
+                                                      _line(record(account, "bus", 1, ride, "am-b"), "1")])
+    assert (first["status"], second["code"]) == ("CREDITED", "DUPLICATE_ACROSS_PROVIDERS")  # the nearest is it
+    later = await submit(api, "amap-travel", [_line(record(account, "bus", 1, _at(ride, minutes=4), "am-c"), "3")])
+    assert later[0]["status"] == "CREDITED"  # the plain ride already answers for am-b
+    replay = await submit(api, "amap-travel", [_line(record(account, "bus", 1, ride, "am-b"), "1")])
+    assert replay[0]["code"] == "DUPLICATE_ACROSS_PROVIDERS"  # a replay keeps its outcome
+    assert await _contribution(api, account) == Decimal(3 * 80)
+
+
 async def test_one_partner_alone_is_still_told_apart_by_external_id(api) -> None:
     """Two rides at one instant from one provider are two records (externalId decides), as before."""
     account = await consenting_account(api, providers=TRAVEL)

@@ -94,6 +94,21 @@ async def test_small_account_counts_are_suppressed(api, database) -> None:
         assert (shown is None) if 0 < n < 5 else int(shown) == n
 
 
+async def test_guest_and_bank_linked_are_suppressed_together(api) -> None:
+    """Six guests and two bank-linked: the two would be the opened count minus the guests."""
+    for _ in range(6):
+        await open_account(api, app="guizhou-app")
+    for n in range(2):
+        await open_account(api, app="guizhou-app", kind="BANK_LINKED", bank=f"622202020000{n:04d}")
+    period = {"from": _day(364).isoformat(), "to": _day(-1).isoformat(), "g": "MONTH"}
+    data = (await api.query(QUERY, as_="regulator", variables=period))["crossCityDashboard"]
+    for figures in [*data["cities"], data["totals"]]:
+        assert (figures["guestAccounts"] is None) == (figures["bankLinkedAccounts"] is None), figures
+    guizhou = next(city for city in data["cities"] if city["tenant"]["slug"] == "guizhou")
+    if int(guizhou["accountsOpened"]) == 8:  # nothing else opened there: the pair is hidden
+        assert guizhou["guestAccounts"] is None and guizhou["bankLinkedAccounts"] is None
+
+
 async def _opened(database, slug: str, period: dict) -> int:
     async with database.transaction(TenantScope.for_tenant(tenant_id_for(slug))) as session:
         return int(await session.scalar(text("""

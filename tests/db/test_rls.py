@@ -40,7 +40,7 @@ async def test_every_table_has_forced_rls_and_both_policies(database) -> None:
     assert len(rows) == len(tables)
     regulator_readable = {"tenants", "tenant_config_versions", "behavior_rules", "issuers", "rewards",
                           "ledger_daily_rollups", "account_daily_rollups", "active_account_rollups",
-                          "active_account_links", "market_lots", "market_retirements"}  # aggregates, no personal data
+                          "active_account_links", "market_lots"}  # aggregates, no personal data
     for row in rows:
         assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
         expected = ["regulator_read", "tenant_isolation"] if row["relname"] in regulator_readable else ["tenant_isolation"]
@@ -141,10 +141,10 @@ async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, d
     await submit(api, "wuhan-tong", [record(account_id, "shared_bike", 20, local_time(5))])  # a market lot:
     day = (datetime.now(SHANGHAI) - timedelta(days=5)).date().isoformat()
     lot = (await api.query(f"""mutation {{ issueMarketLot(input: {{tenant: "wuhan", periodFrom: "{day}",
-        periodTo: "{day}"}}) {{ lot {{ id }} }} }}""", as_="wuhan-admin"))["issueMarketLot"]["lot"]["id"]
+        periodTo: "{day}", idempotencyKey: "rls"}}) {{ lot {{ id }} }} }}""", as_="wuhan-admin"))["issueMarketLot"]["lot"]["id"]
     for step in (f'listMarketLot(input: {{lotId: "{lot}", venue: "v"}})',
                  f'sellMarketLot(input: {{lotId: "{lot}", buyer: "b", priceYuan: "1"}})',
-                 f'retireCredits(input: {{lotId: "{lot}", kilograms: 1, beneficiary: "b", reason: "r"}})'):
+                 f'retireCredits(input: {{lotId: "{lot}", kilograms: 1, beneficiary: "b", reason: "r", idempotencyKey: "k"}})'):
         assert (await api.query(f"mutation {{ {step} {{ userErrors {{ code }} }} }}", as_="wuhan-admin"))
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:  # a ledger checkpoint
         assert await checkpoint(session, WUHAN, load_signer(settings), datetime.now(UTC)) is not None

@@ -88,6 +88,18 @@ async def test_a_consistently_rewritten_chain_is_caught_by_the_signed_checkpoint
             result = _verify(database_target)
             assert result.returncode == 1 and "chain_hashes_match" not in result.stdout, result.stdout
             assert f"checkpoints_hold: checkpoint {sealed['wuhan'].number} the sealed entries changed" in result.stdout
+            # Deleting the checkpoint too (and unsealing its entries) hides the rewrite from the database
+            # alone; the root published when it was taken (an anchor) does not go away.
+            anchor = f"wuhan:{sealed['wuhan'].number}:{sealed['wuhan'].root.hex()}"
+            async with owner.transaction():
+                await owner.execute("UPDATE ledger_chain SET checkpoint_number = NULL WHERE checkpoint_number >= $1 "
+                                    "AND tenant_id = $2", sealed["wuhan"].number, WUHAN)
+                await owner.execute("DELETE FROM ledger_checkpoints WHERE number >= $1 AND tenant_id = $2",
+                                    sealed["wuhan"].number, WUHAN)
+            hidden = _verify(database_target)
+            assert "checkpoints_hold" not in hidden.stdout
+            anchored = _verify(database_target, "--anchor", anchor)
+            assert anchored.returncode == 1 and "the published root is missing" in anchored.stdout, anchored.stdout
         finally:
             await owner.execute("UPDATE ledger_transactions SET points = points - 5 WHERE id = $1",
                                 first["transaction_id"])
@@ -172,3 +184,54 @@ def test_a_bad_signing_key_is_refused(key: str) -> None:
 
     with pytest.raises(ConfigError):
         load_signer(Settings(signing_key=_secret(key)))
+
+
+async def test_the_migration_backfill_chains_an_existing_ledger(committed_api, database_target) -> None:
+    await _rides(committed_api, 3)
+    from importlib import import_module
+
+    backfill = import_module("app.db.migrations.versions.0017_ledger_hash_chain").BACKFILL
+    owner = await _owner(database_target)
+    try:
+        rebuilding = owner.transaction()  # the chain dropped and rebuilt as the migration would, rolled back
+        await rebuilding.start()
+        try:
+            before = await owner.fetchval("SELECT count(*) FROM ledger_chain")
+            await owner.execute("DELETE FROM ledger_chain")
+            await owner.execute(backfill)
+            assert await owner.fetchval("SELECT count(*) FROM ledger_chain") == before > 0
+            for check in ("chain_hashes_match", "chain_links_intact", "every_transaction_chained"):
+                assert await owner.fetch(_check(check).replace(
+                    "OR (c.checkpoint_number IS NOT NULL", "OR (false")) == [], check
+        finally:
+            await rebuilding.rollback()
+    finally:
+        await owner.close()
+
+
+async def test_a_posting_moved_to_another_account_is_caught(committed_api, database_target) -> None:
+    first, second = await _rides(committed_api, 1), await _rides(committed_api, 1)
+    owner = await _owner(database_target)
+    try:
+        from app.graphql.ids import from_global_id
+
+        moving = owner.transaction()
+        await moving.start()
+        try:
+            source = await owner.fetchrow(
+                "SELECT p.id, p.amount, la.asset FROM ledger_postings p JOIN ledger_accounts la ON la.id = "
+                "p.ledger_account_id WHERE la.account_id = $1 AND la.asset = 'CONTRIBUTION_MG'",
+                from_global_id(first)[1])
+            target = await owner.fetchval("SELECT id FROM ledger_accounts WHERE account_id = $1 AND asset = $2",
+                                          from_global_id(second)[1], source["asset"])
+            await owner.execute("UPDATE ledger_postings SET ledger_account_id = $1 WHERE id = $2", target, source["id"])
+            await owner.execute("UPDATE ledger_accounts SET balance = balance + $1 WHERE id = $2", source["amount"],
+                                target)
+            await owner.execute("UPDATE ledger_accounts SET balance = balance - $1 WHERE account_id = $2 AND "
+                                "asset = 'CONTRIBUTION_MG'", source["amount"], from_global_id(first)[1])
+            found = await owner.fetch(_check("postings_belong_to_their_transaction"))
+            assert [row[0] for row in found] == [str(source["id"])], found
+        finally:
+            await moving.rollback()
+    finally:
+        await owner.close()

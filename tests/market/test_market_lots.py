@@ -5,6 +5,7 @@ reversals; concurrent retirements; citizens see their lot; regulators see every 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -60,7 +61,8 @@ async def _verified_mg(database, pooled: bool | None = None) -> int:
 
 
 async def _issue(api, **period) -> dict:
-    return (await api.query(ISSUE, as_="wuhan-admin", variables={"i": PERIOD | period}))["issueMarketLot"]
+    key = {"idempotencyKey": uuid.uuid4().hex}
+    return (await api.query(ISSUE, as_="wuhan-admin", variables={"i": PERIOD | key | period}))["issueMarketLot"]
 
 
 async def _sold(api, lot_id: str) -> dict:
@@ -131,13 +133,14 @@ async def test_lifecycle_and_a_certificate_anyone_can_verify(api) -> None:
     await _rides(api, [20, 20, 20])
     lot = (await _issue(api))["lot"]
     early = await api.query(RETIRE, as_="wuhan-admin", variables={"i": {
-        "lotId": lot["id"], "kilograms": 1, "beneficiary": "x", "reason": "y"}})
+        "lotId": lot["id"], "kilograms": 1, "beneficiary": "x", "reason": "y", "idempotencyKey": "k0"}})
     assert [e["code"] for e in early["retireCredits"]["userErrors"]] == ["WRONG_STATUS"]  # not sold yet
     sold = await _sold(api, lot["id"])
     assert (sold["status"], sold["buyer"], sold["priceYuan"], sold["venue"]) == (
         "SOLD", "Wuhan Steel Co.", "1234.50", "Hubei Carbon Emission Exchange")
     done = (await api.query(RETIRE, as_="wuhan-admin", variables={"i": {
-        "lotId": lot["id"], "kilograms": 2, "beneficiary": "Wuhan Marathon 2026", "reason": "event offset"}}))
+        "lotId": lot["id"], "kilograms": 2, "beneficiary": "Wuhan Marathon 2026", "reason": "event offset",
+        "idempotencyKey": "marathon"}}))
     certificate = done["retireCredits"]["certificate"]
     assert done["retireCredits"]["userErrors"] == [] and certificate["kilograms"] == 2
     assert certificate["serialFrom"] == lot["serialFrom"] and certificate["document"]["lot"] == lot["number"]
@@ -148,10 +151,10 @@ async def test_lifecycle_and_a_certificate_anyone_can_verify(api) -> None:
     assert not verify(public, forged, certificate["signature"])
     rest = int(done["retireCredits"]["lot"]["availableKilograms"])
     too_many = await api.query(RETIRE, as_="wuhan-admin", variables={"i": {
-        "lotId": lot["id"], "kilograms": rest + 1, "beneficiary": "b", "reason": "r"}})
+        "lotId": lot["id"], "kilograms": rest + 1, "beneficiary": "b", "reason": "r", "idempotencyKey": "too-many"}})
     assert [e["code"] for e in too_many["retireCredits"]["userErrors"]] == ["NOT_ENOUGH_CREDITS"]
     final = await api.query(RETIRE, as_="wuhan-admin", variables={"i": {
-        "lotId": lot["id"], "kilograms": rest, "beneficiary": "b", "reason": "r"}})
+        "lotId": lot["id"], "kilograms": rest, "beneficiary": "b", "reason": "r", "idempotencyKey": "rest"}})
     assert final["retireCredits"]["lot"]["status"] == "RETIRED"
     assert final["retireCredits"]["certificate"]["serialTo"] == lot["serialTo"]
 
@@ -202,7 +205,7 @@ async def test_concurrent_retirements_never_exceed_the_lot(committed_api, databa
     lot = await _sold(api, issued["lot"]["id"])
     available = int(lot["availableKilograms"])
     results = await asyncio.gather(*(api.query(RETIRE, as_="wuhan-admin", variables={"i": {
-        "lotId": lot["id"], "kilograms": 1, "beneficiary": f"b{i}", "reason": "r"}}) for i in range(available + 4)))
+        "lotId": lot["id"], "kilograms": 1, "beneficiary": f"b{i}", "reason": "r", "idempotencyKey": f"c{i}"}}) for i in range(available + 4)))
     done = [r["retireCredits"]["certificate"] for r in results if r["retireCredits"]["certificate"]]
     refused = [r["retireCredits"]["userErrors"][0]["code"] for r in results if r["retireCredits"]["userErrors"]]
     assert len(done) == available and refused == ["NOT_ENOUGH_CREDITS"] * 4
@@ -215,3 +218,31 @@ async def test_concurrent_retirements_never_exceed_the_lot(committed_api, databa
         assert row is not None and row["status"] == "RETIRED"
     finally:
         await owner.close()
+
+
+async def test_replays_return_the_first_result(api) -> None:
+    await _rides(api, [20, 20, 20])
+    first = await _issue(api, idempotencyKey="lot-nov")
+    again = await _issue(api, idempotencyKey="lot-nov")
+    assert again["lot"] == first["lot"] and again["userErrors"] == []
+    other = await _issue(api, idempotencyKey="lot-nov", periodFrom=_day(5))
+    assert [e["code"] for e in other["userErrors"]] == ["IDEMPOTENCY_CONFLICT"]
+    lot = await _sold(api, first["lot"]["id"])
+    retire = {"lotId": lot["id"], "kilograms": 1, "beneficiary": "Wuhan Metro", "reason": "offset", "idempotencyKey": "r1"}
+    one = (await api.query(RETIRE, as_="wuhan-admin", variables={"i": retire}))["retireCredits"]
+    two = (await api.query(RETIRE, as_="wuhan-admin", variables={"i": retire}))["retireCredits"]
+    assert two["certificate"] == one["certificate"] and two["lot"]["retiredKilograms"] == 1
+    changed = (await api.query(RETIRE, as_="wuhan-admin", variables={"i": retire | {"kilograms": 2}}))["retireCredits"]
+    assert [e["code"] for e in changed["userErrors"]] == ["IDEMPOTENCY_CONFLICT"]
+
+
+@pytest.mark.parametrize("price", ["1e30", "-1", "1.001", "NaN"])
+async def test_bad_prices_are_typed_errors(api, price) -> None:
+    await _rides(api, [20, 20])
+    lot = (await _issue(api))["lot"]
+    await api.query(LIST, as_="wuhan-admin", variables={"i": {"lotId": lot["id"], "venue": "v"}})
+    body = (await api.post(SELL, as_="wuhan-admin", variables={"i": {"lotId": lot["id"], "buyer": "b",
+                                                                      "priceYuan": price}})).json()
+    codes = [e["code"] for e in (body.get("data") or {}).get("sellMarketLot", {}).get("userErrors", [])] or [
+        e["extensions"]["code"] for e in body.get("errors", [])]
+    assert codes in (["INVALID_INPUT"], ["BAD_USER_INPUT"]), body

@@ -32,9 +32,13 @@ def upgrade() -> None:
                           ["tenant_id", "id"])
     op.create_index("ix_behavior_rejections_duplicates", "behavior_rejections", ["tenant_id", "received_at", "id"],
                     postgresql_where=sa.text("duplicate_of_record_id IS NOT NULL"))
+    op.create_index("ix_behavior_rejections_duplicate_of", "behavior_rejections",
+                    ["tenant_id", "duplicate_of_record_id", "provider_issuer_id"],
+                    postgresql_where=sa.text("duplicate_of_record_id IS NOT NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_behavior_rejections_duplicate_of", table_name="behavior_rejections")
     op.drop_index("ix_behavior_rejections_duplicates", table_name="behavior_rejections")
     op.drop_constraint("behavior_rejections_tenant_id_duplicate_of_record_id_fkey", "behavior_rejections",
                        type_="foreignkey")

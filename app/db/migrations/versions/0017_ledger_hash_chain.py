@@ -107,22 +107,51 @@ END
 $fn$
 """
 
+# Existing transactions, chained in one ordered pass (linear in the ledger's size), inserted in batches.
 BACKFILL = f"""
-WITH RECURSIVE ordered AS (
-    SELECT t, t.tenant_id, coalesce(t.account_id, t.tenant_id) AS chain_key,
-           row_number() OVER (PARTITION BY t.tenant_id, coalesce(t.account_id, t.tenant_id)
-                              ORDER BY t.posted_at, t.occurred_at, t.id) AS seq
-      FROM ledger_transactions t
-), chained AS (
-    SELECT (o.t).id AS transaction_id, o.tenant_id, o.chain_key, o.seq, {GENESIS} AS prev_hash,
-           carbon_ledger_digest({GENESIS}, o.t) AS hash
-      FROM ordered o WHERE o.seq = 1
-    UNION ALL
-    SELECT (o.t).id, o.tenant_id, o.chain_key, o.seq, c.hash, carbon_ledger_digest(c.hash, o.t)
-      FROM chained c JOIN ordered o ON o.tenant_id = c.tenant_id AND o.chain_key = c.chain_key AND o.seq = c.seq + 1
-)
-INSERT INTO ledger_chain (transaction_id, tenant_id, chain_key, seq, prev_hash, hash)
-SELECT transaction_id, tenant_id, chain_key, seq, prev_hash, hash FROM chained
+DO $do$
+DECLARE
+    r record;
+    v_key uuid;
+    v_tenant uuid;
+    v_seq bigint;
+    v_prev bytea;
+    v_hash bytea;
+    s_tx uuid[] := '{{}}';
+    s_tenant uuid[] := '{{}}';
+    s_key uuid[] := '{{}}';
+    s_seq bigint[] := '{{}}';
+    s_prev bytea[] := '{{}}';
+    s_hash bytea[] := '{{}}';
+BEGIN
+    FOR r IN SELECT t AS tx, coalesce(t.account_id, t.tenant_id) AS chain_key FROM ledger_transactions t
+              ORDER BY t.tenant_id, coalesce(t.account_id, t.tenant_id), t.posted_at, t.occurred_at, t.id
+    LOOP
+        IF v_key IS DISTINCT FROM r.chain_key OR v_tenant IS DISTINCT FROM (r.tx).tenant_id THEN
+            v_key := r.chain_key;
+            v_tenant := (r.tx).tenant_id;
+            v_seq := 0;
+            v_prev := {GENESIS};
+        END IF;
+        v_seq := v_seq + 1;
+        v_hash := carbon_ledger_digest(v_prev, r.tx);
+        s_tx := s_tx || (r.tx).id;
+        s_tenant := s_tenant || v_tenant;
+        s_key := s_key || v_key;
+        s_seq := s_seq || v_seq;
+        s_prev := s_prev || v_prev;
+        s_hash := s_hash || v_hash;
+        v_prev := v_hash;
+        IF cardinality(s_tx) >= 10000 THEN
+            INSERT INTO ledger_chain (transaction_id, tenant_id, chain_key, seq, prev_hash, hash)
+            SELECT * FROM unnest(s_tx, s_tenant, s_key, s_seq, s_prev, s_hash);
+            s_tx := '{{}}'; s_tenant := '{{}}'; s_key := '{{}}'; s_seq := '{{}}'; s_prev := '{{}}'; s_hash := '{{}}';
+        END IF;
+    END LOOP;
+    INSERT INTO ledger_chain (transaction_id, tenant_id, chain_key, seq, prev_hash, hash)
+    SELECT * FROM unnest(s_tx, s_tenant, s_key, s_seq, s_prev, s_hash);
+END
+$do$
 """
 
 
@@ -166,13 +195,9 @@ def upgrade() -> None:
     op.execute("CREATE TRIGGER ledger_hash_chain AFTER INSERT ON ledger_transactions REFERENCING NEW TABLE AS "
                "new_rows FOR EACH STATEMENT EXECUTE FUNCTION carbon_chain_ledger()")
     op.execute(BACKFILL)
-    # balance(at) and contribution(at) sum an account's postings up to a moment: one index range.
-    op.create_index("ix_ledger_postings_account_time", "ledger_postings", ["ledger_account_id", "posted_at"],
-                    postgresql_include=["amount"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ledger_postings_account_time", table_name="ledger_postings")
     op.execute("DROP TRIGGER IF EXISTS ledger_hash_chain ON ledger_transactions")
     op.execute("DROP FUNCTION IF EXISTS carbon_chain_ledger()")
     op.execute("DROP FUNCTION IF EXISTS carbon_ledger_digest(bytea, ledger_transactions)")

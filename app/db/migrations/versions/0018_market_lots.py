@@ -8,8 +8,9 @@ A milligram enters at most one lot, ever, by the database: `market_lot_records.r
 primary key, and a record's reduction is pooled whole (records are credited and reversed whole). Serial
 numbers are one per kilogram CO2e, consecutive per city across lots (`serial_start` unique; lot n
 starts where lot n−1 ends, checked by `verify-ledger`); the CHECKs keep every lot's books inside its
-serials and pooled milligrams. Lots and retirements are aggregates without personal data: regulators
-may read them; which records a lot holds is tenant-scoped.
+serials and pooled milligrams. Lots are aggregates without personal data: regulators may read them;
+which records a lot holds, and retirements (their beneficiaries), are the city's. Issuing and retiring
+are idempotent per key.
 """
 from typing import Sequence, Union
 
@@ -47,6 +48,7 @@ def upgrade() -> None:
         sa.Column("composition", postgresql.JSONB(), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("issued_by", sa.Text(), nullable=False),
+        sa.Column("idempotency_key", sa.Text(), nullable=False),
         sa.Column("listed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("venue", sa.Text(), nullable=True),
         sa.Column("sold_at", sa.DateTime(timezone=True), nullable=True),
@@ -66,6 +68,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "id"),
         sa.UniqueConstraint("tenant_id", "number"),
         sa.UniqueConstraint("tenant_id", "serial_start"),
+        sa.UniqueConstraint("tenant_id", "idempotency_key"),
     )
     op.create_table(
         "market_lot_records",
@@ -75,10 +78,13 @@ def upgrade() -> None:
         sa.Column("reduction_mg", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("reduction_mg > 0", name="reduction_positive"),
         sa.ForeignKeyConstraint(["tenant_id", "record_id"], ["behavior_records.tenant_id", "behavior_records.id"]),
-        sa.ForeignKeyConstraint(["tenant_id", "lot_id"], ["market_lots.tenant_id", "market_lots.id"]),
+        # Deferred: a lot's records are pooled first (one INSERT ... SELECT), then the lot is written.
+        sa.ForeignKeyConstraint(["tenant_id", "lot_id"], ["market_lots.tenant_id", "market_lots.id"],
+                                deferrable=True, initially="DEFERRED"),
         sa.PrimaryKeyConstraint("record_id"),
     )
     op.create_index("ix_market_lot_records_lot", "market_lot_records", ["tenant_id", "lot_id"])
+
     op.create_table(
         "market_retirements",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -92,17 +98,21 @@ def upgrade() -> None:
         sa.Column("by_client", sa.Text(), nullable=False),
         sa.Column("document", postgresql.JSONB(), nullable=False),
         sa.Column("signature", sa.Text(), nullable=False),
+        sa.Column("idempotency_key", sa.Text(), nullable=False),
+        sa.Column("request_hash", sa.Text(), nullable=False),
         sa.CheckConstraint("kilograms > 0", name="kilograms_positive"),
         sa.ForeignKeyConstraint(["tenant_id", "lot_id"], ["market_lots.tenant_id", "market_lots.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tenant_id", "serial_from"),
+        sa.UniqueConstraint("tenant_id", "idempotency_key"),
     )
     op.create_index("ix_market_retirements_lot", "market_retirements", ["tenant_id", "lot_id", "retired_at"])
     for statement in protect_tenant_table("market_lots", app_privileges="SELECT, INSERT, UPDATE", regulator_read=True):
         op.execute(statement)
     for statement in protect_tenant_table("market_lot_records", app_privileges="SELECT, INSERT"):
         op.execute(statement)
-    for statement in protect_tenant_table("market_retirements", app_privileges="SELECT, INSERT", regulator_read=True):
+    # Retirements name beneficiaries (possibly people): the city's only. Regulators see the lots' totals.
+    for statement in protect_tenant_table("market_retirements", app_privileges="SELECT, INSERT"):
         op.execute(statement)
 
 
