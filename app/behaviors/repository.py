@@ -200,3 +200,21 @@ async def log_rejections(session: AsyncSession, tenant_id: uuid.UUID, provider_i
         """), {"t": tenant_id, "p": provider_id, "received": received_at,
                "external": [r[0] for r in rejections], "account": [r[1] for r in rejections],
                "behavior": [r[2] for r in rejections], "code": [r[3] for r in rejections]})
+
+
+async def records_by_id(session: AsyncSession, provider_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's accepted records among `ids`, with what their outcome reports."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, status, reduction_mg, points, occurred_at, received_at, "
+        "reversed_at FROM behavior_records WHERE id = ANY(:ids) AND provider_issuer_id = :p"),
+        {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}
+
+
+async def rejections_by_id(session: AsyncSession, provider_id: uuid.UUID,
+                           ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's rejected records among `ids`."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, code, received_at FROM behavior_rejections "
+        "WHERE id = ANY(:ids) AND provider_issuer_id = :p"), {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}

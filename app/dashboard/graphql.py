@@ -177,6 +177,15 @@ async def _categories(info: Info[Context, None], views: list[TenantView]) -> dic
     return {view.id: {rule.code: rule.category for rule in found} for view, found in zip(views, rules, strict=True)}
 
 
+def figures(view: TenantView, head: dict[str, int]) -> DashboardFigures:
+    """A city's headline figures from `repository.headline`'s row for it."""
+    return DashboardFigures(
+        accounts_opened=Long(head["opened"]), guest_accounts=Long(head["opened_total"] - head["bank_linked"]),
+        bank_linked_accounts=Long(head["bank_linked"]), reduction_grams=_grams(head["reduction_mg"]),
+        points_issued=_points(head["issued"], view), points_redeemed=_points(head["redeemed"], view),
+        points_expired=_points(head["expired"], view), points_outstanding=_points(head["outstanding"], view))
+
+
 def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: list[dict], categories: dict[str, str],
           minimum: int) -> CityDashboard:
     behaviors: dict[str, list[int]] = {}
