@@ -1,8 +1,9 @@
-"""The generated isolation matrix: every root query and mutation, as every role, against objects of the
-caller's own city (Wuhan) and of another city (Beijing), with exactly one allowed outcome for each.
+"""The generated isolation matrix: every root query, mutation and subscription, as every role, against
+objects of the caller's own city (Wuhan) and of another city (Beijing), with exactly one allowed outcome
+for each.
 
-Outcomes: OK (the operation did its work), HIDDEN (null, an empty list, or a *_NOT_FOUND user error:
-the object is as if it did not exist), FORBIDDEN (the role may not call the field, or, for openAccount,
+Outcomes: OK (the operation did its work), HIDDEN (null, an empty list, a *_NOT_FOUND user error or, for a
+subscription, error or an event that never comes: the object is as if it did not exist), FORBIDDEN (the role may not call the field, or, for openAccount,
 not for that city). A root field
 missing from the walk fails the test, as does a root field without a declared permission
 (test_permissions_declared). Afterwards the other city's objects are checked to be unchanged.
