@@ -33,7 +33,6 @@ class Listener:
         self.backoff = backoff
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connection: asyncpg.Connection | None = None
 
     async def start(self, wait_seconds: float = 10.0) -> None:
         """Start listening; waits up to `wait_seconds` for the first LISTEN (it keeps trying after that)."""
@@ -54,20 +53,20 @@ class Listener:
         while True:
             try:
                 await self._listen()
-                delay = self.backoff[0]  # it was up: start the backoff again
+                log.warning("live_listener_lost")
             except Exception as error:  # any failure: the listener keeps trying, it never dies
-                log.warning("live_listener_failed", error=type(error).__name__, retry_in_s=round(delay, 2))
-            if self.listening.is_set():
+                log.warning("live_listener_failed", error=type(error).__name__)
+            if self.listening.is_set():  # it was up: its subscribers may have missed events
                 self.listening.clear()
                 LISTENING.set(0)
                 self.hub.listening_lost()
+                delay = self.backoff[0]
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.backoff[1])
 
     async def _listen(self) -> None:
         connection = await asyncpg.connect(**self.connect_kwargs, timeout=10,
                                            server_settings={"application_name": "carbon-inclusive-live"})
-        self._connection = connection
         lost = asyncio.get_running_loop().create_future()
         connection.add_termination_listener(lambda _: lost.done() or lost.set_result(None))
         try:
@@ -81,7 +80,6 @@ class Listener:
                 if not done:
                     await connection.fetchval("SELECT 1", timeout=self.probe_seconds)
         finally:
-            self._connection = None
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
 

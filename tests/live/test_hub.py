@@ -7,6 +7,7 @@ import uuid
 from contextlib import aclosing
 
 from app.live.hub import TRY_AGAIN_LATER, Hub
+from app.live.listener import Listener
 from app.live.notices import AccountEventsNotice, LedgerNotice, OutcomeNotice, parse
 
 WUHAN, BEIJING = uuid.uuid4(), uuid.uuid4()
@@ -92,6 +93,18 @@ async def test_a_listener_outage_disconnects_every_subscriber() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_listener_that_cannot_connect_keeps_trying_and_stops_cleanly() -> None:
+    from bench.common import free_port
+
+    hub = Hub()
+    listener = Listener({"host": "127.0.0.1", "port": free_port(), "user": "nobody"}, hub, backoff=(0.01, 0.02))
+    await listener.start(wait_seconds=0.3)  # start-up does not wait longer than this
+    assert not listener.listening.is_set()
+    assert listener._task is not None and not listener._task.done()  # still trying
+    await listener.stop()
+    assert listener._task is None
 
 
 def test_notices_parse_and_bad_ones_are_dropped() -> None:
