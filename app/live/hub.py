@@ -138,10 +138,13 @@ class Hub:
     # ----------------------------------------------------------------------------------- delivery
 
     def dispatch(self, payload: str) -> None:
-        """Deliver one notification's payload (the listener's callback; never raises)."""
-        notice = parse(payload)
-        if notice is not None:
-            NOTICES.labels(type(notice).__name__).inc()
+        """Deliver one notification's payload (the listener's callback; never raises). Every process gets
+        every city's notifications: those nobody here could want are not even parsed."""
+        kind = payload[:1]
+        NOTICES.labels(kind or "?").inc()
+        wanted = (bool(self._accounts or self._dashboards) if kind == "L" else bool(self._providers)
+                  if kind in ("R", "J", "V") else bool(self._dashboards) if kind == "A" else True)
+        if wanted and (notice := parse(payload)) is not None:
             self.deliver(notice)
 
     def deliver(self, notice: Notice) -> None:

@@ -48,6 +48,17 @@ async def test_each_subscriber_gets_only_its_own_account_provider_and_cities() -
     assert list(hub.subscribers()) == [] and drop == []
 
 
+async def test_payloads_as_the_triggers_send_them_are_dispatched() -> None:
+    hub = Hub()
+    account, transaction = uuid.uuid4(), uuid.uuid4()
+    hub.dispatch(f"L|{WUHAN}|REDEMPTION|{account}:{transaction}")  # nobody subscribed: dropped unparsed
+    async with aclosing(hub.account_activity(WUHAN, account, Disconnects())) as activity:
+        first = await _started(activity)
+        hub.dispatch("L|garbage")  # logged and dropped, never raised
+        hub.dispatch(f"L|{WUHAN}|REDEMPTION,DONATION|{uuid.uuid4()}:{uuid.uuid4()},{account}:{transaction}")
+        assert await asyncio.wait_for(first, 5) == [transaction]
+
+
 async def test_a_slow_consumer_is_disconnected_not_buffered() -> None:
     hub = Hub(queue_size=3)
     account, drop = uuid.uuid4(), Disconnects()
