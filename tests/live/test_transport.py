@@ -12,8 +12,7 @@ from httpx import ASGITransport, AsyncClient
 from app.graphql.ids import from_global_id
 from app.main import create_app
 from tests.conftest import make_test_settings
-from tests.factories import consenting_account, local_time, record, submit
-from tests.graphql.test_trusted_documents import _register
+from tests.factories import consenting_account, local_time, record, register_document, submit
 from tests.live.inprocess import city_notice, ledger_notice, started, subscription_body, subscriptions
 from tests.live.wsclient import AsgiClient
 
@@ -78,7 +77,7 @@ async def test_a_trusted_documents_only_client_subscribes_by_id(api, database) -
         await client.send({"type": "subscribe", "id": "unknown", "payload": {"documentId": "sha256:" + "0" * 64}})
         assert await client.error_codes("unknown") == ["PERSISTED_QUERY_NOT_FOUND"]
         text = f"subscription Ticks{uuid.uuid4().hex} {{ dashboardTick {{ tenant {{ slug }} }} }}"
-        document = await _register(database, "shanghai", text)
+        document = await register_document(database, "shanghai", text)
         hub = api.app.state.live_hub
         before = subscriptions(hub)
         await client.send({"type": "subscribe", "id": "known", "payload": {"documentId": f"sha256:{document.sha256}"}})
