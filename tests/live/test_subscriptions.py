@@ -27,7 +27,7 @@ from tests.conftest import Api
 from tests.factories import consenting_account, earn, local_time, recent, record, redeem, submit
 from tests.live.wsclient import SocketClient
 
-ENV = {"CARBON_WEBSOCKET_INIT_TIMEOUT_SECONDS": "1", "CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS": "3",
+ENV = {"CARBON_WEBSOCKET_INIT_TIMEOUT_SECONDS": "3", "CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS": "3",
        "CARBON_EXPIRY_INTERVAL_SECONDS": "0"}
 ACTIVITY = """subscription($a: ID!) { accountActivity(accountId: $a) {
     entries { kind status reductionGrams points behavior { code } recordId redemptionId }
@@ -220,7 +220,7 @@ async def test_connections_without_a_valid_token_are_closed_4403_with_nothing_se
     token = registry.issue("wuhan-app", 600)
     async with SocketClient(a.ws_url, headers={"Authorization": f"Bearer {token}"}) as client:
         assert await client.init(None) == {"type": "connection_ack"}  # the upgrade request's header
-    async with SocketClient(a.ws_url) as client:  # no connection_init within the timeout (1 s here)
+    async with SocketClient(a.ws_url) as client:  # no connection_init within the timeout (3 s here)
         assert (await client.closed(timeout=10)).code == 4408
     async with SocketClient(a.ws_url) as client:
         await client.subscribe("early", TICKS)

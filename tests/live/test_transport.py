@@ -88,7 +88,7 @@ async def test_a_trusted_documents_only_client_subscribes_by_id(api, database) -
 
 async def test_a_connection_closes_when_its_token_expires(api) -> None:
     async with AsgiClient(api.app) as client:
-        assert (await client.init(api.registry.issue("regulator", 1)))["type"] == "connection_ack"
+        assert (await client.init(api.registry.issue("regulator", 2)))["type"] == "connection_ack"  # 1 to 2 s left
         await client.subscribe("1", TICK)
         closed = await client.closed(timeout=10)
     assert closed.code == 4403 and "expired" in closed.reason
