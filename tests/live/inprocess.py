@@ -56,13 +56,13 @@ async def started(client: AsgiClient, hub: Hub, before: int) -> bool:
 
 
 async def ledger_notice(database: Any, slug: str, account_id: uuid.UUID) -> LedgerNotice:
-    """A notice naming one of the account's ledger transactions (as its commit would have sent)."""
+    """A notice naming the account's ledger transactions (as their commits would have sent)."""
     tenant_id = tenant_id_for(slug)
     async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
-        transaction = (await session.execute(text(
-            "SELECT id, kind FROM ledger_transactions WHERE account_id = :a ORDER BY posted_at LIMIT 1"),
-            {"a": account_id})).one()
-    return LedgerNotice(tenant_id, frozenset({transaction.kind}), ((account_id, transaction.id),))
+        rows = (await session.execute(text("SELECT id, kind FROM ledger_transactions WHERE account_id = :a"),
+                                      {"a": account_id})).all()
+    assert rows, "the account has no ledger transaction"
+    return LedgerNotice(tenant_id, frozenset(row.kind for row in rows), tuple((account_id, row.id) for row in rows))
 
 
 async def record_notice(database: Any, slug: str, provider: str, record_id: uuid.UUID) -> OutcomeNotice:

@@ -13,6 +13,7 @@ from app.graphql.ids import from_global_id
 from app.main import create_app
 from tests.conftest import make_test_settings
 from tests.factories import consenting_account, local_time, record, register_document, submit
+from tests.graphql.test_query_counts import count_queries
 from tests.live.inprocess import city_notice, ledger_notice, started, subscription_body, subscriptions
 from tests.live.wsclient import AsgiClient
 
@@ -53,6 +54,22 @@ async def test_an_event_is_read_under_the_subscribers_scope(api, database) -> No
         "entries": [{"kind": "BEHAVIOR_CREDIT", "status": "CREDITED", "reductionGrams": "80", "points": "8",
                      "behavior": {"code": "bus"}, "recordId": results[0]["recordId"]}],
         "account": {"balance": {"amount": "8"}}}}, "extensions": body.get("extensions")}
+
+
+async def test_an_events_statements_do_not_grow_with_its_entries(api, database) -> None:
+    document = """subscription($a: ID!) { accountActivity(accountId: $a) {
+        entries { kind points behavior { code name } }
+        account { balance { amount unit { name } } today { behavior { code } creditedGrams } } } }"""
+    counted = []
+    for rides in (1, 6):
+        account = await consenting_account(api)
+        await submit(api, "wuhan-tong", [record(account, "bus", 1, local_time(1, 7, minute)) for minute in range(rides)])
+        notice = await ledger_notice(database, "wuhan", _uuid(account))
+        with count_queries(database) as statements:
+            body = await subscription_body(api, document, as_="wuhan-app", variables={"a": account}, notices=[notice])
+        assert len(body["data"]["accountActivity"]["entries"]) == rides
+        counted.append(statements)
+    assert len(counted[0]) == len(counted[1]), counted
 
 
 async def test_the_rate_limit_applies_at_subscribe(database, registry) -> None:
