@@ -98,17 +98,17 @@ class EventExecutor(StrawberryGraphQLCoreExecutionContext):
     subscriber's tenant scope, which ends (rolled back: events only read) before the result is sent,
     so a slow client never holds a database connection. Other operations execute unchanged."""
 
-    event = False
+    is_event = False  # set on the per-event copies
 
     def build_per_event_executor(self, payload: Any) -> EventExecutor:
         executor = super().build_per_event_executor(payload)
         if isinstance(self.context_value, Context):
             executor.context_value = self.context_value.for_event()
-            executor.event = True
+            executor.is_event = True
         return executor  # type: ignore[return-value]
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        if not self.event:
+        if not self.is_event:
             return super().execute_operation(serially)
         return self._in_unit_of_work(super().execute_operation, serially)
 
