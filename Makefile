@@ -15,6 +15,7 @@ help:
 	@echo "make schema  regenerate schema.graphql from the code"
 	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
 	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions (prints b/a, target >= 0.5)"
+	@echo "make bench-notify  what the live-update NOTIFY triggers cost writes, triggers off vs on"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (found " + sys.version.split()[0] + "); set PYTHON=/path/to/python3.11")'
@@ -48,3 +49,7 @@ bench-redeem: install
 .PHONY: fuzz
 fuzz: install  ## property-based fuzz of the whole schema, long form (FUZZ_EXAMPLES per role and kind)
 	CARBON_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),400) $(BIN)/python -m pytest tests/test_fuzz.py -q
+
+.PHONY: bench-notify
+bench-notify: install  ## what the live-update NOTIFY triggers cost writes (ADR 0012)
+	$(BIN)/python bench/notify.py

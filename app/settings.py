@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
     rate_limit_per_second: float = Field(default=200, ge=0)
     rate_limit_burst: float = Field(default=400, ge=1)
+    # Live updates (graphql-transport-ws on /graphql, ADR 0012).
+    websocket_max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    websocket_init_timeout_seconds: float = Field(default=10, gt=0)
+    # Browser pages of other origins allowed to open the websocket ("*": any); no Origin (non-browser
+    # clients) and same-origin pages are always allowed.
+    websocket_allowed_origins: list[str] = Field(default_factory=list)
+    live_queue_size: int = Field(default=256, ge=1)
+    live_dashboard_interval_seconds: float = Field(default=1.0, gt=0)
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).
     expiry_interval_seconds: float = Field(default=3600, ge=0)
     # `serve` loads the configuration files at start-up (development default). In production, publish

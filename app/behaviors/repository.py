@@ -269,3 +269,21 @@ async def cross_provider_duplicates(session: AsyncSession, tenant_id: uuid.UUID,
          ORDER BY j.received_at DESC, j.id DESC LIMIT :limit
     """), {"t": tenant_id, "limit": limit, **({"after_at": after[0], "after_id": after[1]} if after else {})})
     return [dict(row) for row in rows.mappings()]
+
+
+async def records_by_id(session: AsyncSession, provider_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's accepted records among `ids`, with what their outcome reports."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, status, reduction_mg, points, occurred_at, received_at, "
+        "reversed_at FROM behavior_records WHERE id = ANY(:ids) AND provider_issuer_id = :p"),
+        {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}
+
+
+async def rejections_by_id(session: AsyncSession, provider_id: uuid.UUID,
+                           ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's rejected records among `ids`."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, code, received_at FROM behavior_rejections "
+        "WHERE id = ANY(:ids) AND provider_issuer_id = :p"), {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}

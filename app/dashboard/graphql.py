@@ -225,6 +225,16 @@ async def _categories(info: Info[Context, None], views: list[TenantView]) -> dic
     return {view.id: {rule.code: rule.category for rule in found} for view, found in zip(views, rules, strict=True)}
 
 
+def figures(view: TenantView, head: dict[str, int]) -> DashboardFigures:
+    """A city's headline figures from `repository.headline`'s row for it, small groups suppressed."""
+    minimum = get_settings().dashboard_min_group_size
+    return DashboardFigures(
+        **_paired({field: _count(value, minimum) for field, value in _counts(head).items()}),
+        reduction_grams=_grams(head["reduction_mg"]),
+        points_issued=_points(head["issued"], view), points_redeemed=_points(head["redeemed"], view),
+        points_expired=_points(head["expired"], view), points_outstanding=_points(head["outstanding"], view))
+
+
 def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: list[dict], categories: dict[str, str],
           minimum: int, lots: list[dict]) -> CityDashboard:
     behaviors: dict[str, list[int]] = {}

@@ -7,12 +7,13 @@ request is ever seen by another.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,9 @@ from app.ledger.service import donation_account_code
 from app.ledger.signing import Signer
 from app.rewards import repository as rewards_repository
 from app.tenants.models import BehaviorRule, Issuer, Reward
+
+if TYPE_CHECKING:
+    from app.live.hub import Hub
 
 Language = Literal["en", "zh"]
 
@@ -244,6 +248,17 @@ class Context:
     language: Language = "en"
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _session: AsyncSession | None = None
+    # Resolvers still running that the unit of work waits for before it ends (UnitOfWork.resolve).
+    pending: set[asyncio.Future[object]] = field(default_factory=set)
+    # Live updates (app.live): the process's hub, and on a websocket, how to close the connection.
+    hub: Hub | None = None
+    disconnect: Callable[[int, str], None] | None = None
+
+    def for_event(self) -> Context:
+        """A fresh context for one subscription event (its own time, DataLoaders and unit of work), as
+        for one HTTP request of the same caller."""
+        return Context(request=self.request, response=None, principal=self.principal, database=self.database,
+                       hasher=self.hasher, language=self.language, hub=self.hub, disconnect=self.disconnect)
 
     @property
     def session(self) -> AsyncSession:

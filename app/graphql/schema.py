@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
-from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
+from app.graphql.extensions import EventExecutor, MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
@@ -28,6 +28,7 @@ from app.rewards.graphql import Entitlement, Redemption, RewardMutations, Reward
 from app.dashboard.graphql import DashboardQuery
 from app.market.graphql import MarketMutations, MarketQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
+from app.live.graphql import Subscription
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
@@ -62,6 +63,9 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
+        # Each subscription event in its own unit of work under the subscriber's scope (others unchanged).
+        execution_context_class=EventExecutor,
         types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent, Redemption, Entitlement],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[

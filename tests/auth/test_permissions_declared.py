@@ -39,12 +39,15 @@ DECLARED = {
     "Mutation.listMarketLot": {"TENANT_ADMIN"},
     "Mutation.sellMarketLot": {"TENANT_ADMIN"},
     "Mutation.retireCredits": {"TENANT_ADMIN"},
+    "Subscription.accountActivity": {"CITY_APP", "TENANT_ADMIN"},
+    "Subscription.behaviorOutcomes": {"PARTNER"},
+    "Subscription.dashboardTick": {"REGULATOR", "CITY_APP", "TENANT_ADMIN"},
 }
 
 
 def _root_fields() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    for type_name in ("Query", "Mutation"):
+    for type_name in ("Query", "Mutation", "Subscription"):
         definition = schema.get_type_by_name(type_name)
         for field in definition.fields:
             roles: set[str] = set()

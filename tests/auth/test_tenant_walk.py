@@ -1,8 +1,9 @@
-"""The generated isolation matrix: every root query and mutation, as every role, against objects of the
-caller's own city (Wuhan) and of another city (Beijing), with exactly one allowed outcome for each.
+"""The generated isolation matrix: every root query, mutation and subscription, as every role, against
+objects of the caller's own city (Wuhan) and of another city (Beijing), with exactly one allowed outcome
+for each.
 
-Outcomes: OK (the operation did its work), HIDDEN (null, an empty list, or a *_NOT_FOUND user error:
-the object is as if it did not exist), FORBIDDEN (the role may not call the field, or, for openAccount,
+Outcomes: OK (the operation did its work), HIDDEN (null, an empty list, a *_NOT_FOUND user error or, for a
+subscription, error or an event that never comes: the object is as if it did not exist), FORBIDDEN (the role may not call the field, or, for openAccount,
 not for that city). A root field
 missing from the walk fails the test, as does a root field without a declared permission
 (test_permissions_declared). Afterwards the other city's objects are checked to be unchanged.
@@ -26,6 +27,7 @@ from app.tenants.models import tenant_id_for
 
 from tests.auth.test_permissions_declared import DECLARED
 from tests.factories import SHANGHAI, consenting_account, local_time, make_reward, record, redeem, submit
+from tests.live.inprocess import city_notice, ledger_notice, record_notice, subscription_body
 
 OK, HIDDEN, FORBIDDEN = "OK", "HIDDEN", "FORBIDDEN"
 ROLES = ["CITY_APP", "PARTNER", "TENANT_ADMIN", "REGULATOR"]
@@ -130,6 +132,16 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
     ("entitlements", "Query.entitlements",
      "query($a: ID!) { entitlements(first: 10, accountId: $a) { edges { node { id } } } }",
      lambda o: {"a": o.entitled_account}, lambda data: OK if data["entitlements"]["edges"] else HIDDEN),
+    # Subscriptions run in process with the notices a commit would send (SUBSCRIPTION_NOTICES): the
+    # target's, then the caller's own as a sentinel, so a filtered-out target shows as HIDDEN.
+    ("accountActivity", "Subscription.accountActivity",
+     "subscription($a: ID!) { accountActivity(accountId: $a) { entries { kind } account { id } } }",
+     lambda o: {"a": o.account}, lambda data: OK if data["accountActivity"]["entries"] else HIDDEN),
+    ("behaviorOutcomes", "Subscription.behaviorOutcomes",
+     "subscription { behaviorOutcomes { outcomes { recordId status } } }", lambda o: {},
+     None),  # set per target below: OK when the target's record is among the first event's outcomes
+    ("dashboardTick", "Subscription.dashboardTick", "subscription { dashboardTick { tenant { slug } } }",
+     lambda o: {}, None),  # set per target below: OK when the first tick is the target city's
     ("createReward", "Mutation.createReward",
      """mutation($c: String!, $s: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
         name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: $s}}) { reward { id } userErrors { code } } }""",
@@ -219,7 +231,8 @@ WALK: list[tuple[str, str, str, Callable[[Objects], dict], Callable[[dict], str]
 
 # Exceptions to "allowed roles: own OK, foreign HIDDEN; others FORBIDDEN".
 PUBLIC = {"tenants", "tenant", "node: Reward",  # public configuration: regulators read every city
-          "crossCityDashboard", "marketLots", "signingKey"}  # and every city's aggregates, lots, the key
+          "crossCityDashboard", "marketLots", "signingKey", "dashboardTick"}  # and every city's aggregates,
+                                                                              # lots, the key
 PERSONAL_NODES = {"node: Account", "node: Redemption"}  # citizens' data: the city's app and operator only
 
 
@@ -242,6 +255,11 @@ def expected(name: str, field: str, role: str, target: str) -> str:
 
 
 def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
+    if name == "behaviorOutcomes":
+        return lambda data: (OK if objects.record in [o["recordId"] for o in data["behaviorOutcomes"]["outcomes"]]
+                             else HIDDEN)
+    if name == "dashboardTick":
+        return lambda data: OK if data["dashboardTick"]["tenant"]["slug"] == objects.slug else HIDDEN
     if name == "tenants":
         return lambda data: OK if objects.slug in [t["slug"] for t in data["tenants"]] else HIDDEN
     if name == "crossCityDashboard":
@@ -254,6 +272,15 @@ def _list_outcome(name: str, objects: Objects) -> Callable[[dict], str]:
                                                        data["crossProviderDuplicates"]["edges"]] else HIDDEN)
     # auditLog: the walk's own changes to this city's item appear only in that city's log
     return lambda data: OK if objects.reward in [e["node"]["targetId"] for e in data["auditLog"]["edges"]] else HIDDEN
+
+
+async def _notices(database, name: str, objects: Objects) -> list:
+    if name == "accountActivity":
+        return [await ledger_notice(database, objects.slug, from_global_id(objects.account)[1])]
+    if name == "behaviorOutcomes":
+        return [await record_notice(database, objects.slug, CITY[objects.slug]["provider"],
+                                    from_global_id(objects.record)[1])]
+    return [city_notice(objects.slug)]
 
 
 def test_the_walk_covers_every_root_field() -> None:
@@ -278,10 +305,16 @@ async def test_every_field_as_every_role_against_own_and_foreign_objects(api, da
     for target, objects in (("beijing", foreign), ("wuhan", own)):  # foreign first: own writes come after
         for name, field, document, variables, outcome in WALK:
             client = CLIENT_FOR_FIELD.get((field, role), CLIENT[role])
-            body = (await api.post(document, as_=client, variables=variables(objects))).json()
+            if field.startswith("Subscription."):
+                notices = await _notices(database, name, objects) + await _notices(database, name, own)
+                body = await subscription_body(api, document, as_=client, variables=variables(objects),
+                                               notices=notices)
+            else:
+                body = (await api.post(document, as_=client, variables=variables(objects))).json()
             codes = [error.get("extensions", {}).get("code") for error in body.get("errors", [])]
             if codes:
-                got = FORBIDDEN if codes == ["FORBIDDEN"] else f"errors {codes}"
+                got = (FORBIDDEN if codes == ["FORBIDDEN"] else
+                       HIDDEN if field.startswith("Subscription.") and set(codes) <= NOT_FOUND else f"errors {codes}")
             else:
                 got = (outcome or _list_outcome(name, objects))(body["data"])
             want = expected(name, field, role, target)

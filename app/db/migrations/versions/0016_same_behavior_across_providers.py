@@ -2,7 +2,7 @@
 rejected duplicate keeps its link to the record credited first
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-11-29
 
 `behavior_rules.same_behavior` ({"match": ..., "window_minutes": ...}) is null in versions published
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016"
-down_revision: Union[str, None] = "0013"
+down_revision: Union[str, None] = "0015"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
