@@ -59,6 +59,7 @@ class ActivityKind(enum.Enum):
     DONATION = "DONATION"
     REDEMPTION_CANCELLED = "REDEMPTION_CANCELLED"
     EXPIRY = "EXPIRY"
+    LOT_PROCEEDS = strawberry.enum_value("LOT_PROCEEDS", description="A share of a market lot's sale, as points.")
 
 
 @strawberry.enum(description="CREDITED in full or CAPPED (partly or fully) for credits; REVERSED, FULFILLED, "

@@ -65,7 +65,8 @@ class DashboardFigures:
     active_accounts: Long | None = strawberry.field(
         description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
     reduction_grams: Decimal = strawberry.field(description="Carbon reduction credited in the period, net of reversals.")
-    points_issued: Decimal = strawberry.field(description="Points issued in the period, net of reversals.")
+    points_issued: Decimal = strawberry.field(description="Points issued in the period: credits net of reversals, "
+                                                          "and market-lot sale proceeds.")
     points_redeemed: Decimal = strawberry.field(description="Points spent (rewards, donations, financial services), "
                                                             "net of cancellations.")
     points_expired: Decimal
@@ -250,6 +251,8 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
         totals[2] += int(row["points"])
 
     for row in rows:
+        if row["kind"] == "LOT_PROCEEDS":
+            continue  # points issued from a lot's sale: in pointsIssued, of no behaviour or provider
         if row["kind"] in repository.ISSUED:
             add(behaviors, row["behavior_code"], row)
             add(by_category, categories.get(row["behavior_code"], "OTHER"), row)

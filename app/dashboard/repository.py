@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")
+ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL", "LOT_PROCEEDS")  # credits net of reversals, and sale proceeds
 REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
 
 _FLOWS = """
     sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN reduction_mg ELSE 0 END) AS reduction_mg,
-    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL') THEN points ELSE 0 END) AS issued,
+    sum(CASE WHEN kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'LOT_PROCEEDS') THEN points ELSE 0 END) AS issued,
     -sum(CASE WHEN kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED') THEN points ELSE 0 END) AS redeemed,
     -sum(CASE WHEN kind = 'EXPIRY' THEN points ELSE 0 END) AS expired"""
 

@@ -21,7 +21,8 @@
 11. Tamper evidence: every transaction sits in its account's hash chain and matches its hash, chains
    have no gaps or broken links, and every checkpoint's Merkle root, link and signature hold.
 12. Market lots reconcile: their records, reversals, retirements and consecutive serials match their
-   books (so pooled + unpooled = every verified reduction, exactly).
+   books (so pooled + unpooled = every verified reduction, exactly); sale proceeds paid as points equal
+   the lots' proceeds, their ledger transactions and their earning lots.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -128,7 +129,32 @@ CHECKS: dict[str, str] = {
         LEFT JOIN (SELECT account_id, behavior_code, local_date, sum(reduction_mg) AS mg, sum(points) AS points
                    FROM behavior_records WHERE reversed_at IS NULL GROUP BY account_id, behavior_code, local_date) r
           ON r.account_id = t.account_id AND r.behavior_code = t.behavior_code AND r.local_date = t.local_date
-        WHERE t.credited_mg <> coalesce(r.mg, 0) OR t.credited_points <> coalesce(r.points, 0)
+        WHERE t.behavior_code <> '~market-proceeds'
+          AND (t.credited_mg <> coalesce(r.mg, 0) OR t.credited_points <> coalesce(r.points, 0))
+        LIMIT :limit""",
+    "proceeds_match_payouts": """
+        WITH earned AS (
+            SELECT account_id, sum(credited_points) AS points FROM daily_behavior_totals
+             WHERE behavior_code = '~market-proceeds' GROUP BY 1
+        ), posted AS (
+            SELECT account_id, sum(points) AS points FROM ledger_transactions WHERE kind = 'LOT_PROCEEDS' GROUP BY 1
+        ), paid AS (
+            SELECT p.account_id, sum(p.points) AS points,
+                   count(*) FILTER (WHERE t.kind IS DISTINCT FROM 'LOT_PROCEEDS' OR t.points <> p.points
+                                    OR t.account_id <> p.account_id) AS wrong
+              FROM market_lot_payouts p LEFT JOIN ledger_transactions t ON t.id = p.transaction_id GROUP BY 1
+        )
+        SELECT coalesce(e.account_id, o.account_id, p.account_id)::text,
+               'lots ' || coalesce(e.points, 0) || ' / ledger ' || coalesce(o.points, 0) || ' / payouts '
+                   || coalesce(p.points, 0), 'proceeds differ'
+          FROM earned e FULL JOIN posted o USING (account_id) FULL JOIN paid p USING (account_id)
+         WHERE coalesce(e.points, 0) <> coalesce(o.points, 0) OR coalesce(o.points, 0) <> coalesce(p.points, 0)
+            OR coalesce(p.wrong, 0) > 0
+        UNION ALL
+        SELECT l.id::text, 'lot ' || l.number, 'its proceeds ' || l.proceeds_points || ' differ from its payouts'
+          FROM market_lots l LEFT JOIN (SELECT lot_id, sum(points) AS points FROM market_lot_payouts GROUP BY 1) p
+               ON p.lot_id = l.id
+         WHERE l.proceeds_points <> coalesce(p.points, 0)
         LIMIT :limit""",
     "reversals_match_records": """
         SELECT r.id::text, r.external_id, CASE WHEN r.reversed_at IS NULL THEN 'reversal without mark'

@@ -92,7 +92,7 @@ class LedgerTransaction(SQLModel, table=True):
         Index("uq_ledger_transactions_redemption_kind", "tenant_id", "redemption_id", "kind", unique=True,
               postgresql_where=text("redemption_id IS NOT NULL")),
         CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', "
-                        "'REDEMPTION_CANCELLED', 'EXPIRY')", name="kind_known"),
+                        "'REDEMPTION_CANCELLED', 'EXPIRY', 'LOT_PROCEEDS')", name="kind_known"),
         CheckConstraint("shortfall_points >= 0", name="shortfall_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),

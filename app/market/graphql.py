@@ -183,6 +183,11 @@ class MarketLot(MarketLotSummary):
     def price_yuan(self) -> Decimal | None:
         return None if self._row["price_fen"] is None else Decimal(self._row["price_fen"]).scaleb(-2)
 
+    @strawberry.field(description="Points paid to the lot's contributors from its sale (the city's `[market]` "
+                                  "share), in the smallest unit of the city's points.")
+    def proceeds_points(self) -> Long:
+        return Long(self._row["proceeds_points"])
+
     @strawberry.field(description="Oldest first. The city's operators only: certificates name their beneficiaries.",
                       permission_classes=[TENANT_ADMIN])
     async def retirements(self, info: Info[Context, None]) -> list[RetirementCertificate]:

@@ -42,6 +42,7 @@ class MarketLot(SQLModel, table=True):
     sold_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     buyer: str | None = Field(default=None, sa_column=Column(Text))
     price_fen: int | None = Field(default=None, sa_column=Column(BigInteger))
+    proceeds_points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 class MarketLotRecord(SQLModel, table=True):
@@ -73,3 +74,16 @@ class MarketRetirement(SQLModel, table=True):
     signature: str = Field(sa_column=Column(Text, nullable=False))
     idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
     request_hash: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class MarketLotPayout(SQLModel, table=True):
+    """A contributor's share of a lot's sale proceeds: its LOT_PROCEEDS ledger transaction (migration 0019)."""
+
+    __tablename__ = "market_lot_payouts"
+    __table_args__ = (UniqueConstraint("tenant_id", "lot_id", "account_id"),)
+
+    transaction_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    lot_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    account_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -25,13 +25,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.behaviors import repository as behaviors_repo
+from app.ledger import service as ledger
+from app.ledger.models import POINTS
 from app.ledger.signing import Signer
 
 MG_PER_SERIAL = 1_000_000
+# The earning lot of sale proceeds in `daily_behavior_totals` (no behaviour code can look like it).
+PROCEEDS_CODE = "~market-proceeds"
 BUFFER_PERCENT = 5
 MAX_TEXT = 200
 MAX_PRICE_YUAN = Decimal(10) ** 13
@@ -182,17 +188,81 @@ async def list_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUI
 
 async def sell_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, buyer: str,
                    price_yuan: Decimal, now: datetime) -> dict[str, Any]:
+    """LISTED → SOLD; where the city shares proceeds, the contributors' points are posted in the same
+    transaction (`_pay_contributors`)."""
     buyer = _text(buyer, "buyer")
     if not price_yuan.is_finite() or not 0 <= price_yuan <= MAX_PRICE_YUAN \
             or price_yuan != price_yuan.quantize(Decimal("0.01")):  # in range first: quantize cannot overflow
         raise MarketError(MarketErrorCode.INVALID_INPUT, "priceYuan",
                           f"a price in yuan: from 0 to {MAX_PRICE_YUAN}, at most 2 decimals")
+    # The platform's lock order: the contributors' ledger rows first (id order), then the lot's row.
+    contributors = [row[0] for row in (await session.execute(text(
+        "SELECT DISTINCT b.account_id FROM market_lot_records m JOIN behavior_records b ON b.id = m.record_id "
+        "WHERE m.tenant_id = :t AND m.lot_id = :lot"), {"t": tenant_id, "lot": lot_id})).all()] if lot_id else []
+    ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, sorted(contributors, key=lambda a: a.bytes))
     found = await lot(session, tenant_id, lot_id, lock=True)
     _require(found, "LISTED", "sold")
+    price_fen = int(price_yuan * 100)
+    proceeds = await _pay_contributors(session, tenant_id, found, price_fen, ledgers, now)
     await session.execute(text("UPDATE market_lots SET status = 'SOLD', sold_at = :now, buyer = :buyer, "
-                               "price_fen = :fen WHERE id = :id"),
-                          {"id": found["id"], "now": now, "buyer": buyer, "fen": int(price_yuan * 100)})
+                               "price_fen = :fen, proceeds_points = :proceeds WHERE id = :id"),
+                          {"id": found["id"], "now": now, "buyer": buyer, "fen": price_fen, "proceeds": proceeds})
     return await lot(session, tenant_id, found["id"])
+
+
+def shares(total: int, weights: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """`total` split pro rata to `weights` in whole units, largest remainder first (ties by id): the
+    shares add up to `total` exactly."""
+    weight = sum(weights.values())
+    if total <= 0 or weight <= 0:
+        return {}
+    base = {key: total * w // weight for key, w in weights.items()}
+    left = total - sum(base.values())
+    by_remainder = sorted(weights, key=lambda key: (-(total * weights[key] % weight), key.bytes))
+    for key in by_remainder[:left]:
+        base[key] += 1
+    return {key: value for key, value in base.items() if value > 0}
+
+
+async def _pay_contributors(session: AsyncSession, tenant_id: uuid.UUID, found: dict[str, Any], price_fen: int,
+                            ledgers: dict, now: datetime) -> int:
+    """The city's share of the sale, as points to the lot's contributors (their unreversed pooled
+    reduction decides; closed accounts take nothing), each a LOT_PROCEEDS transaction and a day's earning
+    (it expires like one)."""
+    city = (await session.execute(text("""
+        SELECT v.document -> 'market' AS market, v.unit_decimals, v.timezone FROM tenant_config_versions v
+         WHERE v.tenant_id = :t AND v.effective_from <= :now ORDER BY v.effective_from DESC, v.version DESC LIMIT 1
+    """), {"t": tenant_id, "now": now})).mappings().one()
+    market = json.loads(city["market"]) if isinstance(city["market"], str) else city["market"]
+    if not market or not market.get("proceeds_share_percent"):
+        return 0
+    total = int(Decimal(price_fen) / 100 * market["proceeds_share_percent"] / 100
+                * Decimal(str(market["points_per_yuan"])) * 10 ** city["unit_decimals"])
+    weights = {row[0]: int(row[1]) for row in (await session.execute(text("""
+        SELECT b.account_id, sum(m.reduction_mg) FROM market_lot_records m JOIN behavior_records b ON b.id = m.record_id
+          JOIN accounts a ON a.tenant_id = b.tenant_id AND a.id = b.account_id AND a.status <> 'CLOSED'
+         WHERE m.tenant_id = :t AND m.lot_id = :lot AND b.reversed_at IS NULL GROUP BY b.account_id
+    """), {"t": tenant_id, "lot": found["id"]})).all()}
+    paid = shares(total, weights)
+    if not paid:
+        return 0
+    system = await ledger.system_accounts(session, tenant_id)
+    transactions = [ledger.NewTransaction(
+        tenant_id=tenant_id, kind="LOT_PROCEEDS", status="CREDITED", occurred_at=now, account_id=account_id,
+        points=points, postings=[ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, -points),
+                                 ledger.Posting(ledgers[(account_id, POINTS)].id, POINTS, points)])
+        for account_id, points in sorted(paid.items(), key=lambda item: item[0].bytes)]
+    await ledger.post(session, transactions, tracked={ledgers[(a, POINTS)].id for a in paid})
+    day = now.astimezone(ZoneInfo(city["timezone"])).date()
+    await behaviors_repo.add_to_daily_totals(session, tenant_id, {(a, PROCEEDS_CODE, day): (0, p) for a, p in paid.items()})
+    await session.execute(text("""
+        INSERT INTO market_lot_payouts (transaction_id, tenant_id, lot_id, account_id, points)
+        SELECT * FROM unnest(CAST(:tx AS uuid[]), CAST(:t AS uuid[]), CAST(:lot AS uuid[]), CAST(:a AS uuid[]),
+                             CAST(:p AS bigint[]))
+    """), {"tx": [t.id for t in transactions], "t": [tenant_id] * len(transactions),
+           "lot": [found["id"]] * len(transactions), "a": [t.account_id for t in transactions],
+           "p": [t.points for t in transactions]})
+    return sum(paid.values())
 
 
 def available_kg(found: dict[str, Any]) -> int:

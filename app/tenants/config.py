@@ -271,6 +271,21 @@ class RewardConfig(_Strict):
         return self
 
 
+class MarketConfig(_Strict):
+    """What a city does with its market lots' sale proceeds: `proceeds_share_percent` of each sale's
+    price goes back to the lot's contributors as points, pro rata to their pooled reduction, at
+    `points_per_yuan` (0 or no section: nothing goes back)."""
+
+    proceeds_share_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    points_per_yuan: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)] | None = None
+
+    @model_validator(mode="after")
+    def _rate_when_shared(self) -> MarketConfig:
+        if self.proceeds_share_percent and self.points_per_yuan is None:
+            raise ValueError("`points_per_yuan` is required when proceeds are shared")
+        return self
+
+
 class CityConfig(_Strict):
     """One city (tenant): the whole of `config/tenants/<slug>.toml`."""
 
@@ -286,6 +301,7 @@ class CityConfig(_Strict):
     clients: Annotated[list[ClientConfig], Field(min_length=1)]
     behaviors: Annotated[list[BehaviorConfig], Field(min_length=1)]
     rewards: list[RewardConfig] = []
+    market: MarketConfig | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -246,3 +246,57 @@ async def test_bad_prices_are_typed_errors(api, price) -> None:
     codes = [e["code"] for e in (body.get("data") or {}).get("sellMarketLot", {}).get("userErrors", [])] or [
         e["extensions"]["code"] for e in body.get("errors", [])]
     assert codes in (["INVALID_INPUT"], ["BAD_USER_INPUT"]), body
+
+
+async def test_sale_proceeds_go_back_to_contributors_pro_rata(api) -> None:
+    """Wuhan shares 20% of a sale at 10 coins a yuan: exact shares by pooled reduction, in the ledger."""
+    rides = {}
+    for km in (20, 20, 10):
+        account = await consenting_account(api)
+        rides[account] = await submit(api, "wuhan-tong", [record(account, "shared_bike", km, local_time(4, 8))])
+    before = {a: await _balance(api, a) for a in rides}
+    lot = (await _issue(api, periodFrom=_day(4), periodTo=_day(4)))["lot"]
+    sold = await _sold(api, lot["id"])
+    total = int(Decimal("1234.50") * Decimal("0.2") * 10)
+    lots = (await api.query("{ marketLots(first: 20) { edges { node { id proceedsPoints } } } }",
+                            as_="wuhan-admin"))["marketLots"]["edges"]
+    assert next(int(e["node"]["proceedsPoints"]) for e in lots if e["node"]["id"] == sold["id"]) == total == 2469
+    payouts = await _payouts(api, rides)
+    pooled = {a: sum(int(Decimal(r["reductionGrams"]) * 1000) for r in recs) for a, recs in rides.items()}
+    lot_weight = int(Decimal(lot["pooledGrams"]) * 1000)
+    assert set(payouts) == set(rides) and sum(pooled.values()) <= lot_weight
+    for account in rides:  # pro rata: within one point of the exact fraction of the lot's pooled reduction
+        assert abs(payouts[account] - total * pooled[account] / lot_weight) < 1
+        assert await _balance(api, account) == before[account] + payouts[account]
+    if sum(pooled.values()) == lot_weight:  # only these three in the lot: the shares add up exactly
+        assert sum(payouts.values()) == total
+
+
+async def _balance(api, account: str) -> int:
+    data = await api.query("query($id: ID!) { account(id: $id) { balance { amount } } }", as_="wuhan-app",
+                           variables={"id": account})
+    return int(Decimal(data["account"]["balance"]["amount"]))
+
+
+async def _payouts(api, accounts) -> dict[str, int]:
+    found = {}
+    for account in accounts:
+        data = await api.query("""query($id: ID!) { account(id: $id) { activity(first: 20) { edges { node {
+            kind points } } } } }""", as_="wuhan-app", variables={"id": account})
+        points = [int(Decimal(e["node"]["points"])) for e in data["account"]["activity"]["edges"]
+                  if e["node"]["kind"] == "LOT_PROCEEDS"]
+        if points:
+            found[account] = sum(points)
+    return found
+
+
+def test_shares_add_up_exactly() -> None:
+    import uuid as _uuid
+
+    from app.market.service import shares
+
+    keys = [_uuid.UUID(int=i) for i in range(1, 4)]
+    split = shares(10, dict(zip(keys, [1, 1, 1], strict=True)))
+    assert sum(split.values()) == 10 and sorted(split.values()) == [3, 3, 4]
+    assert shares(7, {keys[0]: 3, keys[1]: 1}) == {keys[0]: 5, keys[1]: 2}
+    assert shares(0, {keys[0]: 1}) == {} and shares(5, {}) == {}
