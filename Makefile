@@ -15,6 +15,7 @@ help:
 	@echo "make schema  regenerate schema.graphql from the code"
 	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
 	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions (prints b/a, target >= 0.5)"
+	@echo "make bench-notify  what the live-update NOTIFY triggers cost writes, triggers off vs on"
 	@echo "make bench-dashboard  crossCityDashboard at 20M behaviour records (seeds once, prints p50/p95, target p95 < 100 ms;"
 	@echo "                      BENCH_ARGS=\"--records 1000000\" for a smaller run, \"--reseed\" to seed again)"
 
@@ -54,3 +55,7 @@ bench-dashboard: install
 .PHONY: fuzz
 fuzz: install  ## property-based fuzz of the whole schema, long form (FUZZ_EXAMPLES per role and kind)
 	CARBON_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),400) $(BIN)/python -m pytest tests/test_fuzz.py -q
+
+.PHONY: bench-notify
+bench-notify: install  ## what the live-update NOTIFY triggers cost writes (ADR 0012)
+	$(BIN)/python bench/notify.py

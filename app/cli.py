@@ -1,4 +1,5 @@
-"""`carbon-inclusive`: serve | migrate | seed | token | documents | export-schema | verify-ledger | expire.
+"""`carbon-inclusive`: serve | migrate | seed | token | documents | export-schema | verify-ledger | expire |
+checkpoint | public-key.
 
 Exit codes: 0 success, 2 configuration or usage error (the message says which file and key), 1 other.
 """
@@ -10,6 +11,7 @@ import asyncio
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from app.settings import Settings, get_settings
 
@@ -151,6 +153,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
             f"  GraphiQL:  http://{settings.host}:{settings.port}/graphql\n"
             f"  A token:   .venv/bin/carbon-inclusive token wuhan-app   (clients: {', '.join(sorted(registry.clients))})\n"
             f"             then in GraphiQL's Headers tab: {{\"Authorization\": \"Bearer <token>\"}}\n"
+            f"  Dashboard: http://{settings.host}:{settings.port}/dashboard   (sign in with: .venv/bin/carbon-inclusive token regulator)\n"
             f"  Stop with Ctrl-C.\n",
             file=sys.stderr, flush=True,
         )
@@ -203,11 +206,32 @@ def with_app_database(settings: Settings, work):  # type: ignore[no-untyped-def]
         target.close()
 
 
-def cmd_verify_ledger(settings: Settings, _: argparse.Namespace) -> int:
-    """Check the ledger invariants of every city; exit 1 and list the damage if any fails."""
-    from app.ledger.invariants import CHECKS, verify_all_tenants
+def cmd_verify_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    """Check the ledger invariants of every city (checkpoint signatures with the platform's key); exit 1
+    and list the damage if any fails."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-    report = with_app_database(settings, verify_all_tenants)
+    from app.ledger.invariants import CHECKS, verify_all_tenants
+    from app.ledger.signing import load_signer
+
+    if args.public_key:  # an auditor's copy of the public key: no private key needed
+        try:
+            public_key = load_pem_public_key(Path(args.public_key).read_bytes())
+        except (OSError, ValueError) as error:
+            print(f"--public-key: {error}", file=sys.stderr)
+            return 2
+    else:
+        public_key = load_signer(settings).public
+    anchors: dict[str, list[tuple[int, bytes]]] = {}
+    for anchor in args.anchor or []:
+        try:
+            slug, number, root = anchor.split(":")
+            anchors.setdefault(slug, []).append((int(number), bytes.fromhex(root)))
+        except ValueError:
+            print(f"--anchor {anchor!r}: expected SLUG:NUMBER:ROOT (as `checkpoint` prints)", file=sys.stderr)
+            return 2
+    report = with_app_database(settings, lambda database: verify_all_tenants(database, public_key=public_key,
+                                                                            anchors=anchors))
     failed = False
     for slug, violations in report.items():
         if violations:
@@ -232,6 +256,29 @@ def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
         else:
             print(f"{result.tenant}: {result.points} points expired on {result.accounts} accounts checked "
                   f"(earned before {result.cutoff.isoformat()})")
+    return 0
+
+
+def cmd_checkpoint(settings: Settings, _: argparse.Namespace) -> int:
+    """Seal every city's new ledger entries with a signed checkpoint."""
+    from app.ledger.chain import checkpoint_all
+    from app.ledger.signing import load_signer
+
+    signer = load_signer(settings)
+    sealed = with_app_database(settings, lambda database: checkpoint_all(database, signer, datetime.now(UTC)))
+    for slug, done in sealed.items():
+        print(f"{slug}: checkpoint {done.number}, {done.entries} entries, anchor {slug}:{done.number}:{done.root.hex()}"
+              if done else f"{slug}: nothing new to seal")
+    return 0
+
+
+def cmd_public_key(settings: Settings, _: argparse.Namespace) -> int:
+    """Print the platform's public key (PEM) and its key id: what verifies checkpoints and certificates."""
+    from app.ledger.signing import load_signer
+
+    signer = load_signer(settings)
+    print(f"# key id {signer.key_id}")
+    sys.stdout.write(signer.public_pem())
     return 0
 
 
@@ -334,14 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
                            help="register for (or list) this city only; repeatable (default: every city)")
     documents.add_argument("--by", default="cli", help="who registers them (kept with each document)")
     commands.add_parser("expire", help="post expiry of points past each city's policy (idempotent)")
-    commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
+    verify = commands.add_parser("verify-ledger", help="check the ledger invariants of every city (exit 1 on damage)")
+    verify.add_argument("--public-key", metavar="PEM", help="verify checkpoint signatures with this public key "
+                                                            "(default: the configured signing key's)")
+    verify.add_argument("--anchor", action="append", metavar="SLUG:NUMBER:ROOT",
+                        help="a checkpoint root kept outside the database that must still be there; repeatable")
+    commands.add_parser("checkpoint", help="seal every city's new ledger entries with a signed checkpoint")
+    commands.add_parser("public-key", help="print the platform's public key (verifies checkpoints, certificates)")
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument("--output", "-o", help="write to this file instead of standard output")
     return parser
 
 
 COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "token": cmd_token, "documents": cmd_documents,
-            "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger, "expire": cmd_expire}
+            "export-schema": cmd_export_schema, "verify-ledger": cmd_verify_ledger, "expire": cmd_expire,
+            "checkpoint": cmd_checkpoint, "public-key": cmd_public_key}
 
 
 def main(argv: list[str] | None = None) -> int:

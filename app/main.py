@@ -1,4 +1,5 @@
-"""create_app(): the Starlette application — /graphql, /healthz, /readyz, /metrics."""
+"""create_app(): the Starlette application — /graphql (HTTP and websocket), /healthz, /readyz, /metrics and the
+/dashboard page."""
 
 from __future__ import annotations
 
@@ -12,20 +13,27 @@ from contextlib import asynccontextmanager
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.accounts.hashing import HolderHasher, load_holder_hasher
 from app.auth.ratelimit import RateLimiter
 from app.auth.tokens import ClientRegistry
+from app.dashboard import page as dashboard_page
 from app.db.migrate import head_revision
+from app.db.server import asyncpg_dsn
 from app.db.session import Database
 from app.graphql.schema import build_schema, schema
 from app.graphql.view import AuthenticatedGraphQL, GraphQLView
+from app.ledger.chain import periodic_checkpoints
 from app.ledger.expiry import periodic_expiry
+from app.ledger.signing import load_signer
+from app.live.hub import Hub
+from app.live.listener import Listener
 from app.logs import get_logger
 from app.settings import Settings
 
@@ -33,7 +41,7 @@ log = get_logger("app.http")
 
 HTTP_REQUESTS = Counter("carbon_http_requests_total", "HTTP requests", ["path", "method", "status"])
 HTTP_LATENCY = Histogram("carbon_http_request_seconds", "HTTP request latency", ["path", "method"])
-_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"} | dashboard_page.PATHS
 
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1,000-record batch is about 250 KB
@@ -136,29 +144,47 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         if applied != expected_revision:
             return JSONResponse({"status": "unavailable", "database": "reachable",
                                  "migrations": {"applied": applied, "expected": expected_revision}}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "reachable", "migrations": {"applied": applied}})
+        live = "off" if listener is None else "listening" if listener.listening.is_set() else "reconnecting"
+        return JSONResponse({"status": "ready", "database": "reachable", "migrations": {"applied": applied},
+                             "live": live})
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     served = schema if settings.introspection else build_schema(introspection=False)
-    view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
-                       graphiql=settings.graphiql)
+    signer = load_signer(settings)
     limiter = (RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
                if settings.rate_limit_per_second > 0 else None)
+    hub = Hub(queue_size=settings.live_queue_size, tick_seconds=settings.live_dashboard_interval_seconds)
+    # One dedicated LISTEN connection per process, beside the pool (none for a test's single connection).
+    listener = (Listener(asyncpg_dsn(database.bind.url.render_as_string(hide_password=False))[1], hub)
+                if isinstance(database.bind, AsyncEngine) else None)
+    view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
+                       graphiql=settings.graphiql, registry=registry, limiter=limiter, hub=hub,
+                       max_subscriptions=settings.websocket_max_subscriptions,
+                       init_timeout_seconds=settings.websocket_init_timeout_seconds,
+                       allowed_origins=settings.websocket_allowed_origins, signer=signer)
     graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql, limiter=limiter)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        expiry = (asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
-                  if settings.expiry_interval_seconds > 0 else None)
+        tasks = [task for task in (
+            asyncio.create_task(periodic_expiry(database, settings.expiry_interval_seconds))
+            if settings.expiry_interval_seconds > 0 else None,
+            asyncio.create_task(periodic_checkpoints(database, signer,
+                                                     settings.checkpoint_interval_seconds))
+            if settings.checkpoint_interval_seconds > 0 else None) if task is not None]
+        if listener is not None:
+            await listener.start()
         try:
             yield
         finally:
-            if expiry is not None:
-                expiry.cancel()
+            if listener is not None:
+                await listener.stop()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await expiry
+                    await task
             await database.dispose()
 
     app = Starlette(
@@ -167,9 +193,12 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
+            *dashboard_page.routes(),
         ],
         lifespan=lifespan,
     )
+    app.state.live_hub = hub
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestContextMiddleware)
     return app

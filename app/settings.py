@@ -7,6 +7,7 @@ in the README's configuration reference.
 from __future__ import annotations
 
 import enum
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,16 +45,31 @@ class Settings(BaseSettings):
     # Master key for holder and bank-account hashes (per-tenant keys are derived from it). Required in
     # production; outside production the development secrets file supplies one.
     holder_hash_key: SecretStr | None = None
+    # Ed25519 private key (the 32-byte seed, base64url) that signs ledger checkpoints and certificates.
+    # Required in production; outside production the development secrets file supplies one.
+    signing_key: SecretStr | None = None
+    # How often a serving process seals the ledger with a signed checkpoint (0 disables; `carbon-inclusive
+    # checkpoint` does it on demand).
+    checkpoint_interval_seconds: float = Field(default=3600, ge=0)
     token_audience: str = "carbon-inclusive"
     token_max_lifetime_seconds: int = Field(default=90 * 24 * 3600, ge=60)
 
     graphiql: bool = True
     introspection: bool = True
-    # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
-    # Dashboard breakdown groups with fewer transactions than this are suppressed (folded together).
+    # Dashboard breakdown groups with fewer transactions than this are suppressed (folded together), and
+    # account counts below it are null (CARBON_DASHBOARD_MIN_GROUP_SIZE).
     dashboard_min_group_size: int = Field(default=5, ge=1)
+    # Per client and server process: average requests a second, and the burst allowed (0 rate: no limit).
     rate_limit_per_second: float = Field(default=200, ge=0)
     rate_limit_burst: float = Field(default=400, ge=1)
+    # Live updates (graphql-transport-ws on /graphql, ADR 0012).
+    websocket_max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    websocket_init_timeout_seconds: float = Field(default=10, gt=0)
+    # Browser pages of other origins allowed to open the websocket ("*": any); no Origin (non-browser
+    # clients) and same-origin pages are always allowed.
+    websocket_allowed_origins: list[str] = Field(default_factory=list)
+    live_queue_size: int = Field(default=256, ge=1)
+    live_dashboard_interval_seconds: float = Field(default=1.0, gt=0)
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).
     expiry_interval_seconds: float = Field(default=3600, ge=0)
     # `serve` loads the configuration files at start-up (development default). In production, publish
@@ -87,6 +103,20 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             return None
         return self.dev_secrets_file or self.config_dir / "secrets.dev.toml"
+
+
+def development_key(settings: Settings, name: str) -> str | None:
+    """A key from the development secrets file's `[keys]` table; never in production. Raises
+    ValueError when the file is not valid TOML."""
+    path = settings.secrets_file
+    if path is None or not path.exists():
+        return None
+    try:
+        keys = tomllib.loads(path.read_text(encoding="utf-8")).get("keys", {})
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML: {error}") from error
+    value = keys.get(name)
+    return value if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=1)

@@ -10,12 +10,15 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 
@@ -78,22 +81,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class ServerProcess:
+    base_url: str
+    process: subprocess.Popen
+    log: IO[str]  # the server's stderr (a file: a pipe nobody reads could fill and stall the server)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/graphql"
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
 @contextmanager
-def running_server(target: DatabaseTarget, settings: dict[str, str] | None = None):
-    """`carbon-inclusive serve` as a separate process against the bench database; yields its base URL.
-    `settings`: more `CARBON_*` environment for the server."""
+def server_process(target: DatabaseTarget, env: dict[str, str] | None = None):
+    """`carbon-inclusive serve` as a separate process against `target` (extra `CARBON_*` settings in
+    `env`), ready (`/readyz`) when yielded; terminated (SIGTERM, then killed after 30 s) afterwards."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CARBON_")}
-    env |= {"CARBON_DATABASE_URL": target.owner_url, "CARBON_APP_DATABASE_URL": target.app_url,
-            "CARBON_PORT": str(port), "CARBON_LOG_LEVEL": "WARNING", "CARBON_SEED_ON_START": "false",
-            "CARBON_POOL_SIZE": "8", "CARBON_RATE_LIMIT_PER_SECOND": "0"} | (settings or {})
-    process = subprocess.Popen([str(Path(sys.executable).parent / "carbon-inclusive"), "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    variables = {key: value for key, value in os.environ.items() if not key.startswith("CARBON_")}
+    variables |= {"CARBON_DATABASE_URL": target.owner_url, "CARBON_APP_DATABASE_URL": target.app_url,
+                  "CARBON_PORT": str(port), "CARBON_LOG_LEVEL": "WARNING", "CARBON_SEED_ON_START": "false",
+                  "CARBON_POOL_SIZE": "8", "CARBON_RATE_LIMIT_PER_SECOND": "0"} | (env or {})
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "carbon-inclusive"), "serve"], env=variables,
+                               stdout=subprocess.DEVNULL, stderr=log, text=True)
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read()}")
+                raise RuntimeError(f"server exited: {server.stderr()}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
                     if response.status == 200:
@@ -102,13 +122,22 @@ def running_server(target: DatabaseTarget, settings: dict[str, str] | None = Non
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
+
+
+@contextmanager
+def running_server(target: DatabaseTarget):
+    """`carbon-inclusive serve` as a separate process against the bench database; yields its base URL."""
+    with server_process(target) as server:
+        yield server.base_url
 
 
 class LightHttpClient:

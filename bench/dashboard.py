@@ -35,7 +35,7 @@ from app.ledger.invariants import CHECKS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from bench import dashboard_seed as seeding  # noqa: E402
-from bench.common import LightHttpClient, bench_database, running_server  # noqa: E402
+from bench.common import LightHttpClient, bench_database, server_process  # noqa: E402
 from bench.dashboard_load import owner_connection, seed  # noqa: E402
 
 DATABASE = "carbon_bench_dashboard"
@@ -46,15 +46,16 @@ DOCUMENT = f"""query CrossCityDashboard($from: Date!, $to: Date!) {{
     from to granularity minimumGroupSize
     cities {{
       tenant {{ slug name pointUnit {{ name }} }}
-      accountsOpened guestAccounts bankLinkedAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired
-      pointsOutstanding
-      series {{ start reductionGrams pointsIssued pointsRedeemed pointsExpired }}
+      accountsOpened guestAccounts bankLinkedAccounts activeAccounts reductionGrams pointsIssued pointsRedeemed
+      pointsExpired pointsOutstanding
+      series {{ start activeAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired }}
       byBehavior {{ behavior category {FIGURES} }}
       byCategory {{ name {FIGURES} }} byIssuer {{ name {FIGURES} }} donations {{ name {FIGURES} }}
       redemptionsByKind {{ name {FIGURES} }}
+      marketLots {{ id number status serialKilograms retiredKilograms pooledGrams }}
     }}
-    totals {{ accountsOpened guestAccounts bankLinkedAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired
-              pointsOutstanding }}
+    totals {{ accountsOpened guestAccounts bankLinkedAccounts activeAccounts reductionGrams pointsIssued
+              pointsRedeemed pointsExpired pointsOutstanding }}
   }}
 }}"""
 
@@ -113,7 +114,7 @@ RECONCILE = """
         SELECT DISTINCT ON (tenant_id) tenant_id, timezone, unit_decimals FROM tenant_config_versions
          ORDER BY tenant_id, effective_from DESC, version DESC
     ), period AS (
-        SELECT t.tenant_id, t.kind, t.behavior_code, t.reduction_mg, t.points FROM ledger_transactions t
+        SELECT t.tenant_id, t.account_id, t.kind, t.behavior_code, t.reduction_mg, t.points FROM ledger_transactions t
           JOIN tz ON tz.tenant_id = t.tenant_id
          WHERE (t.occurred_at AT TIME ZONE tz.timezone)::date BETWEEN $1 AND $2
     )
@@ -121,12 +122,14 @@ RECONCILE = """
            (SELECT coalesce(sum(reduction_mg), 0) FROM period p WHERE p.tenant_id = s.id
                AND kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS reduction_mg,
            (SELECT coalesce(sum(points), 0) FROM period p WHERE p.tenant_id = s.id
-               AND kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS issued,
+               AND kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'LOT_PROCEEDS')) AS issued,
            (SELECT coalesce(-sum(points), 0) FROM period p WHERE p.tenant_id = s.id
                AND kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED')) AS redeemed,
            (SELECT coalesce(-sum(points), 0) FROM period p WHERE p.tenant_id = s.id AND kind = 'EXPIRY') AS expired,
            (SELECT jsonb_object_agg(behavior_code, pts) FROM (SELECT behavior_code, sum(points) AS pts FROM period p
              WHERE p.tenant_id = s.id AND kind = 'BEHAVIOR_CREDIT' GROUP BY 1) b) AS by_behavior,
+           (SELECT count(DISTINCT account_id) FROM period p WHERE p.tenant_id = s.id
+               AND kind IN ('BEHAVIOR_CREDIT', 'REDEMPTION', 'DONATION')) AS active,
            (SELECT coalesce(sum(balance), 0) FROM ledger_accounts la WHERE la.tenant_id = s.id
                AND la.account_id IS NOT NULL AND la.asset = 'POINTS') AS outstanding,
            (SELECT count(*) FROM accounts a WHERE a.tenant_id = s.id
@@ -156,7 +159,8 @@ async def reconcile(target: DatabaseTarget, response: dict, start: date, end: da
         expected = {"reductionGrams": Decimal(row["reduction_mg"]).scaleb(-3), "pointsIssued": points(row["issued"]),
                     "pointsRedeemed": points(row["redeemed"]), "pointsExpired": points(row["expired"]),
                     "pointsOutstanding": points(row["outstanding"]), "accountsOpened": row["opened"],
-                    "bankLinkedAccounts": row["bank_linked"], "guestAccounts": row["accounts"] - row["bank_linked"]}
+                    "bankLinkedAccounts": row["bank_linked"], "guestAccounts": row["accounts"] - row["bank_linked"],
+                    "activeAccounts": row["active"]}
         for key, value in expected.items():
             if Decimal(city[key]) != Decimal(value):
                 problems.append(f"{row['slug']} {key}: response {city[key]} <> ledger {value}")
@@ -176,8 +180,11 @@ def run_measurements(target: DatabaseTarget, marker: dict, args: argparse.Namesp
     body = json.dumps({"query": DOCUMENT, "variables": {"from": start.isoformat(), "to": end.isoformat()}}).encode()
     print(f"crossCityDashboard {start} .. {end} (30 days), every city, granularity DAY, the full document "
           f"({len(body):,} bytes); load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    # The hourly expiry task is off: a reused database stays as it was seeded.
-    with running_server(target, {"CARBON_EXPIRY_INTERVAL_SECONDS": "0"}) as base_url:
+    # The hourly expiry and checkpoint tasks are off: a reused database stays as it was seeded, and
+    # neither runs its first pass (every account; every chain entry) during the measurement.
+    quiet = {"CARBON_EXPIRY_INTERVAL_SECONDS": "0", "CARBON_CHECKPOINT_INTERVAL_SECONDS": "0"}
+    with server_process(target, quiet) as server:
+        base_url = server.base_url
         host, port = base_url.removeprefix("http://").split(":")
 
         async def first() -> bytes:

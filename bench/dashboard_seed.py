@@ -37,7 +37,7 @@ import asyncpg
 from app.ledger.conversion import mg_per_minor_point
 from app.ledger.expiry import cutoff
 
-SEED_VERSION = "dashboard-seed-1"
+SEED_VERSION = "dashboard-seed-2"
 EXPIRY_RUN_SECOND = 5 * 60  # the expiry run of a local day, at 00:05
 FIRST_SECOND, LAST_SECOND = 6 * 3600, 23 * 3600  # behaviours happen between 06:00 and 23:00 local time
 TABLES: dict[str, list[str]] = {

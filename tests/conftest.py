@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -30,8 +31,9 @@ TEST_DATA_DIR = PROJECT_ROOT / ".data" / "test-postgres"
 
 def make_test_settings() -> Settings:
     # No rate limit by default: concurrency tests fire hundreds of requests at once (the limiter has its own tests).
+    # Dashboard ticks every 50 ms, not every second: walks deliver several to one subscriber.
     return Settings(environment="test", config_dir=PROJECT_ROOT / "config", data_dir=TEST_DATA_DIR,
-                    rate_limit_per_second=0)
+                    rate_limit_per_second=0, live_dashboard_interval_seconds=0.05)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +80,7 @@ class Api:
 
     http: AsyncClient
     registry: ClientRegistry
+    app: Any = None  # the ASGI app, for in-process websocket sessions (tests.live.wsclient.AsgiClient)
 
     def headers(self, client: str | None, language: str | None = None) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -119,7 +122,7 @@ async def api(settings: Settings, database: Database, registry: ClientRegistry) 
     for everything the test wrote (checked before the rollback)."""
     app = create_app(settings, database=database, registry=registry)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
-        yield Api(http=http, registry=registry)
+        yield Api(http=http, registry=registry, app=app)
     report = await verify_all_tenants(database)
     assert report and all(not violations for violations in report.values()), report
 

@@ -121,3 +121,15 @@ async def redeem(api, account_id: str, reward_id: str, *, quantity: int = 1, key
         "accountId": account_id, "rewardId": reward_id, "quantity": quantity,
         "idempotencyKey": key or uuid.uuid4().hex}})
     return data["redeemReward"]
+
+
+async def register_document(database, city: str, text: str):
+    """A trusted document registered for `city` (inside the test's transaction); returns it."""
+    from app.db.session import TenantScope
+    from app.graphql.trusted import compile_document, register_documents
+    from app.tenants.models import tenant_id_for
+
+    document = compile_document(text, "test")
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for(city))) as session:
+        await register_documents(session, [tenant_id_for(city)], [document], "test")
+    return document

@@ -22,16 +22,18 @@ from app.accounts.models import Account as AccountRow
 from app.accounts.models import Consent as ConsentRow
 from app.auth.permissions import CITY_APP, CITY_APP_OR_ADMIN
 from app.graphql.context import Context
-from app.graphql.errors import Forbidden
+from app.graphql.errors import BadUserInput, Forbidden
 from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
+from app.ledger import service as ledger
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount, Tenant, grams
 from app.tenants.config import BehaviorCategory as Category
 
 if TYPE_CHECKING:
+    from app.market.graphql import MarketLotSummary
     from app.rewards.graphql import RedemptionConnection
 
 
@@ -57,6 +59,7 @@ class ActivityKind(enum.Enum):
     DONATION = "DONATION"
     REDEMPTION_CANCELLED = "REDEMPTION_CANCELLED"
     EXPIRY = "EXPIRY"
+    LOT_PROCEEDS = strawberry.enum_value("LOT_PROCEEDS", description="A share of a market lot's sale, as points.")
 
 
 @strawberry.enum(description="CREDITED in full or CAPPED (partly or fully) for credits; REVERSED, FULFILLED, "
@@ -167,6 +170,17 @@ class ActivityEntry(Node):
         redemption_id = self._row["redemption_id"]
         return None if redemption_id is None else strawberry.ID(to_global_id("Redemption", redemption_id))
 
+    @strawberry.field(description="For a credit: the market lot its reduction was pooled into, if any.")
+    async def market_lot(self, info: Info[Context, None]) -> Annotated[
+            "MarketLotSummary", strawberry.lazy("app.market.graphql")] | None:
+        record_id = self._row["behavior_record_id"]
+        if record_id is None or self._row["kind"] != "BEHAVIOR_CREDIT":
+            return None
+        from app.market.graphql import MarketLotSummary
+
+        row = await info.context.loaders.market_lot_by_record.load(record_id)
+        return MarketLotSummary(_row=row) if row else None
+
 
 @strawberry.type
 class ActivityEdge:
@@ -241,14 +255,24 @@ class Account(Node):
     async def tenant(self, info: Info[Context, None]) -> Tenant:
         return Tenant(_view=await info.context.loaders.tenant_by_id.load(self._row.tenant_id))
 
-    @strawberry.field(description="Total carbon reduction contribution.")
-    async def contribution(self, info: Info[Context, None]) -> Contribution:
-        balances = await info.context.loaders.balances.load(self._row.id)
-        return Contribution(milligrams=balances.get(CONTRIBUTION, 0))
+    async def _balances(self, info: Info[Context, None], at: datetime | None) -> dict[str, int]:
+        if at is None:
+            return await info.context.loaders.balances.load(self._row.id)
+        if at.utcoffset() is None:
+            raise BadUserInput("`at` needs a UTC offset", argument="at")
+        if at > info.context.now:
+            raise BadUserInput("`at` is in the future: only history has values", argument="at")
+        return await ledger.balances_at(info.context.session, self._row.tenant_id, self._row.id, at)
 
-    @strawberry.field(description="Spendable points, in the city's current point unit.")
-    async def balance(self, info: Info[Context, None]) -> PointAmount:
-        balances = await info.context.loaders.balances.load(self._row.id)
+    @strawberry.field(description="Total carbon reduction contribution; with `at`, as it stood at that moment "
+                                  "(everything posted up to it, from the ledger's history).")
+    async def contribution(self, info: Info[Context, None], at: datetime | None = None) -> Contribution:
+        return Contribution(milligrams=(await self._balances(info, at)).get(CONTRIBUTION, 0))
+
+    @strawberry.field(description="Spendable points, in the city's current point unit; with `at`, as they stood at "
+                                  "that moment (everything posted up to it, from the ledger's history).")
+    async def balance(self, info: Info[Context, None], at: datetime | None = None) -> PointAmount:
+        balances = await self._balances(info, at)
         tenant = await info.context.loaders.tenant_by_id.load(self._row.tenant_id)
         return PointAmount(_minor=balances.get(POINTS, 0), _view=tenant)
 

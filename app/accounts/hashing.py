@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import tomllib
 import uuid
-from pathlib import Path
 
-from app.settings import Environment, Settings
+from app.settings import Settings, development_key
 from app.tenants.config import ConfigError
 
 _BANK_REF = re.compile(r"^[A-Za-z0-9]{6,34}$")
@@ -51,13 +49,10 @@ def load_holder_hasher(settings: Settings) -> HolderHasher:
     """The master key from `CARBON_HOLDER_HASH_KEY`, or outside production from the dev secrets file."""
     if settings.holder_hash_key is not None:
         return HolderHasher(settings.holder_hash_key.get_secret_value().encode())
-    if settings.environment is not Environment.PRODUCTION and settings.secrets_file is not None:
-        path: Path = settings.secrets_file
-        if path.exists():
-            try:
-                keys = tomllib.loads(path.read_text(encoding="utf-8")).get("keys", {})
-            except tomllib.TOMLDecodeError as error:
-                raise ConfigError(f"{path}: not valid TOML: {error}") from error
-            if isinstance(keys.get("holder_hash_key"), str):
-                return HolderHasher(keys["holder_hash_key"].encode())
+    try:
+        key = development_key(settings, "holder_hash_key")
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if key is not None:
+        return HolderHasher(key.encode())
     raise ConfigError("no holder hash key: set CARBON_HOLDER_HASH_KEY (at least 32 bytes)")

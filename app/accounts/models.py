@@ -113,6 +113,42 @@ class AccountDailyRollup(SQLModel, table=True):
     events: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class AccountActivityDay(SQLModel, table=True):
+    """A local day on which an account earned or spent points (migration 0013; kept by a trigger on
+    `ledger_transactions`, verified by `activity_days_match_ledger`). Personal: tenant-scoped only."""
+
+    __tablename__ = "account_activity_days"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    account_id: uuid.UUID = Field(primary_key=True)
+    local_date: date = Field(primary_key=True)
+
+
+class ActiveAccountRollup(SQLModel, table=True):
+    """Accounts active per city and local day (migration 0013). Sum the shards to read."""
+
+    __tablename__ = "active_account_rollups"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    local_date: date = Field(primary_key=True)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    accounts: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ActiveAccountLink(SQLModel, table=True):
+    """Accounts whose active day `local_date` follows their previous active day `first_day` (at most 366
+    days before), per city (migration 0013): what lets the dashboard count each account once. Sum the
+    shards to read."""
+
+    __tablename__ = "active_account_links"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    first_day: date = Field(primary_key=True)
+    local_date: date = Field(primary_key=True)
+    shard: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=SmallInteger)
+    accounts: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class AccountEventTotal(SQLModel, table=True):
     """Accounts' lifecycle events per city and event, all time (migration 0014; kept by a trigger on
     `account_events`, verified by `account_totals_match_rollups`): accounts at the end of a day without

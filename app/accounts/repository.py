@@ -148,3 +148,12 @@ async def activity_pages(session: AsyncSession, tenant_id: uuid.UUID, account_id
     for row in rows.mappings():
         found[row["account_id"]].append(dict(row))
     return found
+
+
+async def activity_entries(session: AsyncSession, account_id: uuid.UUID,
+                           ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    """The account's activity entries (ledger transactions) among `ids`, oldest first."""
+    rows = await session.execute(text(
+        "SELECT * FROM ledger_transactions WHERE id = ANY(:ids) AND account_id = :a ORDER BY occurred_at, id"),
+        {"ids": list(ids), "a": account_id})
+    return [dict(row) for row in rows.mappings()]

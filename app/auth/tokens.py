@@ -75,6 +75,10 @@ class ClientRegistry:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Verify an `Authorization: Bearer <jwt>` header value and return the caller."""
+        return self.authenticate_until(authorization)[0]
+
+    def authenticate_until(self, authorization: str | None) -> tuple[Principal, int]:
+        """The caller, and when (Unix time) its token expires: a long-lived connection ends then."""
         if not authorization:
             raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>' "
                                       "(get one with `carbon-inclusive token CLIENT`)")
@@ -85,7 +89,7 @@ class ClientRegistry:
         known = self._verified.get(token)
         if known is not None:
             if time.time() < known[1]:
-                return known[0]
+                return known
             del self._verified[token]
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -114,7 +118,7 @@ class ClientRegistry:
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (principal, int(claims["exp"]))
-        return principal
+        return principal, int(claims["exp"])
 
 
 def load_secrets(dev_file: Path | None, environment_secrets: Mapping[str, str]) -> dict[str, str]:

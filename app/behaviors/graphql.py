@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.auth.permissions import PARTNER, TENANT_ADMIN
-from app.behaviors import ingestion, reversal
+from app.behaviors import ingestion, repository, reversal
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
+from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import page_info as page_info_of
 from app.tenants.graphql import grams
 
 
@@ -38,6 +43,9 @@ class BehaviorRejectionCode(enum.Enum):
     INVALID_QUANTITY = "INVALID_QUANTITY"
     INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
     INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
+    DUPLICATE_ACROSS_PROVIDERS = strawberry.enum_value(
+        "DUPLICATE_ACROSS_PROVIDERS", description="The same behaviour (as the rule recognises it) was already "
+                                                  "credited from another provider; nothing is credited.")
 
 
 @strawberry.enum
@@ -190,3 +198,65 @@ class ReversalMutations:
             reduction_grams=grams(result.reduction_mg),
             points=Decimal(result.points).scaleb(-tenant.unit_decimals),
             shortfall_points=Decimal(result.shortfall_points).scaleb(-tenant.unit_decimals))
+
+
+@strawberry.type(description="What one provider reported about a behaviour.")
+class BehaviorReport:
+    provider: str = strawberry.field(description="The reporting issuer's slug.")
+    external_id: str
+    occurred_at: datetime
+    received_at: datetime
+    evidence: JSON | None = strawberry.field(description="The evidence as reported (reference, line, stations, "
+                                                         "biller, bill period).")
+
+
+@strawberry.type(description="A report rejected as DUPLICATE_ACROSS_PROVIDERS, linked to the record credited first "
+                             "for the same behaviour.")
+class CrossProviderDuplicate:
+    account_id: strawberry.ID
+    behavior: str
+    rejected: BehaviorReport
+    credited: BehaviorReport
+    credited_record_id: strawberry.ID
+    reduction_grams: Decimal = strawberry.field(description="What the credited record earned (the rejected: nothing).")
+
+
+@strawberry.type
+class CrossProviderDuplicateEdge:
+    cursor: str
+    node: CrossProviderDuplicate
+
+
+@strawberry.type
+class CrossProviderDuplicateConnection:
+    edges: list[CrossProviderDuplicateEdge]
+    page_info: PageInfo
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@strawberry.type
+class BehaviorAdminQuery:
+    @strawberry.field(description="Reports rejected because another provider's record of the same behaviour was "
+                                  "credited first, each with that record; newest first.",
+                      permission_classes=[TENANT_ADMIN])
+    async def cross_provider_duplicates(self, info: Info[Context, None], first: int | None = None,
+                                        after: str | None = None) -> CrossProviderDuplicateConnection:
+        page = page_request(first, after, None, None, key=TIME_KEY)
+        rows = await repository.cross_provider_duplicates(info.context.session, info.context.principal.tenant_id,
+                                                          page.size + 1, page.after)
+        edges = [CrossProviderDuplicateEdge(cursor=encode_cursor(row["received_at"], row["id"]), node=CrossProviderDuplicate(
+            account_id=strawberry.ID(to_global_id("Account", row["account_id"])), behavior=row["behavior_code"],
+            rejected=BehaviorReport(provider=row["provider"], external_id=row["external_id"],
+                                    occurred_at=row["occurred_at"], received_at=row["received_at"],
+                                    evidence=_json(row["evidence"])),
+            credited=BehaviorReport(provider=row["record_provider"], external_id=row["record_external_id"],
+                                    occurred_at=row["record_occurred_at"], received_at=row["record_received_at"],
+                                    evidence=_json(row["record_evidence"])),
+            credited_record_id=strawberry.ID(to_global_id("BehaviorRecord", row["record_id"])),
+            reduction_grams=grams(row["reduction_mg"])))
+            for row in rows[: page.size]]
+        return CrossProviderDuplicateConnection(edges=edges,
+                                                page_info=page_info_of(len(rows), page, [e.cursor for e in edges]))

@@ -10,6 +10,9 @@ Promises (ADR 0004):
   local day / month in the tenant's time zone, applied in input order and exact under concurrency:
   every write for an account happens under that account's row lock, taken in id order.
 * Contribution converts to points by floor-with-carry (`app.ledger.conversion`).
+* One behaviour, one credit across providers: a record that its rule recognises as a behaviour already
+  credited from another provider is REJECTED (`DUPLICATE_ACROSS_PROVIDERS`) with a link to that record
+  (`app.behaviors.rules.same_behavior`); read under the accounts' locks, so exact under concurrency.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import bisect
 import json
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,6 +33,7 @@ from app.behaviors.rules.base import InvalidQuantity, PricingRule
 from app.behaviors.rules.calendar import local_date, month_of, timing_problem
 from app.behaviors.rules.caps import capped_mg
 from app.behaviors.rules.registry import requested_mg
+from app.behaviors.rules.same_behavior import Report, is_same
 from app.ledger import service as ledger
 from app.ledger.conversion import convert, mg_per_minor_point
 from app.ledger.models import CONTRIBUTION, POINTS
@@ -71,6 +76,7 @@ class RecordOutcome:
     points: int = 0
     reason: str | None = None
     record_id: uuid.UUID | None = None
+    duplicate_of: uuid.UUID | None = None  # DUPLICATE_ACROSS_PROVIDERS: the record credited first
 
 
 def _rejected(command: RecordCommand, code: str, reason: str) -> RecordOutcome:
@@ -197,12 +203,16 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         candidates.append(_Candidate(index, command, rule, version,
                                      local_date(command.occurred_at, version.timezone), requested))
 
+    candidates = await _not_credited_elsewhere(session, tenant_id, provider_id, candidates, outcomes)
     await _credit(session, tenant_id, provider_id, now, candidates, ledgers, outcomes)
 
-    rejections = [(c.external_id, c.account_id if c.account_id in accounts else None, c.behavior, o.code)
-                  for c, o in zip(commands, outcomes, strict=True) if o is not None and o.status == REJECTED]
-    await repo.log_rejections(session, tenant_id, provider_id, now,
-                              [(ext[:MAX_EXTERNAL_ID], acc, beh[:64], code) for ext, acc, beh, code in rejections])
+    await repo.log_rejections(session, tenant_id, provider_id, now, [
+        repo.Rejection(external_id=c.external_id[:MAX_EXTERNAL_ID],
+                       account_id=c.account_id if c.account_id in accounts else None, behavior_code=c.behavior[:64],
+                       code=o.code or "", duplicate_of_record_id=o.duplicate_of,
+                       occurred_at=c.occurred_at if o.duplicate_of else None,
+                       evidence=_json(c.evidence) if o.duplicate_of else None)
+        for c, o in zip(commands, outcomes, strict=True) if o is not None and o.status == REJECTED])
     for index, command in enumerate(commands):
         if outcomes[index] is None:  # an in-batch repeat
             first = outcomes[first_of[command.external_id]]
@@ -212,6 +222,57 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
                 reduction_mg=first.reduction_mg, points=first.points,
                 reason=f"already recorded as {first.status}", record_id=first.record_id))
     return outcomes  # type: ignore[return-value]
+
+
+def _json(evidence: dict[str, str] | None) -> str | None:
+    return json.dumps(evidence, ensure_ascii=False, sort_keys=True) if evidence else None
+
+
+async def _not_credited_elsewhere(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
+                                  candidates: list[_Candidate], outcomes: list[RecordOutcome | None]) -> list[_Candidate]:
+    """The candidates that are no behaviour already credited from another provider; the others are
+    rejected with a link to the credited record. (One batch comes from one provider: its records are
+    told apart by `externalId`, never by this.)"""
+    probes = [(c.command.account_id, c.rule.code, c.command.occurred_at - c.rule.same_behavior.reach,
+               c.command.occurred_at + c.rule.same_behavior.reach)
+              for c in candidates if c.rule.same_behavior is not None and c.command.account_id is not None]
+    credited: dict[tuple[uuid.UUID, str], list[tuple[uuid.UUID, Report, list[str]]]] = defaultdict(list)
+    for row in await repo.credited_by_others(session, tenant_id, provider_id, probes):
+        evidence = json.loads(row.evidence) if isinstance(row.evidence, str) else row.evidence
+        credited[(row.account_id, row.behavior_code)].append(
+            (row.id, Report(row.occurred_at, row.local_date, evidence), row.linked))
+    if not credited:
+        return candidates
+    # A report rejected before (same externalId) keeps its link. Otherwise one credited record answers
+    # for one report of this provider, so two real trips are never one: pairs are taken nearest in time
+    # first across the batch.
+    links: dict[int, uuid.UUID] = {}
+    pairs = []
+    for candidate in candidates:
+        rule, command = candidate.rule.same_behavior, candidate.command
+        options = credited.get((command.account_id, candidate.rule.code), [])
+        replayed = next((record_id for record_id, _, linked in options if command.external_id in linked), None)
+        if replayed is not None:
+            links[candidate.index] = replayed
+        elif rule is not None:
+            mine = Report(command.occurred_at, candidate.local_date, command.evidence)
+            pairs += [(abs(report.occurred_at - mine.occurred_at), candidate.index, record_id)
+                      for record_id, report, linked in options if not linked and is_same(rule, report, mine)]
+    taken = set(links.values())
+    for _, index, record_id in sorted(pairs):
+        if index not in links and record_id not in taken:
+            links[index] = record_id
+            taken.add(record_id)
+    kept = []
+    for candidate in candidates:
+        if candidate.index not in links:
+            kept.append(candidate)
+            continue
+        outcomes[candidate.index] = RecordOutcome(
+            external_id=candidate.command.external_id, status=REJECTED, code="DUPLICATE_ACROSS_PROVIDERS",
+            reason=f"this {candidate.rule.code} was already credited from another provider",
+            duplicate_of=links[candidate.index])
+    return kept
 
 
 async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, now: datetime,
@@ -251,7 +312,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
             rule_id=candidate.rule.id, config_version=candidate.version.version, quantity=command.quantity,
             occurred_at=command.occurred_at, local_date=candidate.local_date, status=status,
             requested_mg=candidate.requested_mg, reduction_mg=credit, points=conversion.points,
-            evidence=json.dumps(command.evidence, ensure_ascii=False, sort_keys=True) if command.evidence else None,
+            evidence=_json(command.evidence),
         ))
         outcomes[candidate.index] = RecordOutcome(
             external_id=command.external_id, status=status, reduction_mg=credit, points=conversion.points,

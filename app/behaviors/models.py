@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -76,6 +77,11 @@ class BehaviorRejection(SQLModel, table=True):
         Index("ix_behavior_rejections_provider", "tenant_id", "provider_issuer_id", "received_at"),
         ForeignKeyConstraint(["tenant_id", "provider_issuer_id"], ["issuers.tenant_id", "issuers.id"]),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
+        ForeignKeyConstraint(["tenant_id", "duplicate_of_record_id"], ["behavior_records.tenant_id", "behavior_records.id"]),
+        Index("ix_behavior_rejections_duplicates", "tenant_id", "received_at", "id",
+              postgresql_where=text("duplicate_of_record_id IS NOT NULL")),
+        Index("ix_behavior_rejections_duplicate_of", "tenant_id", "duplicate_of_record_id", "provider_issuer_id",
+              postgresql_where=text("duplicate_of_record_id IS NOT NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -86,6 +92,11 @@ class BehaviorRejection(SQLModel, table=True):
     behavior_code: str | None = Field(default=None, sa_column=Column(Text))
     code: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    # DUPLICATE_ACROSS_PROVIDERS: the record already credited for the same behaviour (another provider's),
+    # and what this report said, for the operators (migration 0016).
+    duplicate_of_record_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    occurred_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
 
 
 class DailyBehaviorTotal(SQLModel, table=True):

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -187,16 +188,102 @@ async def insert_records(session: AsyncSession, tenant_id: uuid.UUID, provider_i
     return result.rowcount
 
 
+@dataclass(frozen=True)
+class Rejection:
+    external_id: str
+    account_id: uuid.UUID | None
+    behavior_code: str | None
+    code: str
+    # DUPLICATE_ACROSS_PROVIDERS only: the record credited first, and what this report said.
+    duplicate_of_record_id: uuid.UUID | None = None
+    occurred_at: datetime | None = None
+    evidence: str | None = None  # JSON text
+
+
 async def log_rejections(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID, received_at: datetime,
-                         rejections: list[tuple[str, uuid.UUID | None, str | None, str]]) -> None:
-    """(external_id, account_id or None, behaviour code or None, code)."""
+                         rejections: list[Rejection]) -> None:
     if rejections:
         await session.execute(text("""
             INSERT INTO behavior_rejections (id, tenant_id, provider_issuer_id, external_id, account_id, behavior_code,
-                                             code, received_at)
-            SELECT gen_random_uuid(), :t, :p, r.external_id, r.account_id, r.behavior_code, r.code, :received
+                                             code, received_at, duplicate_of_record_id, occurred_at, evidence)
+            SELECT gen_random_uuid(), :t, :p, r.external_id, r.account_id, r.behavior_code, r.code, :received,
+                   r.duplicate_of, r.occurred_at, CAST(r.evidence AS jsonb)
             FROM unnest(CAST(:external AS text[]), CAST(:account AS uuid[]), CAST(:behavior AS text[]),
-                        CAST(:code AS text[])) AS r(external_id, account_id, behavior_code, code)
+                        CAST(:code AS text[]), CAST(:duplicate_of AS uuid[]), CAST(:occurred AS timestamptz[]),
+                        CAST(:evidence AS text[]))
+                 AS r(external_id, account_id, behavior_code, code, duplicate_of, occurred_at, evidence)
         """), {"t": tenant_id, "p": provider_id, "received": received_at,
-               "external": [r[0] for r in rejections], "account": [r[1] for r in rejections],
-               "behavior": [r[2] for r in rejections], "code": [r[3] for r in rejections]})
+               "external": [r.external_id for r in rejections], "account": [r.account_id for r in rejections],
+               "behavior": [r.behavior_code for r in rejections], "code": [r.code for r in rejections],
+               "duplicate_of": [r.duplicate_of_record_id for r in rejections],
+               "occurred": [r.occurred_at for r in rejections], "evidence": [r.evidence for r in rejections]})
+
+
+@dataclass(frozen=True)
+class CreditedReport:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    behavior_code: str
+    occurred_at: datetime
+    local_date: date
+    evidence: dict[str, Any] | None
+    linked: list[str]  # externalIds of the calling provider's reports already rejected as this record
+
+
+async def credited_by_others(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid.UUID,
+                             probes: list[tuple[uuid.UUID, str, datetime, datetime]]) -> list[CreditedReport]:
+    """Credited, unreversed records of other providers for (account, behaviour) that occurred between
+    the two times; read under the accounts' locks, so every earlier commit is seen."""
+    if not probes:
+        return []
+    rows = await session.execute(text("""
+        SELECT r.id, r.account_id, r.behavior_code, r.occurred_at, r.local_date, r.evidence,
+               ARRAY(SELECT j.external_id FROM behavior_rejections j
+                      WHERE j.tenant_id = r.tenant_id AND j.duplicate_of_record_id = r.id
+                        AND j.provider_issuer_id = :p) AS linked
+          FROM (SELECT DISTINCT r.* FROM unnest(CAST(:accounts AS uuid[]), CAST(:codes AS text[]), CAST(:lo AS timestamptz[]),
+                      CAST(:hi AS timestamptz[])) AS p(account_id, code, lo, hi)
+          JOIN behavior_records r ON r.account_id = p.account_id AND r.occurred_at BETWEEN p.lo AND p.hi
+         WHERE r.tenant_id = :t AND r.behavior_code = p.code AND r.provider_issuer_id <> :p
+           AND r.reversed_at IS NULL) r
+         ORDER BY r.occurred_at, r.id
+    """), {"t": tenant_id, "p": provider_id, "accounts": [p[0] for p in probes], "codes": [p[1] for p in probes],
+           "lo": [p[2] for p in probes], "hi": [p[3] for p in probes]})
+    return [CreditedReport(*row) for row in rows.all()]
+
+
+async def cross_provider_duplicates(session: AsyncSession, tenant_id: uuid.UUID, limit: int,
+                                    after: tuple[datetime, uuid.UUID] | None) -> list[dict[str, Any]]:
+    """Rejected cross-provider duplicates with the record each was recognised as, newest first."""
+    condition = "AND (j.received_at, j.id) < (:after_at, :after_id)" if after is not None else ""
+    rows = await session.execute(text(f"""
+        SELECT j.id, j.received_at, j.account_id, j.behavior_code, j.external_id, j.occurred_at, j.evidence,
+               rp.slug AS provider, r.id AS record_id, r.external_id AS record_external_id,
+               r.occurred_at AS record_occurred_at, r.evidence AS record_evidence, r.received_at AS record_received_at,
+               r.reduction_mg, r.points, cp.slug AS record_provider
+          FROM behavior_rejections j
+          JOIN issuers rp ON rp.tenant_id = j.tenant_id AND rp.id = j.provider_issuer_id
+          JOIN behavior_records r ON r.tenant_id = j.tenant_id AND r.id = j.duplicate_of_record_id
+          JOIN issuers cp ON cp.tenant_id = r.tenant_id AND cp.id = r.provider_issuer_id
+         WHERE j.tenant_id = :t AND j.duplicate_of_record_id IS NOT NULL {condition}
+         ORDER BY j.received_at DESC, j.id DESC LIMIT :limit
+    """), {"t": tenant_id, "limit": limit, **({"after_at": after[0], "after_id": after[1]} if after else {})})
+    return [dict(row) for row in rows.mappings()]
+
+
+async def records_by_id(session: AsyncSession, provider_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's accepted records among `ids`, with what their outcome reports."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, status, reduction_mg, points, occurred_at, received_at, "
+        "reversed_at FROM behavior_records WHERE id = ANY(:ids) AND provider_issuer_id = :p"),
+        {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}
+
+
+async def rejections_by_id(session: AsyncSession, provider_id: uuid.UUID,
+                           ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The provider's rejected records among `ids`."""
+    rows = await session.execute(text(
+        "SELECT id, external_id, account_id, behavior_code, code, received_at FROM behavior_rejections "
+        "WHERE id = ANY(:ids) AND provider_issuer_id = :p"), {"ids": ids, "p": provider_id})
+    return {row["id"]: dict(row) for row in rows.mappings()}

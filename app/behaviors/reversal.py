@@ -9,7 +9,8 @@ as many of the record's points as the balance still holds; the balance floor sta
 be taken back is recorded on the transaction as `shortfall_points` (visible to admins, not recovered
 from later credits). The day's totals and the day's earning lot shrink by what was credited, so the
 cap frees up and expiry never expires reversed points. Conversion carry is untouched: the reversal is a
-debit of its own, not an undo of the conversion.
+debit of its own, not an undo of the conversion. A record pooled into a market lot is answered for by
+the lot's buffer (`app.market.service`, ADR 0011).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.behaviors import repository as behaviors_repo
 from app.ledger import service as ledger
 from app.ledger.models import CONTRIBUTION, POINTS
+from app.market import service as market
 
 
 class ReversalErrorCode(str, enum.Enum):
@@ -63,6 +65,7 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
         "RETURNING id"), {"id": record["id"], "now": now, "reason": f"{reason.strip()} (by {by_client})"})).first()
     if marked is None:
         raise ReversalError(ReversalErrorCode.ALREADY_REVERSED, ["input", "recordId"], "the record is already reversed")
+    await market.on_record_reversed(session, tenant_id, record["id"])  # a pooled record: the buffer answers
     points_row = ledgers[(record["account_id"], POINTS)]
     contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
     taken_points = min(record["points"], points_row.balance)

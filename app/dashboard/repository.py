@@ -1,6 +1,9 @@
 """Every SQL statement of the dashboard: sums over the daily rollups and totals (migrations 0011, 0012,
-0014), never over the raw ledger, and never over the days before the period. Each function is one
-statement, whatever the number of cities or days."""
+0013, 0014), never over the raw ledger, and never over the days before the period. Each function is one
+statement, whatever the number of cities or days.
+
+Active accounts in [start, end] (0013): Σ accounts active per day, minus the links between an account's
+consecutive active days that both lie in the period, so each account counts once."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")
+ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL", "LOT_PROCEEDS")  # credits net of reversals, and sale proceeds
 REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
 
+# Over `ledger_day_flows` (0014), which classifies the kinds as ISSUED, REDEEMED and EXPIRED do.
 _FLOWS = """
     sum(reduction_mg) AS reduction_mg, sum(issued) AS issued, sum(redeemed) AS redeemed, sum(expired) AS expired"""
 
@@ -38,6 +42,14 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
                 SELECT tenant_id, -(issued - redeemed - expired) FROM ledger_day_flows
                  WHERE tenant_id = ANY(:t) AND local_date > :end) x
              GROUP BY tenant_id
+        ), active AS (
+            SELECT tenant_id, sum(n) AS active FROM (
+                SELECT tenant_id, accounts AS n FROM active_account_rollups
+                 WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+                UNION ALL
+                SELECT tenant_id, -accounts FROM active_account_links
+                 WHERE tenant_id = ANY(:t) AND first_day BETWEEN :start AND :end AND local_date <= :end) x
+             GROUP BY tenant_id
         ), accounts AS (
             SELECT tenant_id,
                    sum(events) FILTER (WHERE event = 'OPENED' AND period) AS opened,
@@ -53,10 +65,11 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
         SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
                coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
                coalesce(o.outstanding, 0) AS outstanding, coalesce(a.opened, 0) AS opened,
-               coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked
+               coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked,
+               coalesce(ac.active, 0) AS active
           FROM unnest(CAST(:t AS uuid[])) AS t(id)
           LEFT JOIN flows f ON f.tenant_id = t.id LEFT JOIN outstanding o ON o.tenant_id = t.id
-          LEFT JOIN accounts a ON a.tenant_id = t.id
+          LEFT JOIN accounts a ON a.tenant_id = t.id LEFT JOIN active ac ON ac.tenant_id = t.id
     """), {"t": list(tenant_ids), "start": start, "end": end})
     return {row["tenant_id"]: {key: int(value) for key, value in row.items() if key != "tenant_id"}
             for row in rows.mappings()}
@@ -64,11 +77,27 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
 
 async def series(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date, end: date,
                  unit: str) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Per city and bucket (`day`, `week` (ISO) or `month`, by local date): the flows."""
+    """Per city and bucket (`day`, `week` (ISO) or `month`, by local date, clipped to the period): the flows
+    and the accounts active in the bucket."""
     rows = await session.execute(text(f"""
-        SELECT tenant_id, date_trunc(:unit, local_date)::date AS bucket, {_FLOWS}
-          FROM ledger_day_flows WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
-         GROUP BY 1, 2 ORDER BY 1, 2
+        WITH flows AS (
+            SELECT tenant_id, date_trunc(:unit, local_date)::date AS bucket, {_FLOWS}
+              FROM ledger_day_flows WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+             GROUP BY 1, 2
+        ), active AS (
+            SELECT tenant_id, bucket, sum(n) AS active FROM (
+                SELECT tenant_id, date_trunc(:unit, local_date)::date AS bucket, accounts AS n
+                  FROM active_account_rollups WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
+                UNION ALL
+                SELECT tenant_id, date_trunc(:unit, local_date)::date, -accounts FROM active_account_links
+                 WHERE tenant_id = ANY(:t) AND first_day BETWEEN :start AND :end AND local_date <= :end
+                   AND date_trunc(:unit, first_day) = date_trunc(:unit, local_date)) x
+             GROUP BY 1, 2
+        )
+        SELECT tenant_id, bucket, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
+               coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired, coalesce(a.active, 0) AS active
+          FROM flows f FULL JOIN active a USING (tenant_id, bucket)
+         ORDER BY 1, 2
     """), {"t": list(tenant_ids), "start": start, "end": end, "unit": unit})
     found: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for row in rows.mappings():
@@ -89,3 +118,14 @@ async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], star
                 AND i.id = CAST(nullif(r.provider, '') AS uuid)
     """), {"t": list(tenant_ids), "start": start, "end": end})
     return [dict(row) for row in rows.mappings()]
+
+
+async def market_lots(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every market lot of the cities (aggregates: no personal data), newest first."""
+    rows = await session.execute(text(
+        "SELECT l.*, t.slug FROM market_lots l JOIN tenants t ON t.id = l.tenant_id WHERE l.tenant_id = ANY(:t) "
+        "ORDER BY l.issued_at DESC, l.id DESC"), {"t": list(tenant_ids)})
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in rows.mappings():
+        found.setdefault(row["tenant_id"], []).append(dict(row))
+    return found

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from app.db import migrate
 from app.db.rls import APP_ROLE
@@ -81,20 +82,40 @@ def scratch_database(settings: Settings, name: str, data_dir: Path, *, drop: boo
         server = start_embedded(data_dir)
         owner_url = embedded_url(server, name)
         target = DatabaseTarget(owner_url=owner_url, app_url=derive_app_url(owner_url, password), embedded=server)
-    drop_statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     try:
-        kept = keep is not None and asyncio.run(_exists(owner_url, name)) and asyncio.run(keep(target))
-        if not kept:
-            asyncio.run(_maintenance(owner_url, drop_statement, f'CREATE DATABASE "{name}"'))
-        migrate.upgrade(owner_url)
-        asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
-        if not kept:
-            asyncio.run(seed(target.app_url, settings.config_dir))
-        yield target
-        if drop:
-            asyncio.run(_maintenance(owner_url, drop_statement))
+        if keep is not None and asyncio.run(_exists(owner_url, name)) and asyncio.run(keep(target)):
+            migrate.upgrade(owner_url)
+            asyncio.run(set_app_role_password(owner_url, password))  # for servers with password authentication
+            yield target
+        else:
+            with _fresh(target, name, password, settings.config_dir, drop=drop):
+                yield target
     finally:
         target.close()
+
+
+@contextmanager
+def sibling_database(target: DatabaseTarget, name: str, config_dir: Path, *, drop: bool = True) -> Iterator[DatabaseTarget]:
+    """Another fresh database named `name` on `target`'s server, with the same app role password. The
+    server stays `target`'s to stop: a process holds one handle on an embedded server, and closing a
+    second one would stop it under the first."""
+    password = make_url(target.app_url).password
+    sibling = DatabaseTarget(owner_url=with_database(target.owner_url, name), app_url=with_database(target.app_url, name))
+    with _fresh(sibling, name, password, config_dir, drop=drop):
+        yield sibling
+
+
+@contextmanager
+def _fresh(target: DatabaseTarget, name: str, password: str | None, config_dir: Path, *, drop: bool) -> Iterator[None]:
+    drop_statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    asyncio.run(_maintenance(target.owner_url, drop_statement, f'CREATE DATABASE "{name}"'))
+    migrate.upgrade(target.owner_url)
+    if password is not None:
+        asyncio.run(set_app_role_password(target.owner_url, password))  # for servers with password authentication
+    asyncio.run(seed(target.app_url, config_dir))
+    yield
+    if drop:
+        asyncio.run(_maintenance(target.owner_url, drop_statement))
 
 
 async def _exists(owner_url: str, name: str) -> bool:

@@ -7,13 +7,15 @@ request is ever seen by another.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from strawberry.dataloader import DataLoader
@@ -25,8 +27,12 @@ from app.accounts import repository as accounts_repository
 from app.accounts.hashing import HolderHasher
 from app.accounts.models import Account, Consent
 from app.ledger.service import donation_account_code
+from app.ledger.signing import Signer
 from app.rewards import repository as rewards_repository
 from app.tenants.models import BehaviorRule, Issuer, Reward
+
+if TYPE_CHECKING:
+    from app.live.hub import Hub
 
 Language = Literal["en", "zh"]
 
@@ -145,6 +151,28 @@ class Loaders:
             return [found.get(key) for key in keys]
         return DataLoader(load_fn=load)
 
+    @cached_property
+    def market_lot_by_record(self) -> DataLoader[uuid.UUID, dict | None]:
+        async def load(keys: list[uuid.UUID]) -> list[dict | None]:
+            rows = await self._session().execute(text(
+                "SELECT m.record_id, l.*, t.slug FROM market_lot_records m JOIN market_lots l ON l.id = m.lot_id "
+                "JOIN tenants t ON t.id = l.tenant_id WHERE m.record_id = ANY(:ids)"), {"ids": keys})
+            found = {row["record_id"]: dict(row) for row in rows.mappings()}
+            return [found.get(key) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def retirements_by_lot(self) -> DataLoader[uuid.UUID, list[dict]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[dict]]:
+            rows = await self._session().execute(text(
+                "SELECT * FROM market_retirements WHERE lot_id = ANY(:ids) ORDER BY retired_at, serial_from"),
+                {"ids": keys})
+            found: dict[uuid.UUID, list[dict]] = {}
+            for row in rows.mappings():
+                found.setdefault(row["lot_id"], []).append(dict(row))
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
     def _account_pages(self, fetch: Callable[[uuid.UUID, list[uuid.UUID], Any], Awaitable[dict[uuid.UUID, list]]]
                        ) -> DataLoader[tuple[uuid.UUID, uuid.UUID, Any], list]:
         """A loader keyed by (account, tenant, page request): accounts asking the same page of the same
@@ -216,9 +244,21 @@ class Context:
     principal: Principal
     database: Database
     hasher: HolderHasher | None = None
+    signer: Signer | None = None  # the platform's key: signs retirement certificates
     language: Language = "en"
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _session: AsyncSession | None = None
+    # Resolvers still running that the unit of work waits for before it ends (UnitOfWork.resolve).
+    pending: set[asyncio.Future[object]] = field(default_factory=set)
+    # Live updates (app.live): the process's hub, and on a websocket, how to close the connection.
+    hub: Hub | None = None
+    disconnect: Callable[[int, str], None] | None = None
+
+    def for_event(self) -> Context:
+        """A fresh context for one subscription event (its own time, DataLoaders and unit of work), as
+        for one HTTP request of the same caller."""
+        return Context(request=self.request, response=None, principal=self.principal, database=self.database,
+                       hasher=self.hasher, language=self.language, hub=self.hub, disconnect=self.disconnect)
 
     @property
     def session(self) -> AsyncSession:

@@ -20,3 +20,12 @@ class BadUserInput(GraphQLError):
 class Forbidden(GraphQLError):
     def __init__(self, message: str = "this client's role may not use this field") -> None:
         super().__init__(message, extensions={"code": "FORBIDDEN"})
+
+
+def request_error_code(message: str) -> str:
+    """The code of a GraphQL request error from graphql-core (which gives none), by its message."""
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if message.startswith("Variable '$"):
+        return "BAD_USER_INPUT"  # a variable that does not coerce to its type
+    return "GRAPHQL_VALIDATION_FAILED"

@@ -6,10 +6,13 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from prometheus_client import Counter, Histogram
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.db.session import apply_scope
 from app.graphql.context import Context
@@ -42,33 +45,21 @@ class UnitOfWork(SchemaExtension):
     invalid). So every awaitable resolver runs as a task shielded from that cancellation, execution's
     end waits for those tasks, and the session is withdrawn from the context in the same step (a
     resolver starting later fails instead of touching the database). Their results are discarded.
-    """
 
-    def __init__(self, *, execution_context=None) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(execution_context=execution_context)
-        self._work: set[asyncio.Future[object]] = set()
+    A subscription holds no transaction while it waits: its set-up (the root resolver) runs its own
+    short one, and each event runs in its own unit of work (`EventExecutor`).
+    """
 
     def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
         result = _next(root, info, *args, **kwargs)
-        return self._shielded(result) if inspect.isawaitable(result) else result
-
-    async def _shielded(self, awaitable):  # type: ignore[no-untyped-def]
-        work = asyncio.ensure_future(awaitable)
-        self._work.add(work)
-        work.add_done_callback(_settle_work(self._work))
-        return await asyncio.shield(work)
-
-    async def _withdraw_session(self, context: Context) -> None:
-        while self._work:
-            await asyncio.wait(list(self._work))
-        context._session = None
+        return _shielded(info.context, result) if inspect.isawaitable(result) else result
 
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
         """Around execution only: a request refused before it (parse, validation, cost, NUL) never
         touches the database."""
         context: Context = self.execution_context.context
-        if self.execution_context.result is not None:  # refused by an earlier extension: nothing to run
-            yield
+        if self.execution_context.result is not None or _is_subscription(self.execution_context):
+            yield  # refused by an earlier extension, or a subscription: nothing to open here
             return
         async with context.database.sessionmaker() as session:
             try:
@@ -81,10 +72,10 @@ class UnitOfWork(SchemaExtension):
             try:
                 yield
             except BaseException:
-                await self._withdraw_session(context)
+                await _withdraw_session(context)
                 await _quietly(transaction.rollback())
                 raise
-            await self._withdraw_session(context)
+            await _withdraw_session(context)
             result = self.execution_context.result
             if not (getattr(result, "errors", None) or getattr(self.execution_context, "errors", None)):
                 try:
@@ -101,6 +92,67 @@ class UnitOfWork(SchemaExtension):
                     extensions={"code": "ROLLED_BACK"})]
 
 
+class EventExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Executes each subscription event like one HTTP request of the subscriber: with its own context
+    (`Context.for_event`: fresh DataLoaders and time) in its own read-only transaction under the
+    subscriber's tenant scope, which ends (rolled back: events only read) before the result is sent,
+    so a slow client never holds a database connection. Other operations execute unchanged."""
+
+    is_event = False  # set on the per-event copies
+
+    def build_per_event_executor(self, payload: Any) -> EventExecutor:
+        executor = super().build_per_event_executor(payload)
+        if isinstance(self.context_value, Context):
+            executor.context_value = self.context_value.for_event()
+            executor.is_event = True
+        return executor  # type: ignore[return-value]
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if not self.is_event:
+            return super().execute_operation(serially)
+        return self._in_unit_of_work(super().execute_operation, serially)
+
+    async def _in_unit_of_work(self, execute: Any, serially: bool | None) -> Any:
+        # Shielded like a resolver: a subscriber leaving mid-event (complete, disconnect) must not cancel
+        # a statement on the wire; the event finishes, rolls back, and only then does the cancellation go on.
+        work = asyncio.ensure_future(self._event(execute, serially))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            raise
+
+    async def _event(self, execute: Any, serially: bool | None) -> Any:
+        context: Context = self.context_value
+        async with context.database.sessionmaker() as session:
+            try:
+                transaction = await session.begin()
+                await apply_scope(session, context.principal.scope, lock=True)
+            except Exception as error:
+                log.error("transaction_open_failed", error=type(error).__name__)
+                return GraphQLExecutionResult(data=None, errors=[_internal()])
+            context._session = session
+            try:
+                result = execute(serially)
+                return await result if self.is_awaitable(result) else result
+            finally:
+                await _withdraw_session(context)
+                await _quietly(transaction.rollback())
+
+
+async def _shielded(context: Context, awaitable):  # type: ignore[no-untyped-def]
+    work = asyncio.ensure_future(awaitable)
+    context.pending.add(work)
+    work.add_done_callback(_settle_work(context.pending))
+    return await asyncio.shield(work)
+
+
+async def _withdraw_session(context: Context) -> None:
+    while context.pending:
+        await asyncio.wait(list(context.pending))
+    context._session = None
+
+
 def _settle_work(pending: set[asyncio.Future[object]]):  # type: ignore[no-untyped-def]
     def done(work: asyncio.Future[object]) -> None:
         pending.discard(work)
@@ -114,10 +166,18 @@ def _internal() -> GraphQLError:
 
 
 def _is_mutation(execution_context) -> bool:  # type: ignore[no-untyped-def]
+    return _operation_type(execution_context) == "mutation"
+
+
+def _is_subscription(execution_context) -> bool:  # type: ignore[no-untyped-def]
+    return _operation_type(execution_context) == "subscription"
+
+
+def _operation_type(execution_context) -> str | None:  # type: ignore[no-untyped-def]
     try:
-        return execution_context.operation_type.value == "mutation"
+        return execution_context.operation_type.value
     except Exception:  # an unparsable document has no operation type
-        return False
+        return None
 
 
 async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]

@@ -160,6 +160,11 @@ def parse_post(body: bytes) -> GraphQLRequest:
     return _parameters(document)
 
 
+def parse_object(document: dict[str, Any]) -> GraphQLRequest:
+    """From an already decoded JSON object (a websocket `subscribe` message's payload)."""
+    return _parameters(document)
+
+
 def parse_get(params: Any) -> GraphQLRequest:
     """From URL parameters (a Starlette QueryParams or any mapping of str to str)."""
     document: dict[str, Any] = {}

@@ -17,21 +17,23 @@ from strawberry.types import Info
 
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
-from app.graphql.extensions import MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
+from app.graphql.extensions import EventExecutor, MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
 from app.accounts.graphql import Account, AccountMutations, AccountQuery, ActivityEntry, Consent
 from app.auth.permissions import ANY_CLIENT
-from app.behaviors.graphql import BehaviorMutations, ReversalMutations
+from app.behaviors.graphql import BehaviorAdminQuery, BehaviorMutations, ReversalMutations
 from app.rewards.graphql import Entitlement, Redemption, RewardMutations, RewardQuery
 from app.dashboard.graphql import DashboardQuery
+from app.market.graphql import MarketMutations, MarketQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
+from app.live.graphql import Subscription
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
 
 
 @strawberry.type
-class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, DashboardQuery):
+class Query(TenantQuery, AccountQuery, RewardQuery, AdminQuery, BehaviorAdminQuery, DashboardQuery, MarketQuery):
     @strawberry.field(description="Any object by its global id; null if absent or not visible to the caller.",
                       permission_classes=[ANY_CLIENT])
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
@@ -50,7 +52,7 @@ EXTRA_RULES = [
 
 @strawberry.type
 class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMutations, CatalogueMutations,
-               ConfigurationMutations):
+               ConfigurationMutations, MarketMutations):
     pass
 
 
@@ -61,6 +63,9 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
+        # Each subscription event in its own unit of work under the subscriber's scope (others unchanged).
+        execution_context_class=EventExecutor,
         types=[Tenant, Reward, Issuer, Account, ActivityEntry, Consent, Redemption, Entitlement],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
         extensions=[

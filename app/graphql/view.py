@@ -8,12 +8,15 @@ Order of decisions for a request (each refusal is a GraphQL-shaped JSON error wi
 4. the request: Content-Type (415), JSON and parameter types (request errors: `app.graphql.http`);
 5. trusted documents by hash, and the client's `trusted_documents_only` restriction;
 6. execution: parsing, validation, limits and cost are request errors (400 under
-   `application/graphql-response+json`, no `data`); a mutation by GET is 405 and never runs.
+   `application/graphql-response+json`, no `data`); a mutation by GET is 405 and never runs; a
+   subscription is OPERATION_NOT_SUPPORTED (it is served over the websocket: `app.live.transport`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from strawberry.types.graphql import OperationType
@@ -21,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import PreExecutionError
 
@@ -31,29 +35,50 @@ from app.auth.tokens import AuthenticationError, ClientRegistry
 from app.db.session import Database
 from app.graphql import http
 from app.graphql.context import Context, negotiate_language
+from app.graphql.errors import request_error_code
 from app.graphql.trusted import find_document, run_fast_path
+from app.ledger.signing import Signer
+from app.live.hub import Hub
+from app.live.transport import LiveTransport
 
 _QUERIES_ONLY = frozenset({OperationType.QUERY})
 _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 class GraphQLView(GraphQL):
-    """Strawberry's ASGI view, kept for the GraphiQL page and websockets; HTTP execution is ours."""
+    """Strawberry's ASGI view, kept for the GraphiQL page and the websocket transport of subscriptions
+    (`app.live.transport`); HTTP execution is ours."""
 
-    def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if graphiql else None)
+    graphql_transport_ws_handler_class = LiveTransport
+
+    def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool,
+                 registry: ClientRegistry | None = None, limiter: RateLimiter | None = None, hub: Hub | None = None,
+                 max_subscriptions: int = 20, init_timeout_seconds: float = 10,
+                 allowed_origins: Sequence[str] = (), signer: Signer | None = None) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if graphiql else None,
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
+                         max_subscriptions_per_connection=None, allowed_origins=allowed_origins)
         self.database = database
         self.hasher = hasher
+        self.signer = signer
+        self.registry = registry
+        self.limiter = limiter
+        self.hub = hub
+        self.max_subscriptions = max_subscriptions
 
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(
             request=request,
             response=response,
-            # Absent only for the GraphiQL page itself, which executes nothing.
+            # Absent for the GraphiQL page, which executes nothing, and on a websocket until its
+            # connection_init authenticates (app.live.transport).
             principal=request.scope.get("state", {}).get("principal"),
             database=self.database,
             hasher=self.hasher,
+            signer=self.signer,
             language=negotiate_language(request.headers.get("accept-language")),
+            hub=self.hub,
         )
 
 
@@ -73,14 +98,6 @@ def _wants_graphiql(request: Request) -> bool:
             and not any(name in request.query_params for name in ("query", "documentId", "extensions")))
 
 
-def _request_error_code(message: str) -> str:
-    if message.startswith("Syntax Error"):
-        return "GRAPHQL_PARSE_FAILED"
-    if message.startswith("Variable '$"):
-        return "BAD_USER_INPUT"  # a variable that does not coerce to its type
-    return "GRAPHQL_VALIDATION_FAILED"
-
-
 def unauthenticated_headers() -> dict[str, str]:
     return {"WWW-Authenticate": 'Bearer realm="carbon-inclusive", error="invalid_token"'}
 
@@ -96,10 +113,7 @@ class AuthenticatedGraphQL:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # no authenticated transport for websockets yet: refuse
-            await send({"type": "websocket.close", "code": 1008, "reason": "websockets are not served here"})
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # websockets: graphql-transport-ws (app.live.transport)
             await self.view(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -176,7 +190,8 @@ class AuthenticatedGraphQL:
             if request.method == "GET" and error.operation_type is OperationType.MUTATION:
                 return 405, http.error_body("mutations are not allowed by GET: send them by POST",
                                             "METHOD_NOT_ALLOWED")
-            raise http.RequestError(f"{error.operation_type.value} operations are not served over HTTP",
+            raise http.RequestError("subscription operations are served over websocket only: connect to "
+                                    "ws(s)://<host>/graphql with subprotocol graphql-transport-ws",
                                     "OPERATION_NOT_SUPPORTED", well_formed=True) from None
         except MissingQueryError:
             raise http.RequestError("missing `query`") from None
@@ -191,7 +206,7 @@ class AuthenticatedGraphQL:
         if request_error:
             for error in errors:  # every error typed: graphql-core's own carry no code
                 extensions = error.setdefault("extensions", {})
-                extensions.setdefault("code", _request_error_code(error.get("message", "")))
+                extensions.setdefault("code", request_error_code(error.get("message", "")))
         body: dict[str, Any] = {} if request_error else {"data": result.data}
         if errors:
             body["errors"] = errors

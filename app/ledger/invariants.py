@@ -3,18 +3,27 @@
 1. Every transaction balances: its postings sum to zero per asset.
 2. Every tracked (citizen) balance equals the sum of its postings; untracked (system) balances are 0.
 3. No citizen balance is negative (also a CHECK constraint).
-4. What a transaction shows in the activity (reduction_mg, points) equals its postings on the citizen.
+4. What a transaction shows in the activity (reduction_mg, points) equals its postings on the citizen,
+   and every posting belongs to its transaction: same time, and a citizen posting on its account (so
+   the hash chain over transactions also binds their postings).
 5. Behaviour records agree with their credit transaction.
 6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry, and the
    carry is non-negative.
 7. Earning lots: points balance = Σ the days' earned points − points consumed; matured earnings equal
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.
+8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
+   transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
 9. The daily rollups (the dashboard's figures) equal the ledger, per local day, kind, behaviour,
    provider and catalogue item, and the account rollups equal the accounts' events; the day flows and
    all-time totals (migration 0014) equal the rollups they summarise.
-8. Stock taken equals the stock units of fulfilled redemptions; every redemption has its one spending
-   transaction and, if cancelled, its one cancellation; project (donation) balances are never negative.
+10. Accounts' active days are exactly the days of their earning and spending transactions, and the
+   active-account rollups (accounts per day, links between consecutive active days) equal those days.
+11. Tamper evidence: every transaction sits in its account's hash chain and matches its hash, chains
+   have no gaps or broken links, and every checkpoint's Merkle root, link and signature hold.
+12. Market lots reconcile: their records, reversals, retirements and consecutive serials match their
+   books (so pooled + unpooled = every verified reduction, exactly); sale proceeds paid as points equal
+   the lots' proceeds, their ledger transactions and their earning lots.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -25,10 +34,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import Database, TenantScope
+from app.ledger.chain import verify_checkpoints
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,14 @@ CHECKS: dict[str, str] = {
         ) c ON c.transaction_id = t.id
         WHERE t.account_id IS NOT NULL
           AND (t.reduction_mg <> coalesce(c.mg, 0) OR t.points <> coalesce(c.pts, 0))
+        LIMIT :limit""",
+    "postings_belong_to_their_transaction": """
+        SELECT p.id::text, p.transaction_id::text,
+               CASE WHEN p.posted_at <> t.posted_at THEN 'posted at another time than its transaction'
+                    ELSE 'a citizen posting on another account than its transaction''s' END
+        FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
+        JOIN ledger_accounts la ON la.id = p.ledger_account_id
+        WHERE p.posted_at <> t.posted_at OR (la.account_id IS NOT NULL AND la.account_id IS DISTINCT FROM t.account_id)
         LIMIT :limit""",
     "records_match_transactions": """
         SELECT r.id::text, r.external_id,
@@ -111,7 +130,32 @@ CHECKS: dict[str, str] = {
         LEFT JOIN (SELECT account_id, behavior_code, local_date, sum(reduction_mg) AS mg, sum(points) AS points
                    FROM behavior_records WHERE reversed_at IS NULL GROUP BY account_id, behavior_code, local_date) r
           ON r.account_id = t.account_id AND r.behavior_code = t.behavior_code AND r.local_date = t.local_date
-        WHERE t.credited_mg <> coalesce(r.mg, 0) OR t.credited_points <> coalesce(r.points, 0)
+        WHERE t.behavior_code <> '~market-proceeds'
+          AND (t.credited_mg <> coalesce(r.mg, 0) OR t.credited_points <> coalesce(r.points, 0))
+        LIMIT :limit""",
+    "proceeds_match_payouts": """
+        WITH earned AS (
+            SELECT account_id, sum(credited_points) AS points FROM daily_behavior_totals
+             WHERE behavior_code = '~market-proceeds' GROUP BY 1
+        ), posted AS (
+            SELECT account_id, sum(points) AS points FROM ledger_transactions WHERE kind = 'LOT_PROCEEDS' GROUP BY 1
+        ), paid AS (
+            SELECT p.account_id, sum(p.points) AS points,
+                   count(*) FILTER (WHERE t.kind IS DISTINCT FROM 'LOT_PROCEEDS' OR t.points <> p.points
+                                    OR t.account_id <> p.account_id) AS wrong
+              FROM market_lot_payouts p LEFT JOIN ledger_transactions t ON t.id = p.transaction_id GROUP BY 1
+        )
+        SELECT coalesce(e.account_id, o.account_id, p.account_id)::text,
+               'lots ' || coalesce(e.points, 0) || ' / ledger ' || coalesce(o.points, 0) || ' / payouts '
+                   || coalesce(p.points, 0), 'proceeds differ'
+          FROM earned e FULL JOIN posted o USING (account_id) FULL JOIN paid p USING (account_id)
+         WHERE coalesce(e.points, 0) <> coalesce(o.points, 0) OR coalesce(o.points, 0) <> coalesce(p.points, 0)
+            OR coalesce(p.wrong, 0) > 0
+        UNION ALL
+        SELECT l.id::text, 'lot ' || l.number, 'its proceeds ' || l.proceeds_points || ' differ from its payouts'
+          FROM market_lots l LEFT JOIN (SELECT lot_id, sum(points) AS points FROM market_lot_payouts GROUP BY 1) p
+               ON p.lot_id = l.id
+         WHERE l.proceeds_points <> coalesce(p.points, 0)
         LIMIT :limit""",
     "reversals_match_records": """
         SELECT r.id::text, r.external_id, CASE WHEN r.reversed_at IS NULL THEN 'reversal without mark'
@@ -178,11 +222,91 @@ CHECKS: dict[str, str] = {
                'events ' || coalesce(e.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
         FROM events e FULL JOIN rollup r USING (tenant_id, day, event)
         WHERE e.n IS DISTINCT FROM r.n LIMIT :limit""",
+    "activity_days_match_ledger": """
+        WITH tz AS (
+            SELECT DISTINCT ON (tenant_id) tenant_id, timezone FROM tenant_config_versions
+            ORDER BY tenant_id, effective_from DESC, version DESC
+        ), ledger AS (
+            SELECT DISTINCT t.tenant_id, t.account_id, (t.occurred_at AT TIME ZONE tz.timezone)::date AS local_date
+            FROM ledger_transactions t JOIN tz ON tz.tenant_id = t.tenant_id
+            WHERE t.account_id IS NOT NULL AND t.kind IN ('BEHAVIOR_CREDIT', 'REDEMPTION', 'DONATION')
+        )
+        SELECT coalesce(l.account_id, d.account_id)::text, coalesce(l.local_date, d.local_date)::text,
+               CASE WHEN l.account_id IS NULL THEN 'active day without activity' ELSE 'activity without active day' END
+        FROM ledger l FULL JOIN account_activity_days d USING (tenant_id, account_id, local_date)
+        WHERE l.account_id IS NULL OR d.account_id IS NULL LIMIT :limit""",
+    "active_rollups_match_days": """
+        WITH days AS (
+            SELECT tenant_id, local_date, NULL::date AS first_day, count(*) AS n FROM account_activity_days GROUP BY 1, 2
+            UNION ALL
+            SELECT tenant_id, local_date, previous, count(*) FROM (
+                SELECT tenant_id, local_date,
+                       lag(local_date) OVER (PARTITION BY tenant_id, account_id ORDER BY local_date) AS previous
+                FROM account_activity_days) x
+            WHERE local_date - previous <= 366 GROUP BY 1, 2, 3
+        ), rollup AS (
+            SELECT tenant_id, local_date, NULL::date AS first_day, sum(accounts) AS n FROM active_account_rollups
+            GROUP BY 1, 2 HAVING sum(accounts) <> 0
+            UNION ALL
+            SELECT tenant_id, local_date, first_day, sum(accounts) FROM active_account_links
+            GROUP BY 1, 2, 3 HAVING sum(accounts) <> 0
+        )
+        SELECT coalesce(d.local_date, r.local_date)::text,
+               coalesce('link from ' || coalesce(d.first_day, r.first_day)::text, 'accounts'),
+               'days ' || coalesce(d.n, 0) || ' <> rollup ' || coalesce(r.n, 0)
+        FROM days d FULL JOIN rollup r
+             ON r.tenant_id = d.tenant_id AND r.local_date = d.local_date
+            AND r.first_day IS NOT DISTINCT FROM d.first_day
+        WHERE d.n IS DISTINCT FROM r.n LIMIT :limit""",
+    "chain_hashes_match": """
+        SELECT c.transaction_id::text, 'seq ' || c.seq, 'the transaction no longer matches its chain hash (edited?)'
+        FROM ledger_chain c JOIN ledger_transactions t ON t.id = c.transaction_id
+        WHERE c.hash <> carbon_ledger_digest(c.prev_hash, t) LIMIT :limit""",
+    "chain_links_intact": """
+        SELECT chain_key::text, 'seq ' || seq, problem FROM (
+            SELECT c.chain_key, c.seq,
+                   CASE WHEN c.seq <> row_number() OVER w THEN 'a gap or a repeat in the chain (deleted or added?)'
+                        WHEN c.prev_hash <> coalesce(lag(c.hash) OVER w, decode(repeat('00', 32), 'hex'))
+                        THEN 'does not link to the previous entry' END AS problem
+            FROM ledger_chain c WINDOW w AS (PARTITION BY c.tenant_id, c.chain_key ORDER BY c.seq)) x
+        WHERE problem IS NOT NULL LIMIT :limit""",
+    "every_transaction_chained": """
+        SELECT coalesce(t.id, c.transaction_id)::text,
+               CASE WHEN c.transaction_id IS NULL THEN 'a transaction outside every chain (added?)'
+                    WHEN t.id IS NULL THEN 'a chain entry without its transaction (deleted?)'
+                    ELSE 'in the wrong chain' END
+        FROM ledger_transactions t FULL JOIN ledger_chain c ON c.transaction_id = t.id
+        WHERE t.id IS NULL OR c.transaction_id IS NULL OR c.chain_key <> coalesce(t.account_id, t.tenant_id)
+           OR (c.checkpoint_number IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ledger_checkpoints k WHERE k.number = c.checkpoint_number))
+        LIMIT :limit""",
+    "market_lots_reconcile": """
+        WITH pooled AS (
+            SELECT m.lot_id, count(*) AS n, sum(m.reduction_mg) AS mg,
+                   coalesce(sum(m.reduction_mg) FILTER (WHERE b.reversed_at IS NOT NULL), 0) AS reversed,
+                   count(*) FILTER (WHERE m.reduction_mg <> b.reduction_mg) AS changed
+            FROM market_lot_records m JOIN behavior_records b ON b.id = m.record_id GROUP BY 1
+        ), retired AS (
+            SELECT lot_id, sum(kilograms) AS kg FROM market_retirements GROUP BY 1
+        )
+        SELECT id::text, 'lot ' || number, problem FROM (
+            SELECT l.id, l.number,
+                   CASE WHEN coalesce(p.n, 0) <> l.records OR coalesce(p.mg, 0) <> l.pooled_mg
+                        THEN 'its pooled records differ from its books'
+                        WHEN coalesce(p.changed, 0) > 0 THEN 'a pooled record''s reduction changed'
+                        WHEN coalesce(p.reversed, 0) <> l.reversed_mg THEN 'its reversed records differ from its books'
+                        WHEN coalesce(r.kg, 0) <> l.retired_kg THEN 'its retirements differ from its books'
+                        WHEN l.serial_start <> coalesce(lag(l.serial_start + l.serial_kg)
+                                                        OVER (PARTITION BY l.tenant_id ORDER BY l.number), 1)
+                        THEN 'its serials do not follow the previous lot''s' END AS problem
+            FROM market_lots l LEFT JOIN pooled p ON p.lot_id = l.id LEFT JOIN retired r ON r.lot_id = l.id) x
+        WHERE problem IS NOT NULL LIMIT :limit""",
     "flows_match_rollups": """
         WITH rollup AS (
             SELECT tenant_id, local_date, sum(transactions) AS n,
                    sum(reduction_mg) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS mg,
-                   sum(points) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')) AS issued,
+                   sum(points) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'LOT_PROCEEDS'))
+                       AS issued,
                    -sum(points) FILTER (WHERE kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED')) AS redeemed,
                    -sum(points) FILTER (WHERE kind = 'EXPIRY') AS expired
             FROM ledger_daily_rollups GROUP BY 1, 2
@@ -220,16 +344,22 @@ CHECKS: dict[str, str] = {
 }
 
 
-async def verify_ledger(session: AsyncSession, *, limit: int = 20) -> list[Violation]:
-    """Run every check in the session's current tenant scope; an empty list means the ledger is sound."""
+async def verify_ledger(session: AsyncSession, *, limit: int = 20, public_key: Ed25519PublicKey | None = None,
+                        anchors: list[tuple[int, bytes]] = ()) -> list[Violation]:
+    """Run every check in the session's current tenant scope; an empty list means the ledger is sound.
+    Checkpoint signatures are checked when the platform's public key is given; `anchors` are checkpoint
+    roots kept outside the database (number, root) that must still be there, unchanged."""
     violations: list[Violation] = []
     for name, sql in CHECKS.items():
         for row in (await session.execute(text(sql), {"limit": limit})).all():
             violations.append(Violation(check=name, detail=" ".join(str(value) for value in row)))
+    for where, problem in (await verify_checkpoints(session, public_key, anchors))[:limit]:
+        violations.append(Violation(check="checkpoints_hold", detail=f"{where} {problem}"))
     return violations
 
 
-async def verify_all_tenants(database: Database, *, limit: int = 20) -> dict[str, list[Violation]]:
+async def verify_all_tenants(database: Database, *, limit: int = 20, public_key: Ed25519PublicKey | None = None,
+                             anchors: dict[str, list[tuple[int, bytes]]] | None = None) -> dict[str, list[Violation]]:
     """Check every tenant in its own scope (the ledger is personal data: no cross-tenant read role sees
     it). Returns slug -> violations, for every tenant."""
     async with database.transaction(TenantScope.regulator()) as session:
@@ -237,5 +367,6 @@ async def verify_all_tenants(database: Database, *, limit: int = 20) -> dict[str
     report: dict[str, list[Violation]] = {}
     for tenant_id, slug in tenants:
         async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
-            report[slug] = await verify_ledger(session, limit=limit)
+            report[slug] = await verify_ledger(session, limit=limit, public_key=public_key,
+                                               anchors=(anchors or {}).get(slug, []))
     return report

@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Identity,
     Index,
+    LargeBinary,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -91,7 +92,7 @@ class LedgerTransaction(SQLModel, table=True):
         Index("uq_ledger_transactions_redemption_kind", "tenant_id", "redemption_id", "kind", unique=True,
               postgresql_where=text("redemption_id IS NOT NULL")),
         CheckConstraint("kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'REDEMPTION', 'DONATION', "
-                        "'REDEMPTION_CANCELLED', 'EXPIRY')", name="kind_known"),
+                        "'REDEMPTION_CANCELLED', 'EXPIRY', 'LOT_PROCEEDS')", name="kind_known"),
         CheckConstraint("shortfall_points >= 0", name="shortfall_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),
@@ -154,6 +155,38 @@ class LedgerDailyRollup(SQLModel, table=True):
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     reduction_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerChainEntry(SQLModel, table=True):
+    """A transaction's place in its account's hash chain (migration 0017, app/ledger/chain.py):
+    `hash = sha256(prev_hash || content)`; sealed by the checkpoint `checkpoint_number` once taken."""
+
+    __tablename__ = "ledger_chain"
+    __table_args__ = (UniqueConstraint("tenant_id", "chain_key", "seq", name="uq_ledger_chain_seq"),)
+
+    transaction_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", nullable=False)
+    chain_key: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    prev_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    checkpoint_number: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class LedgerCheckpoint(SQLModel, table=True):
+    """A city's signed seal over the chain entries added since its previous checkpoint (migration 0017)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    number: int = Field(sa_column_kwargs={"primary_key": True}, sa_type=BigInteger)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    entries: int = Field(sa_column=Column(BigInteger, nullable=False))
+    merkle_root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    previous_root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    key_id: str = Field(sa_column=Column(Text, nullable=False))
+    signature: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class LedgerDayFlow(SQLModel, table=True):

@@ -115,6 +115,18 @@ async def citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
     return {(account_id, asset): id_ for account_id, asset, id_ in rows.all()}
 
 
+async def balances_at(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                      at: datetime) -> dict[str, int]:
+    """A citizen's balances per asset as they stood at `at`: the postings posted up to it (a posting's
+    time is its writing transaction's start). One index range per asset."""
+    rows = await session.execute(text("""
+        SELECT la.asset, coalesce((SELECT sum(p.amount) FROM ledger_postings p
+                                    WHERE p.ledger_account_id = la.id AND p.posted_at <= :at), 0)
+          FROM ledger_accounts la WHERE la.tenant_id = :t AND la.account_id = :a
+    """), {"t": tenant_id, "a": account_id, "at": at})
+    return {asset: int(total) for asset, total in rows.all()}
+
+
 async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
                                       account_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], CitizenLedger]:
     """Lock the citizens' ledger accounts (both assets) in ledger-account id order and return them.

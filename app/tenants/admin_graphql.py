@@ -20,7 +20,8 @@ from app.graphql.pagination import page_info as page_info_of
 from app.tenants import catalogue
 from app.tenants.catalogue import CatalogueCode, CatalogueError, ItemChanges
 from app.tenants import service
-from app.tenants.graphql import BehaviorCategory, CalculationMethod, ConfigVersion, LimitPeriod, Reward, RewardKind
+from app.tenants.graphql import (BehaviorCategory, CalculationMethod, ConfigVersion, LimitPeriod, Reward, RewardKind,
+                                 SameBehaviorMatch)
 
 CatalogueErrorCode = strawberry.enum(CatalogueCode, name="CatalogueErrorCode")
 
@@ -218,12 +219,20 @@ class BehaviorRuleInput:
     method: CalculationMethod
     unit: str
     source: str = strawberry.field(description="Where the factor comes from (methodology, standard).")
+    same_behavior: SameBehaviorInput = strawberry.field(description="How one behaviour reported by two providers is "
+                                                                    "recognised, so that it is credited once.")
     factor_grams: str | None = None
     baseline_grams_per_km: str | None = None
     mode_grams_per_km: str | None = None
     cap_grams_per_day: str | None = None
     cap_grams_per_month: str | None = None
     cap_grams_per_event: str | None = None
+
+
+@strawberry.input
+class SameBehaviorInput:
+    match: SameBehaviorMatch
+    window_minutes: int | None = strawberry.field(default=None, description="Required for TRIP, only for TRIP.")
 
 
 @strawberry.input
@@ -261,7 +270,10 @@ class PublishConfigurationPayload:
 
 def _rule_document(rule: BehaviorRuleInput) -> dict:
     document = {"code": rule.code, "name": {"en": rule.name.en, "zh": rule.name.zh}, "category": rule.category.value,
-                "method": rule.method.value, "unit": rule.unit, "source": rule.source}
+                "method": rule.method.value, "unit": rule.unit, "source": rule.source,
+                "same_behavior": {"match": rule.same_behavior.match.value}
+                | ({"window_minutes": rule.same_behavior.window_minutes}
+                   if rule.same_behavior.window_minutes is not None else {})}
     for name in ("factor_grams", "baseline_grams_per_km", "mode_grams_per_km", "cap_grams_per_day",
                  "cap_grams_per_month", "cap_grams_per_event"):
         value = getattr(rule, name)

@@ -52,6 +52,22 @@ class CalculationMethod(str, enum.Enum):
     PER_DISTANCE = "PER_DISTANCE"
 
 
+class SameBehaviorMatch(str, enum.Enum):
+    """How two providers' records are recognised as one real-world behaviour (always same account and
+    behaviour code; records of one provider are told apart by `externalId` instead).
+
+    TRIP: occurred within `window_minutes` of each other, and line, origin and destination station equal
+    wherever both records give them. BILL: same `biller` and `billPeriod` (both records give them).
+    DAY: same local day (a day's steps, counted by two apps). REFERENCE: same `reference` (a receipt,
+    order or transaction number; both records give it). NONE: never the same (no recognition)."""
+
+    TRIP = "TRIP"
+    BILL = "BILL"
+    DAY = "DAY"
+    REFERENCE = "REFERENCE"
+    NONE = "NONE"
+
+
 class IssuerKind(str, enum.Enum):
     BANK = "BANK"
     CITY_CARD = "CITY_CARD"
@@ -148,6 +164,19 @@ class ClientConfig(_Strict):
         return self
 
 
+class SameBehaviorConfig(_Strict):
+    """A rule's recognition of one behaviour reported by two providers (`SameBehaviorMatch`)."""
+
+    match: SameBehaviorMatch
+    window_minutes: Annotated[int, Field(ge=1, le=1440)] | None = None
+
+    @model_validator(mode="after")
+    def _window_for_trips(self) -> SameBehaviorConfig:
+        if (self.match is SameBehaviorMatch.TRIP) != (self.window_minutes is not None):
+            raise ValueError("`window_minutes` is required for TRIP and only for TRIP")
+        return self
+
+
 class BehaviorConfig(_Strict):
     """One behaviour rule. Factors are grams CO2e; the loader keeps milligrams.
 
@@ -167,6 +196,7 @@ class BehaviorConfig(_Strict):
     cap_g_per_day: Grams | None = None
     cap_g_per_month: Grams | None = None
     cap_g_per_event: Grams | None = None
+    same_behavior: SameBehaviorConfig
     source: Annotated[str, Field(min_length=3)]
 
     @model_validator(mode="after")
@@ -241,6 +271,21 @@ class RewardConfig(_Strict):
         return self
 
 
+class MarketConfig(_Strict):
+    """What a city does with its market lots' sale proceeds: `proceeds_share_percent` of each sale's
+    price goes back to the lot's contributors as points, pro rata to their pooled reduction, at
+    `points_per_yuan` (0 or no section: nothing goes back)."""
+
+    proceeds_share_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    points_per_yuan: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)] | None = None
+
+    @model_validator(mode="after")
+    def _rate_when_shared(self) -> MarketConfig:
+        if self.proceeds_share_percent and self.points_per_yuan is None:
+            raise ValueError("`points_per_yuan` is required when proceeds are shared")
+        return self
+
+
 class CityConfig(_Strict):
     """One city (tenant): the whole of `config/tenants/<slug>.toml`."""
 
@@ -256,6 +301,7 @@ class CityConfig(_Strict):
     clients: Annotated[list[ClientConfig], Field(min_length=1)]
     behaviors: Annotated[list[BehaviorConfig], Field(min_length=1)]
     rewards: list[RewardConfig] = []
+    market: MarketConfig | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -37,6 +37,7 @@ CalculationMethod = strawberry.enum(
                 "PER_DISTANCE: (baseline - mode emission factor) per km.",
 )
 IssuerKind = strawberry.enum(cfg.IssuerKind)
+SameBehaviorMatch = strawberry.enum(cfg.SameBehaviorMatch, description=cfg.SameBehaviorMatch.__doc__)
 RewardKind = strawberry.enum(cfg.RewardKind, description="The article's three kinds of rights.")
 LimitPeriod = strawberry.enum(cfg.LimitPeriod)
 
@@ -114,6 +115,13 @@ class Issuer(Node):
         return self._row.description
 
 
+@strawberry.type(description="How the rule recognises one behaviour reported by two providers, so that it is "
+                              "credited once.")
+class SameBehavior:
+    match: SameBehaviorMatch
+    window_minutes: int | None = strawberry.field(description="TRIP: the most minutes between two reports of it.")
+
+
 @strawberry.type(description="How one green behaviour is priced in the configuration version in force.")
 class Behavior:
     _row: strawberry.Private[models.BehaviorRule]
@@ -165,6 +173,11 @@ class Behavior:
     @strawberry.field(description="Where the factor comes from (methodology, publication, or assumption).")
     def source(self) -> str:
         return self._row.source
+
+    @strawberry.field(description="NONE for versions published before rules declared it.")
+    def same_behavior(self) -> SameBehavior:
+        value = self._row.same_behavior or {"match": "NONE"}
+        return SameBehavior(match=cfg.SameBehaviorMatch(value["match"]), window_minutes=value.get("window_minutes"))
 
 
 @strawberry.type

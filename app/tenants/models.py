@@ -113,6 +113,9 @@ class BehaviorRule(SQLModel, table=True):
     cap_mg_per_month: int | None = Field(default=None, sa_column=Column(BigInteger))
     cap_mg_per_event: int | None = Field(default=None, sa_column=Column(BigInteger))
     source: str = Field(sa_column=Column(Text, nullable=False))
+    # {"match": TRIP|BILL|DAY|REFERENCE|NONE, "window_minutes": n}; null in versions published before it
+    # existed (migration 0016): no recognition across providers.
+    same_behavior: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
 
 
 class Issuer(SQLModel, table=True):

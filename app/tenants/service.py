@@ -66,6 +66,7 @@ def _rule_rows(city: CityConfig, tenant_id: uuid.UUID, version_id: uuid.UUID) ->
             mode_mg_per_km=rule.milligrams("mode_g_per_km"), cap_mg_per_day=rule.milligrams("cap_g_per_day"),
             cap_mg_per_month=rule.milligrams("cap_g_per_month"),
             cap_mg_per_event=rule.milligrams("cap_g_per_event"), source=rule.source,
+            same_behavior=rule.same_behavior.model_dump(mode="json", exclude_none=True),
         )
         for position, rule in enumerate(city.behaviors)
     ]

@@ -15,6 +15,7 @@ DECLARED = {
     "Query.account": {"CITY_APP", "TENANT_ADMIN"},
     "Query.entitlements": {"PARTNER"},
     "Query.auditLog": {"TENANT_ADMIN"},
+    "Query.crossProviderDuplicates": {"TENANT_ADMIN"},
     "Query.crossCityDashboard": {"REGULATOR", "CITY_APP", "TENANT_ADMIN"},
     "Mutation.openAccount": {"CITY_APP"},
     "Mutation.linkBankAccount": {"CITY_APP"},
@@ -32,12 +33,21 @@ DECLARED = {
     "Mutation.setRewardStock": {"TENANT_ADMIN"},
     "Mutation.retireReward": {"TENANT_ADMIN"},
     "Mutation.publishConfiguration": {"TENANT_ADMIN"},
+    "Query.marketLots": {"TENANT_ADMIN", "REGULATOR"},
+    "Query.signingKey": ALL,
+    "Mutation.issueMarketLot": {"TENANT_ADMIN"},
+    "Mutation.listMarketLot": {"TENANT_ADMIN"},
+    "Mutation.sellMarketLot": {"TENANT_ADMIN"},
+    "Mutation.retireCredits": {"TENANT_ADMIN"},
+    "Subscription.accountActivity": {"CITY_APP", "TENANT_ADMIN"},
+    "Subscription.behaviorOutcomes": {"PARTNER"},
+    "Subscription.dashboardTick": {"REGULATOR", "CITY_APP", "TENANT_ADMIN"},
 }
 
 
 def _root_fields() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    for type_name in ("Query", "Mutation"):
+    for type_name in ("Query", "Mutation", "Subscription"):
         definition = schema.get_type_by_name(type_name)
         for field in definition.fields:
             roles: set[str] = set()

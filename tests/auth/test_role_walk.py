@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.auth.test_permissions_declared import DECLARED
+from app.graphql.ids import from_global_id
 from tests.factories import consenting_account, local_time, make_reward, record, submit
+from tests.live.inprocess import city_notice, ledger_notice, record_notice, subscription_body
 
 CLIENT_OF_ROLE = {"CITY_APP": "wuhan-app", "PARTNER": "wuhan-tong", "TENANT_ADMIN": "wuhan-admin",
                   "REGULATOR": "regulator"}
@@ -50,6 +52,7 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
         "Query.crossCityDashboard": ('{ crossCityDashboard(from: "2026-11-01", to: "2026-11-30") { cities { '
                                      'tenant { slug } } } }', {}),
         "Query.auditLog": ("{ auditLog(first: 5) { edges { cursor } } }", {}),
+        "Query.crossProviderDuplicates": ("{ crossProviderDuplicates(first: 5) { edges { cursor } } }", {}),
         "Mutation.createReward": ("""mutation($c: String!) { createReward(input: {code: $c, kind: REWARD, fields: {
             name: {en: "Walk item", zh: "测试"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",
                                   {"c": f"walk-{uuid.uuid4().hex[:8]}"}),
@@ -64,6 +67,25 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
                                           {"t": (datetime.now(UTC) + timedelta(days=30)).isoformat()}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),
+        "Query.marketLots": ("{ marketLots(first: 5) { edges { cursor } } }", {}),
+        "Query.signingKey": ("{ signingKey { keyId } }", {}),
+        "Mutation.issueMarketLot": ("""mutation { issueMarketLot(input: {tenant: "wuhan", periodFrom: "2024-01-01",
+            periodTo: "2024-01-31", idempotencyKey: "walk"}) { userErrors { code } } }""", {}),
+        "Mutation.listMarketLot": ("""mutation { listMarketLot(input: {lotId: "TWFya2V0TG90OjE", venue: "x"})
+            { userErrors { code } } }""", {}),
+        "Mutation.sellMarketLot": ("""mutation { sellMarketLot(input: {lotId: "TWFya2V0TG90OjE", buyer: "x",
+            priceYuan: "1"}) { userErrors { code } } }""", {}),
+        "Mutation.retireCredits": ("""mutation { retireCredits(input: {lotId: "TWFya2V0TG90OjE", kilograms: 1,
+            beneficiary: "x", reason: "y", idempotencyKey: "walk"}) { userErrors { code } } }""", {}),
+        # Subscriptions (in process, see tests.live.inprocess): with the notices a commit would send.
+        "Subscription.accountActivity": (
+            "subscription($a: ID!) { accountActivity(accountId: $a) { entries { kind } } }", {"a": account_id},
+            [await ledger_notice(database, "wuhan", from_global_id(account_id)[1])]),
+        "Subscription.behaviorOutcomes": (
+            "subscription { behaviorOutcomes { outcomes { status } } }", {},
+            [await record_notice(database, "wuhan", "wuhan-tong", from_global_id(recorded[0]["recordId"])[1])]),
+        "Subscription.dashboardTick": ("subscription { dashboardTick { tenant { slug } } }", {},
+                                       [city_notice("wuhan")]),
     }
 
 
@@ -71,8 +93,12 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
 async def test_each_role_reaches_exactly_its_declared_fields(api, database, role) -> None:
     documents = await _documents(api, database)
     assert set(documents) == set(DECLARED), "a root field has no sample operation in this walk"
-    for field, (document, variables) in documents.items():
-        body = (await api.post(document, as_=CLIENT_OF_ROLE[role], variables=variables)).json()
+    for field, (document, variables, *notices) in documents.items():
+        if field.startswith("Subscription."):
+            body = await subscription_body(api, document, as_=CLIENT_OF_ROLE[role], variables=variables,
+                                           notices=notices[0])
+        else:
+            body = (await api.post(document, as_=CLIENT_OF_ROLE[role], variables=variables)).json()
         codes = [error.get("extensions", {}).get("code") for error in body.get("errors", [])]
         if role in DECLARED[field]:
             assert "FORBIDDEN" not in codes and "INTERNAL" not in codes, (field, role, body)

@@ -5,6 +5,8 @@ these prove the mechanism itself.)"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -37,7 +39,8 @@ async def test_every_table_has_forced_rls_and_both_policies(database) -> None:
         """))).mappings().all()
     assert len(rows) == len(tables)
     regulator_readable = {"tenants", "tenant_config_versions", "behavior_rules", "issuers", "rewards",
-                          "ledger_daily_rollups", "account_daily_rollups", "ledger_day_flows", "ledger_flow_totals",
+                          "ledger_daily_rollups", "account_daily_rollups", "active_account_rollups",
+                          "active_account_links", "market_lots", "ledger_day_flows", "ledger_flow_totals",
                           "account_event_totals"}  # aggregates, no personal data
     for row in rows:
         assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
@@ -119,10 +122,12 @@ async def test_settings_do_not_leak_between_transactions(database_target) -> Non
         await connection.close()
 
 
-async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database) -> None:
+async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, database, settings) -> None:
     """Bypassing the resolvers: as the app role scoped to Beijing, no statement sees or changes Wuhan."""
     from app.graphql.trusted import compile_document, register_documents
-    from tests.factories import consenting_account, local_time, make_reward, record, redeem, submit
+    from app.ledger.chain import checkpoint
+    from app.ledger.signing import load_signer
+    from tests.factories import SHANGHAI, consenting_account, local_time, make_reward, record, redeem, submit
 
     account_id = await consenting_account(api)  # Wuhan rows in the personal tables too
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1)),
@@ -134,6 +139,16 @@ async def test_rls_alone_hides_and_protects_every_table_of_another_tenant(api, d
     assert created["createReward"]["userErrors"] == []
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         await register_documents(session, [WUHAN], [compile_document("{ tenants { slug } }", "Slugs")], "test")
+    await submit(api, "wuhan-tong", [record(account_id, "shared_bike", 20, local_time(5))])  # a market lot:
+    day = (datetime.now(SHANGHAI) - timedelta(days=5)).date().isoformat()
+    lot = (await api.query(f"""mutation {{ issueMarketLot(input: {{tenant: "wuhan", periodFrom: "{day}",
+        periodTo: "{day}", idempotencyKey: "rls"}}) {{ lot {{ id }} }} }}""", as_="wuhan-admin"))["issueMarketLot"]["lot"]["id"]
+    for step in (f'listMarketLot(input: {{lotId: "{lot}", venue: "v"}})',
+                 f'sellMarketLot(input: {{lotId: "{lot}", buyer: "b", priceYuan: "1"}})',
+                 f'retireCredits(input: {{lotId: "{lot}", kilograms: 1, beneficiary: "b", reason: "r", idempotencyKey: "k"}})'):
+        assert (await api.query(f"mutation {{ {step} {{ userErrors {{ code }} }} }}", as_="wuhan-admin"))
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:  # a ledger checkpoint
+        assert await checkpoint(session, WUHAN, load_signer(settings), datetime.now(UTC)) is not None
     async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
         wuhan_rows = {table: (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
                       for table in metadata.tables}

@@ -6,7 +6,7 @@ import uuid
 
 from app.graphql.ids import to_global_id
 from app.graphql.trusted import DOCUMENTS, document_hash
-from tests.factories import consenting_account, earn, make_reward
+from tests.factories import consenting_account, earn, make_reward, register_document
 
 REDEEM_DOCUMENT = next(document for document in DOCUMENTS.values() if document.name == "RedeemReward")
 
@@ -154,23 +154,12 @@ async def _balance_of(api, account_id: str) -> str:
 
 # ------------------------------------------------------------------ registered documents, restricted clients
 
-async def _register(database, city: str, text: str):
-    from app.db.session import TenantScope
-    from app.graphql.trusted import compile_document, register_documents
-    from app.tenants.models import tenant_id_for
-
-    document = compile_document(text, "test")
-    async with database.transaction(TenantScope.for_tenant(tenant_id_for(city))) as session:
-        await register_documents(session, [tenant_id_for(city)], [document], "test")
-    return document
-
-
 async def _send(api, body: dict, as_: str, accept: str = "application/graphql-response+json"):
     return await api.http.post("/graphql", json=body, headers=api.headers(as_) | {"accept": accept})
 
 
 async def test_a_registered_document_is_served_by_id_in_its_city_only(api, database) -> None:
-    document = await _register(database, "wuhan", f"query Slugs{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
+    document = await register_document(database, "wuhan", f"query Slugs{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
     body = {"documentId": f"sha256:{document.sha256}"}
     served = await _send(api, body, "wuhan-app")
     assert served.status_code == 200 and served.json()["data"] == {"tenants": [{"slug": "wuhan"}]}
@@ -190,7 +179,7 @@ async def test_a_trusted_documents_only_client_sends_nothing_else(api, database)
     assert legacy.status_code == 200 and legacy.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
     unknown = await _send(api, {"documentId": "sha256:" + "1" * 64}, "shanghai-app")
     assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
-    document = await _register(database, "shanghai", f"query Mine{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
+    document = await register_document(database, "shanghai", f"query Mine{uuid.uuid4().hex} {{ tenants {{ slug }} }}")
     registered = await _send(api, {"documentId": f"sha256:{document.sha256}"}, "shanghai-app")
     assert registered.status_code == 200 and registered.json()["data"] == {"tenants": [{"slug": "shanghai"}]}
     built_in = await _send(api, {"documentId": f"sha256:{REDEEM_DOCUMENT.sha256}",

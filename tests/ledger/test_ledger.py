@@ -82,10 +82,10 @@ async def test_verify_finds_and_locates_a_direct_sql_edit(committed_api, databas
     assert _verify(database_target).returncode == 0
 
 
-def _verify(database_target) -> subprocess.CompletedProcess:
+def _verify(database_target, *arguments: str) -> subprocess.CompletedProcess:
     env = {"CARBON_DATABASE_URL": database_target.owner_url, "PATH": str(Path(sys.executable).parent),
            "CARBON_APP_DATABASE_URL": database_target.app_url}
-    return subprocess.run([str(Path(sys.executable).parent / "carbon-inclusive"), "verify-ledger"],
+    return subprocess.run([str(Path(sys.executable).parent / "carbon-inclusive"), "verify-ledger", *arguments],
                           capture_output=True, text=True, env=env, timeout=120)
 
 

@@ -15,7 +15,8 @@ PUBLISH = """mutation($input: PublishConfigurationInput!) { publishConfiguration
     version { version effectiveFrom } userErrors { code field message } } }"""
 CITY = '{ tenant(slug: "wuhan") { pointUnit { name } configVersion { version } behaviors { code factorGrams } } }'
 RULES = """{ tenant(slug: "wuhan") { behaviors { code name category method unit factorGrams baselineGramsPerKm
-    modeGramsPerKm capGramsPerDay capGramsPerMonth capGramsPerEvent source } } }"""
+    modeGramsPerKm capGramsPerDay capGramsPerMonth capGramsPerEvent source
+    sameBehavior { match windowMinutes } } } }"""
 
 
 def _soon(seconds: float = 1.5) -> str:
@@ -31,7 +32,7 @@ async def _current_rules(api) -> list[dict]:
     for rule in (await api.query(RULES, as_="wuhan-app"))["tenant"]["behaviors"]:
         document = {"code": rule["code"], "name": {"en": rule["name"], "zh": rule["name"]},
                     "category": rule["category"], "method": rule["method"], "unit": rule["unit"],
-                    "source": rule["source"]}
+                    "source": rule["source"], "sameBehavior": {k: v for k, v in rule["sameBehavior"].items() if v}}
         for field, key in (("factorGrams", "factorGrams"), ("baselineGramsPerKm", "baselineGramsPerKm"),
                            ("modeGramsPerKm", "modeGramsPerKm"), ("capGramsPerDay", "capGramsPerDay"),
                            ("capGramsPerMonth", "capGramsPerMonth"), ("capGramsPerEvent", "capGramsPerEvent")):
@@ -75,7 +76,11 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
      "effectiveFrom"),
     ({"pointUnitName": {"en": "", "zh": "空"}}, "INVALID_CONFIGURATION", "point_unit.name.en"),
     ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_DISTANCE",
-                 "unit": "km", "source": "test"}]}, "INVALID_CONFIGURATION", "behaviors.0"),
+                 "unit": "km", "source": "test", "sameBehavior": {"match": "TRIP", "windowMinutes": 5}}]},
+     "INVALID_CONFIGURATION", "behaviors.0"),
+    ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_EVENT",
+                 "unit": "ride", "source": "test", "factorGrams": "80", "sameBehavior": {"match": "TRIP"}}]},
+     "INVALID_CONFIGURATION", "behaviors.0.same_behavior"),  # a trip needs its window
     ({"rules": []}, "INVALID_CONFIGURATION", "behaviors"),
     ({}, "NOTHING_CHANGED", "input"),
     ({"effectiveFrom": "2027-06-01T00:00:00", "pointUnitName": {"en": "x", "zh": "x"}}, "INVALID_CONFIGURATION",

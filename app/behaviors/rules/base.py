@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.behaviors.rules.same_behavior import SameBehavior
+
 # Generous upper bounds: a record beyond them is a data error, not a behaviour.
 MAX_COUNT = 10_000_000  # steps, rides, payments in one record
 MAX_KM = Decimal("10000")  # kilometres in one record
@@ -29,6 +31,7 @@ class PricingRule:
     cap_mg_per_month: int | None
     cap_mg_per_event: int | None
     config_version: int
+    same_behavior: SameBehavior | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any], config_version: int) -> PricingRule:
@@ -37,7 +40,7 @@ class PricingRule:
             id=row["id"], code=row["code"], category=row["category"], method=row["method"], unit=row["unit"],
             factor_mg=row["factor_mg"], cap_mg_per_day=row["cap_mg_per_day"],
             cap_mg_per_month=row["cap_mg_per_month"], cap_mg_per_event=row["cap_mg_per_event"],
-            config_version=config_version,
+            config_version=config_version, same_behavior=SameBehavior.from_mapping(row.get("same_behavior")),
         )
 
 

@@ -1,7 +1,7 @@
 """the dashboard's headline figures in O(period): per-day flows and all-time totals, kept by triggers
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-11-29
 
 Measured with `make bench-dashboard` (p95 194 ms at 1 million records): the headline read every row of
@@ -33,7 +33,7 @@ from alembic import op
 from app.db.rls import protect_tenant_table
 
 revision: str = "0014"
-down_revision: Union[str, None] = "0012"
+down_revision: Union[str, None] = "0013"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -42,11 +42,14 @@ _TIME_ZONES = """
     SELECT DISTINCT ON (v.tenant_id) v.tenant_id, v.timezone FROM tenant_config_versions v
      ORDER BY v.tenant_id, v.effective_from DESC, v.version DESC"""
 _FLOW_COLUMNS = "transactions, reduction_mg, issued, redeemed, expired"
+# Points issued: credits net of reversals, and market lots' sale proceeds (a kind added by 0019), as the
+# dashboard counts them.
+_ISSUED = "'BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL', 'LOT_PROCEEDS'"
 # The ledger rows of `source` per city and local day, classified as the dashboard reads them.
 _DAY_FLOWS = f"""
     SELECT n.tenant_id, (n.occurred_at AT TIME ZONE tz.timezone)::date, {{shard}}, count(*),
            coalesce(sum(n.reduction_mg) FILTER (WHERE n.kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')), 0),
-           coalesce(sum(n.points) FILTER (WHERE n.kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')), 0),
+           coalesce(sum(n.points) FILTER (WHERE n.kind IN ({_ISSUED})), 0),
            coalesce(-sum(n.points) FILTER (WHERE n.kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED')), 0),
            coalesce(-sum(n.points) FILTER (WHERE n.kind = 'EXPIRY'), 0)
       FROM {{source}} n JOIN ({_TIME_ZONES}) tz ON tz.tenant_id = n.tenant_id
@@ -55,10 +58,10 @@ _ADD_FLOWS = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in _FLOW_COLUMNS.spli
 _SHARD = f"(txid_current() % {SHARDS})::smallint"
 
 _ROLLUPS = import_module("app.db.migrations.versions.0011_ledger_daily_rollups")
-_FLOWS_OF_SUMMED = """
+_FLOWS_OF_SUMMED = f"""
     SELECT tenant_id, local_date, shard, sum(transactions),
            sum(reduction_mg) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')),
-           sum(points) FILTER (WHERE kind IN ('BEHAVIOR_CREDIT', 'BEHAVIOR_REVERSAL')),
+           sum(points) FILTER (WHERE kind IN ({_ISSUED})),
            -sum(points) FILTER (WHERE kind IN ('REDEMPTION', 'DONATION', 'REDEMPTION_CANCELLED')),
            -sum(points) FILTER (WHERE kind = 'EXPIRY')"""
 

@@ -1,0 +1,169 @@
+"""graphql-transport-ws on /graphql: strawberry's protocol handler with our authentication and limits.
+
+The order of decisions (close codes are the protocol's where it has one):
+
+1. the handshake: only subprotocol `graphql-transport-ws` (any other: accepted, then closed 4406);
+   a browser page from another origin is refused (HTTP 403) unless `CARBON_WEBSOCKET_ALLOWED_ORIGINS`
+   names it (no token travels in cookies, so this is defence in depth, not the authentication);
+2. `connection_init` within `CARBON_WEBSOCKET_INIT_TIMEOUT_SECONDS` (else 4408), with the bearer token
+   in its payload (`{"authorization": "Bearer <jwt>"}`) or, failing that, in the upgrade request's
+   `Authorization` header; a missing, invalid or expired token closes 4403 and sends nothing else. The
+   connection is closed 4403 too when the token expires later;
+3. each `subscribe`: at most `CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS` running on the connection
+   (TOO_MANY_SUBSCRIPTIONS), the client's rate limit (RATE_LIMITED, `retryAfter` seconds), trusted
+   documents as over HTTP (`documentId`, `extensions.persistedQuery`; TRUSTED_DOCUMENT_REQUIRED,
+   PERSISTED_QUERY_NOT_FOUND), and subscriptions only: queries and mutations are served by HTTP
+   (OPERATION_NOT_SUPPORTED). Each refusal is an `error` message whose errors carry `extensions.code`;
+   then permissions and arguments, as for any field (FORBIDDEN, ACCOUNT_NOT_FOUND, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, Message, SubscribeMessage
+
+from app.auth.ratelimit import retry_after_header
+from app.auth.tokens import AuthenticationError
+from app.graphql import http
+from app.graphql.context import Context
+from app.graphql.errors import request_error_code
+from app.graphql.trusted import find_document
+from app.logs import get_logger
+
+if TYPE_CHECKING:
+    from app.graphql.view import GraphQLView
+
+log = get_logger("app.live")
+
+FORBIDDEN = 4403
+MAX_REASON_BYTES = 123  # a close frame's reason
+
+
+class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
+    view: GraphQLView
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._closing: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        self._opened = time.monotonic()
+        self._subscribed = 0
+
+    # --------------------------------------------------------------------------- connection_init
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        payload = message.get("payload") or {}
+        if not isinstance(payload, dict):
+            await self.websocket.close(code=4400, reason="Invalid connection init payload")
+            return
+        if self.connection_init_received:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self.connection_init_received = True
+        given = next((value for key, value in payload.items() if key.lower() == "authorization"), None)
+        request = self.context.request
+        authorization = given if isinstance(given, str) else request.headers.get("authorization") if request else None
+        try:
+            principal, expires_at = self.view.registry.authenticate_until(authorization)
+        except AuthenticationError as error:
+            await self.websocket.close(code=FORBIDDEN, reason=_reason(f"Forbidden: {error}"))
+            return
+        self.context.principal = principal
+        self.context.disconnect = self.disconnect
+        self._expiry = asyncio.create_task(self._close_at(expires_at))
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        self.disconnect(FORBIDDEN, "Forbidden: token expired: get a new one")
+
+    def disconnect(self, code: int, reason: str) -> None:
+        """Close the connection from outside its message loop (token expiry, the hub); once."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self.websocket.close(code=code, reason=_reason(reason)))
+            self._closing.add_done_callback(self._task_done)
+
+    async def shutdown(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await super().shutdown()
+        principal = self.context.principal
+        log.info("websocket_closed", client=principal.client.slug if principal else None,
+                 subscriptions=self._subscribed, duration_s=round(time.monotonic() - self._opened, 1))
+
+    # --------------------------------------------------------------------------------- subscribe
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            try:
+                refusal = await self._refusal(message)
+            except http.RequestError as error:
+                await self.websocket.close(code=4400, reason=_reason(error.message))
+                return
+            if refusal is not None:
+                await self.send_message({"id": message["id"], "type": "error", "payload": [refusal.formatted]})
+                return
+            self._subscribed += 1
+        await super().handle_subscribe(message)
+
+    async def _refusal(self, message: SubscribeMessage) -> GraphQLError | None:
+        """Why this subscribe is refused before it runs, or None. May replace a trusted document's id
+        in the payload by its text."""
+        principal = self.context.principal
+        limit = self.view.max_subscriptions
+        if len(self.operations) >= limit:
+            return _error(f"at most {limit} subscriptions run on one connection: complete one first",
+                          "TOO_MANY_SUBSCRIPTIONS")
+        wait = self.view.limiter.acquire(principal.client.slug) if self.view.limiter else 0.0
+        if wait:
+            return _error("too many requests from this client; retry later", "RATE_LIMITED",
+                          retryAfter=int(retry_after_header(wait)))
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            return None  # the protocol handler closes 4400
+        request = http.parse_object(payload)
+        if request.document_id is not None:
+            document_hash = request.document_id.removeprefix("sha256:")
+            document = (await find_document(self.view.database, principal.tenant_id, document_hash)
+                        if request.document_id.startswith("sha256:") else None)
+            if document is None:
+                return _error("PersistedQueryNotFound: no trusted document has this id in this city",
+                              "PERSISTED_QUERY_NOT_FOUND")
+            payload["query"] = document.text
+        elif principal.client.trusted_documents_only:
+            return _error(f"client {principal.client.slug} may only send trusted documents by id "
+                          "(documentId: \"sha256:<hex>\")", "TRUSTED_DOCUMENT_REQUIRED")
+        try:
+            operation = get_operation_ast(parse(payload["query"]), request.operation_name)
+        except GraphQLError as error:  # a syntax error closes the connection (4400), as the protocol says
+            raise http.RequestError(error.message) from None
+        if operation is not None and operation.operation is not OperationType.SUBSCRIPTION:
+            return _error(f"{operation.operation.value} operations are served over HTTP (POST /graphql); "
+                          "this websocket serves subscriptions only", "OPERATION_NOT_SUPPORTED")
+        return None
+
+    async def send_message(self, message: Message) -> None:
+        if message.get("type") == "error":  # every error typed, as over HTTP
+            for error in message.get("payload") or []:  # type: ignore[union-attr]
+                extensions = error.setdefault("extensions", {})
+                extensions.setdefault("code", request_error_code(error.get("message", "")))
+        await super().send_message(message)
+
+
+def _error(message: str, code: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code, **extensions})
+
+
+def _reason(text: str) -> str:
+    encoded = text.encode("utf-8")[:MAX_REASON_BYTES]
+    return encoded.decode("utf-8", errors="ignore")

@@ -1,0 +1,133 @@
+"""The websocket transport in process (inside the test's transaction): what is refused, and how.
+
+The end-to-end behaviour (committed writes, NOTIFY, two server processes, real sockets) is
+test_subscriptions.py; the hub alone is test_hub.py."""
+
+from __future__ import annotations
+
+import uuid
+
+from httpx import ASGITransport, AsyncClient
+
+from app.graphql.ids import from_global_id
+from app.main import create_app
+from tests.conftest import make_test_settings
+from tests.factories import consenting_account, local_time, record, register_document, submit
+from tests.graphql.test_query_counts import count_queries
+from tests.live.inprocess import city_notice, ledger_notice, started, subscription_body, subscriptions
+from tests.live.wsclient import AsgiClient
+
+TICK = "subscription { dashboardTick { tenant { slug } changes } }"
+ACTIVITY = """subscription($a: ID!) { accountActivity(accountId: $a) {
+    entries { kind status reductionGrams points behavior { code } recordId } account { balance { amount } } } }"""
+
+
+async def test_a_subscription_over_http_is_a_typed_error(api) -> None:
+    response = await api.post(TICK, as_="regulator")
+    body = response.json()
+    assert response.status_code == 200 and "data" not in body, body
+    assert body["errors"][0]["extensions"]["code"] == "OPERATION_NOT_SUPPORTED"
+    assert "graphql-transport-ws" in body["errors"][0]["message"]
+
+
+async def test_queries_and_mutations_over_the_websocket_are_refused(api) -> None:
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("wuhan-app", 600)))["type"] == "connection_ack"
+        await client.subscribe("q", "{ tenants { slug } }")
+        assert await client.error_codes("q") == ["OPERATION_NOT_SUPPORTED"]
+        await client.subscribe("m", 'mutation { openAccount(input: {tenant: "wuhan", holderRef: "x", kind: GUEST, '
+                                    'acceptedAgreement: true}) { created } }')
+        assert await client.error_codes("m") == ["OPERATION_NOT_SUPPORTED"]
+        await client.subscribe("v", "subscription { dashboardTick { nope } }")
+        assert await client.error_codes("v") == ["GRAPHQL_VALIDATION_FAILED"]
+        await client.subscribe("s", "subscription { dashboardTick { ")
+        closed = await client.closed()
+    assert closed.code == 4400 and "Syntax Error" in closed.reason
+
+
+async def test_an_event_is_read_under_the_subscribers_scope(api, database) -> None:
+    account = await consenting_account(api)
+    results = await submit(api, "wuhan-tong", [record(account, "bus", 1, local_time(1))])
+    notice = await ledger_notice(database, "wuhan", _uuid(account))
+    body = await subscription_body(api, ACTIVITY, as_="wuhan-app", variables={"a": account}, notices=[notice])
+    assert body == {"data": {"accountActivity": {
+        "entries": [{"kind": "BEHAVIOR_CREDIT", "status": "CREDITED", "reductionGrams": "80", "points": "8",
+                     "behavior": {"code": "bus"}, "recordId": results[0]["recordId"]}],
+        "account": {"balance": {"amount": "8"}}}}, "extensions": body.get("extensions")}
+
+
+async def test_an_events_statements_do_not_grow_with_its_entries(api, database) -> None:
+    document = """subscription($a: ID!) { accountActivity(accountId: $a) {
+        entries { kind points behavior { code name } }
+        account { balance { amount unit { name } } today { behavior { code } creditedGrams } } } }"""
+    counted = []
+    for rides in (1, 6):
+        account = await consenting_account(api)
+        await submit(api, "wuhan-tong", [record(account, "bus", 1, local_time(1, 7, minute)) for minute in range(rides)])
+        notice = await ledger_notice(database, "wuhan", _uuid(account))
+        with count_queries(database) as statements:
+            body = await subscription_body(api, document, as_="wuhan-app", variables={"a": account}, notices=[notice])
+        assert len(body["data"]["accountActivity"]["entries"]) == rides
+        counted.append(statements)
+    assert len(counted[0]) == len(counted[1]), counted
+
+
+async def test_the_rate_limit_applies_at_subscribe(database, registry) -> None:
+    settings = make_test_settings().model_copy(update={"rate_limit_per_second": 0.01, "rate_limit_burst": 2})
+    app = create_app(settings, database=database, registry=registry)
+    async with AsgiClient(app) as client:
+        assert (await client.init(registry.issue("regulator", 600)))["type"] == "connection_ack"
+        await client.subscribe("1", TICK)
+        await client.subscribe("2", TICK)
+        await client.subscribe("3", TICK)
+        message = await client.receive()
+    assert message["type"] == "error" and message["id"] == "3", message
+    error = message["payload"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED" and error["extensions"]["retryAfter"] >= 1
+
+
+async def test_a_trusted_documents_only_client_subscribes_by_id(api, database) -> None:
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("shanghai-app", 600)))["type"] == "connection_ack"
+        await client.subscribe("text", TICK)
+        assert await client.error_codes("text") == ["TRUSTED_DOCUMENT_REQUIRED"]
+        await client.send({"type": "subscribe", "id": "unknown", "payload": {"documentId": "sha256:" + "0" * 64}})
+        assert await client.error_codes("unknown") == ["PERSISTED_QUERY_NOT_FOUND"]
+        text = f"subscription Ticks{uuid.uuid4().hex} {{ dashboardTick {{ tenant {{ slug }} }} }}"
+        document = await register_document(database, "shanghai", text)
+        hub = api.app.state.live_hub
+        before = subscriptions(hub)
+        await client.send({"type": "subscribe", "id": "known", "payload": {"documentId": f"sha256:{document.sha256}"}})
+        assert await started(client, hub, before)
+        hub.deliver(city_notice("shanghai"))
+        assert await client.data("known") == {"dashboardTick": {"tenant": {"slug": "shanghai"}}}
+
+
+async def test_a_connection_closes_when_its_token_expires(api) -> None:
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("regulator", 2)))["type"] == "connection_ack"  # 1 to 2 s left
+        await client.subscribe("1", TICK)
+        closed = await client.closed(timeout=10)
+    assert closed.code == 4403 and "expired" in closed.reason
+
+
+async def test_a_cross_origin_page_is_refused_unless_allowed(api, database, registry) -> None:
+    async with AsgiClient(api.app, headers={"origin": "https://evil.example"}) as client:
+        refused = client.closed_by_server
+    assert refused is not None and refused.code == 1008
+    async with AsgiClient(api.app, headers={"origin": "http://testserver"}) as client:
+        assert client.closed_by_server is None  # the same origin
+    settings = make_test_settings().model_copy(update={"websocket_allowed_origins": ["https://dashboard.example"]})
+    app = create_app(settings, database=database, registry=registry)
+    async with AsgiClient(app, headers={"origin": "https://dashboard.example"}) as client:
+        assert (await client.init(registry.issue("regulator", 600)))["type"] == "connection_ack"
+
+
+async def test_graphiql_still_loads(api) -> None:
+    async with AsyncClient(transport=ASGITransport(app=api.app), base_url="http://testserver") as http:
+        response = await http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200 and "graphiql" in response.text.lower()
+
+
+def _uuid(global_id: str) -> uuid.UUID:
+    return from_global_id(global_id)[1]
