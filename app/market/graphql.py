@@ -255,7 +255,8 @@ class IssueMarketLotInput:
     tenant: str = strawberry.field(description="The operator's own city's slug.")
     period_from: date = strawberry.field(description="First local date pooled.")
     period_to: date = strawberry.field(description="Last local date pooled: a finished day, same year.")
-    idempotency_key: str = strawberry.field(description="The same key replayed returns the lot it issued.")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Recommended: the same key replayed returns the lot it issued (a retry is safe).")
 
 
 @strawberry.input
@@ -277,7 +278,8 @@ class RetireCreditsInput:
     kilograms: Long
     beneficiary: str
     reason: str
-    idempotency_key: str = strawberry.field(description="The same key replayed returns the first certificate.")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Recommended: the same key replayed returns the first certificate (a retry is safe).")
 
 
 @strawberry.type

@@ -36,7 +36,7 @@ class MarketLot(SQLModel, table=True):
     composition: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     issued_by: str = Field(sa_column=Column(Text, nullable=False))
-    idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(Text))
     listed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     venue: str | None = Field(default=None, sa_column=Column(Text))
     sold_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -72,8 +72,8 @@ class MarketRetirement(SQLModel, table=True):
     by_client: str = Field(sa_column=Column(Text, nullable=False))
     document: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     signature: str = Field(sa_column=Column(Text, nullable=False))
-    idempotency_key: str = Field(sa_column=Column(Text, nullable=False))
-    request_hash: str = Field(sa_column=Column(Text, nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(Text))
+    request_hash: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class MarketLotPayout(SQLModel, table=True):

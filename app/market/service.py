@@ -79,7 +79,7 @@ async def _lock_lots(session: AsyncSession, tenant_id: uuid.UUID) -> None:
 
 
 async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: date, period_to: date, by: str,
-                    now: datetime, today: date, idempotency_key: str) -> dict[str, Any]:
+                    now: datetime, today: date, idempotency_key: str | None = None) -> dict[str, Any]:
     """Pool the period into a new lot, or return the lot this key already issued (a replay)."""
     key = _key(idempotency_key)
     if period_to < period_from:
@@ -93,7 +93,7 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
     await _lock_lots(session, tenant_id)
     replayed = (await session.execute(text(
         "SELECT id, period_from, period_to FROM market_lots WHERE tenant_id = :t AND idempotency_key = :k"),
-        {"t": tenant_id, "k": key})).first()
+        {"t": tenant_id, "k": key})).first() if key is not None else None
     if replayed is not None:
         if (replayed[1], replayed[2]) != (period_from, period_to):
             raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",
@@ -146,7 +146,10 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
     return await lot(session, tenant_id, lot_id)
 
 
-def _key(idempotency_key: str) -> str:
+def _key(idempotency_key: str | None) -> str | None:
+    """A replay key, or None (no key: the write is not replay-safe)."""
+    if idempotency_key is None:
+        return None
     if not 1 <= len(idempotency_key) <= 128 or "\x00" in idempotency_key:
         raise MarketError(MarketErrorCode.INVALID_INPUT, "idempotencyKey", "give a key of 1 to 128 characters")
     return idempotency_key
@@ -291,7 +294,7 @@ class Retirement:
 
 async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, kilograms: int,
                  beneficiary: str, reason: str, by: str, now: datetime, signer: Signer,
-                 idempotency_key: str) -> Retirement:
+                 idempotency_key: str | None = None) -> Retirement:
     """Retire kilograms of a sold lot; the same key replayed returns the first certificate."""
     key = _key(idempotency_key)
     beneficiary, reason = _text(beneficiary, "beneficiary"), _text(reason, "reason")
@@ -301,7 +304,7 @@ async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID 
     request = hashlib.sha256(json.dumps([str(found["id"]), kilograms, beneficiary, reason]).encode()).hexdigest()
     replayed = (await session.execute(text(
         "SELECT id, document, signature, request_hash FROM market_retirements WHERE tenant_id = :t AND "
-        "idempotency_key = :k"), {"t": tenant_id, "k": key})).first()
+        "idempotency_key = :k"), {"t": tenant_id, "k": key})).first() if key is not None else None
     if replayed is not None:
         if replayed[3] != request:
             raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",

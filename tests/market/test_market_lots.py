@@ -220,6 +220,17 @@ async def test_concurrent_retirements_never_exceed_the_lot(committed_api, databa
         await owner.close()
 
 
+async def test_the_issues_own_example_needs_no_key(api) -> None:
+    """`issueMarketLot(input: {tenant, periodFrom, periodTo})` and `retireCredits(input: {lotId, kilograms,
+    beneficiary, reason})` as the issue writes them: a key is recommended, not required."""
+    await _rides(api, [20, 20])
+    issued = await api.query(ISSUE, as_="wuhan-admin", variables={"i": PERIOD})
+    lot = await _sold(api, issued["issueMarketLot"]["lot"]["id"])
+    done = await api.query(RETIRE, as_="wuhan-admin", variables={"i": {
+        "lotId": lot["id"], "kilograms": 1, "beneficiary": "b", "reason": "r"}})
+    assert done["retireCredits"]["userErrors"] == [] and done["retireCredits"]["certificate"]["kilograms"] == 1
+
+
 async def test_replays_return_the_first_result(api) -> None:
     await _rides(api, [20, 20, 20])
     first = await _issue(api, idempotencyKey="lot-nov")
