@@ -50,9 +50,9 @@ $fn$
 
 GENESIS = "'\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea"
 
-TRIGGER_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION carbon_chain_ledger() RETURNS trigger
-LANGUAGE plpgsql SECURITY INVOKER AS $fn$
+# One pass over `source` (the statement's new rows, or the whole ledger for the backfill): per chain, in
+# (posting time, occurrence, id) order, each entry hashes the previous one; inserted in batches.
+_CHAIN = """
 DECLARE
     r record;
     v_key uuid;
@@ -69,10 +69,10 @@ DECLARE
 BEGIN
     -- Account-less transactions share their city's chain: writers of it take turns.
     PERFORM pg_advisory_xact_lock(hashtextextended('carbon-chain:' || x.tenant_id::text, 0))
-       FROM (SELECT DISTINCT tenant_id FROM new_rows WHERE account_id IS NULL ORDER BY 1) x;
+       FROM (SELECT DISTINCT tenant_id FROM {source} WHERE account_id IS NULL ORDER BY 1) x;
     FOR r IN
         WITH keys AS (
-            SELECT DISTINCT tenant_id, coalesce(account_id, tenant_id) AS chain_key FROM new_rows
+            SELECT DISTINCT tenant_id, coalesce(account_id, tenant_id) AS chain_key FROM {source}
         ), heads AS (
             SELECT k.tenant_id, k.chain_key, h.seq, h.hash
               FROM keys k LEFT JOIN LATERAL (
@@ -80,7 +80,7 @@ BEGIN
                     WHERE c.tenant_id = k.tenant_id AND c.chain_key = k.chain_key ORDER BY c.seq DESC LIMIT 1) h ON true
         )
         SELECT n::ledger_transactions AS tx, h.chain_key, h.seq AS head_seq, h.hash AS head_hash
-          FROM new_rows n
+          FROM {source} n
           JOIN heads h ON h.tenant_id = n.tenant_id AND h.chain_key = coalesce(n.account_id, n.tenant_id)
          ORDER BY h.tenant_id, h.chain_key, n.posted_at, n.occurred_at, n.id
     LOOP
@@ -88,50 +88,7 @@ BEGIN
             v_key := r.chain_key;
             v_tenant := (r.tx).tenant_id;
             v_seq := coalesce(r.head_seq, 0);
-            v_prev := coalesce(r.head_hash, {GENESIS});
-        END IF;
-        v_seq := v_seq + 1;
-        v_hash := carbon_ledger_digest(v_prev, r.tx);
-        s_tx := s_tx || (r.tx).id;
-        s_tenant := s_tenant || v_tenant;
-        s_key := s_key || v_key;
-        s_seq := s_seq || v_seq;
-        s_prev := s_prev || v_prev;
-        s_hash := s_hash || v_hash;
-        v_prev := v_hash;
-    END LOOP;
-    INSERT INTO ledger_chain (transaction_id, tenant_id, chain_key, seq, prev_hash, hash)
-    SELECT * FROM unnest(s_tx, s_tenant, s_key, s_seq, s_prev, s_hash);
-    RETURN NULL;
-END
-$fn$
-"""
-
-# Existing transactions, chained in one ordered pass (linear in the ledger's size), inserted in batches.
-BACKFILL = f"""
-DO $do$
-DECLARE
-    r record;
-    v_key uuid;
-    v_tenant uuid;
-    v_seq bigint;
-    v_prev bytea;
-    v_hash bytea;
-    s_tx uuid[] := '{{}}';
-    s_tenant uuid[] := '{{}}';
-    s_key uuid[] := '{{}}';
-    s_seq bigint[] := '{{}}';
-    s_prev bytea[] := '{{}}';
-    s_hash bytea[] := '{{}}';
-BEGIN
-    FOR r IN SELECT t AS tx, coalesce(t.account_id, t.tenant_id) AS chain_key FROM ledger_transactions t
-              ORDER BY t.tenant_id, coalesce(t.account_id, t.tenant_id), t.posted_at, t.occurred_at, t.id
-    LOOP
-        IF v_key IS DISTINCT FROM r.chain_key OR v_tenant IS DISTINCT FROM (r.tx).tenant_id THEN
-            v_key := r.chain_key;
-            v_tenant := (r.tx).tenant_id;
-            v_seq := 0;
-            v_prev := {GENESIS};
+            v_prev := coalesce(r.head_hash, {genesis});
         END IF;
         v_seq := v_seq + 1;
         v_hash := carbon_ledger_digest(v_prev, r.tx);
@@ -150,9 +107,16 @@ BEGIN
     END LOOP;
     INSERT INTO ledger_chain (transaction_id, tenant_id, chain_key, seq, prev_hash, hash)
     SELECT * FROM unnest(s_tx, s_tenant, s_key, s_seq, s_prev, s_hash);
+    {end}
 END
-$do$
 """
+
+TRIGGER_FUNCTION = ("CREATE OR REPLACE FUNCTION carbon_chain_ledger() RETURNS trigger\n"
+                    "LANGUAGE plpgsql SECURITY INVOKER AS $fn$"
+                    + _CHAIN.format(source="new_rows", genesis=GENESIS, end="RETURN NULL;") + "$fn$")
+
+# Existing transactions (the chain starts empty: every head is the genesis), linear in the ledger's size.
+BACKFILL = "DO $do$" + _CHAIN.format(source="ledger_transactions", genesis=GENESIS, end="") + "$do$"
 
 
 def upgrade() -> None:
