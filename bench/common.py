@@ -204,9 +204,10 @@ def backfill_targets(statements: list[str]) -> list[str]:
 
 
 async def rebuild_rollups(connection: asyncpg.Connection, *, spread: bool = True) -> list[tuple[str, float]]:
-    """Empty every migration's rollup tables and fill them again with the migrations' own backfills, on
-    the owner's connection, in one transaction (after a bulk load that bypassed the triggers keeping
-    them). Returns (revision, seconds) per migration. ANALYZE the tables afterwards.
+    """Empty the tables every migration's `BACKFILL` fills (rollups, active days, hash chains: what
+    triggers keep) and fill them again with those backfills, on the owner's connection, in one
+    transaction (after a bulk load that bypassed the triggers). Returns (revision, seconds) per
+    migration. ANALYZE the tables afterwards.
 
     With `spread`, each sharded table's rows (a backfill writes shard 0) are spread over the migration's
     shards, split so that every sum stays exact: live writes leave a busy key with a row in every shard,

@@ -3,9 +3,9 @@
 1. A database with the configured cities and `--records` behaviour records (default 20 million) over
    `--accounts` accounts and the last `--days` days, with everything the platform writes for them
    (ledger, balances, lots, redemptions, donations, expiry; `bench/dashboard_seed.py`), bulk-copied
-   by parallel workers with triggers and foreign-key checks off, then the rollups rebuilt by the
-   migrations' own backfills. Kept in `.data/bench-postgres` and reused while it holds the requested
-   volume (`--reseed` seeds again).
+   by parallel workers with triggers and foreign-key checks off, then what the triggers keep (rollups,
+   active days, hash chains) rebuilt by the migrations' own backfills. Kept in `.data/bench-postgres`
+   and reused while it holds the requested volume (`--reseed` seeds again).
 2. A real `carbon-inclusive serve` against it; `crossCityDashboard` for the 30 days ending at the
    latest seeded day, every city, the whole document (headline figures, daily series, every breakdown),
    as a regulator: `--requests` sequential requests, then the same from `--clients` concurrent clients.

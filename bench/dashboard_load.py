@@ -27,7 +27,7 @@ from bench.dashboard_history import CityHistory
 
 BULK = ["behavior_records", "daily_behavior_totals", "ledger_transactions", "ledger_postings"]  # loaded index-free
 SHARES = {"wuhan": 4, "beijing": 3, "shanghai": 2, "guizhou": 1}  # of accounts and records; other cities 1
-BYTES_PER_RECORD = 1900  # measured database size per behaviour record, with every row it brings (indexes included)
+BYTES_PER_RECORD = 2300  # measured database size per behaviour record, with every row it brings (indexes included)
 
 
 async def owner_connection(target: DatabaseTarget) -> asyncpg.Connection:

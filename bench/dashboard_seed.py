@@ -17,7 +17,8 @@ have written for it:
 * at the end, the ledger accounts' balances, carry and consumption.
 
 Totals shared by accounts (items' `stock_taken`, donation projects' balances) are returned and applied
-once at the end. The rollups are not written here: the bench rebuilds them with the migrations' backfills.
+once at the end. What triggers keep (rollups, active days, hash chains) is not written here: the bench
+rebuilds it with the migrations' backfills.
 
 Ids are UUID version 4 in shape but ordered (worker, counter), so every index is built from ordered
 input: the platform's ids are random, and nothing measured here reads by id.
