@@ -14,7 +14,7 @@ help:
 	@echo "make test    run the whole suite against real PostgreSQL (embedded unless CARBON_DATABASE_URL is set)"
 	@echo "make schema  regenerate schema.graphql from the code"
 	@echo "make bench-ingest  ingestion throughput vs raw asyncpg (prints b/a, target >= 0.5)"
-	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions (prints b/a, target >= 0.5)"
+	@echo "make bench-redeem  redemptions vs raw asyncpg ledger transactions, 1-32 clients (prints b/a peak vs peak, target >= 0.5)"
 	@echo "make bench-notify  what the live-update NOTIFY triggers cost writes, triggers off vs on"
 	@echo "make bench-dashboard  crossCityDashboard at 20M behaviour records (seeds once, prints p50/p95, target p95 < 100 ms;"
 	@echo "                      BENCH_ARGS=\"--records 1000000\" for a smaller run, \"--reseed\" to seed again)"

@@ -35,6 +35,7 @@ from app.ledger.signing import load_signer
 from app.live.hub import Hub
 from app.live.listener import Listener
 from app.logs import get_logger
+from app.rewards import batching as redeem_batching
 from app.settings import Settings
 
 log = get_logger("app.http")
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     served = schema if settings.introspection else build_schema(introspection=False)
+    redeem_batching.configure(database, in_flight=settings.redeem_in_flight)
     signer = load_signer(settings)
     limiter = (RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
                if settings.rate_limit_per_second > 0 else None)

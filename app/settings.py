@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".data" / "postgres"
     database_name: str = "carbon"
     pool_size: int = Field(default=10, ge=1, le=200)
+    # Redemptions one server process sends to the database at once, per city; more queue and go together
+    # (group commit, app/rewards/batching.py). Below it nothing waits: at low load each goes alone at once.
+    redeem_in_flight: int = Field(default=4, ge=1, le=64)
 
     # Configuration files and client secrets.
     config_dir: Path = PROJECT_ROOT / "config"

@@ -1,15 +1,22 @@
 """`make bench-redeem`: redemptions per second against raw asyncpg ledger transactions.
 
 (a) raw asyncpg: one statement per transaction — a guarded balance update (`balance >= cost`) plus the
-    ledger transaction and its two postings — as the application role under row-level security;
+    ledger transaction and its two postings — as the application role under row-level security (the
+    ledger's own triggers fire for it as for every ledger write: rollups, hash chain, notifications);
 (b) `redeemReward` mutations over HTTP against a running `carbon-inclusive serve` (idempotency key,
     eligibility, limits, stock, voucher, ledger postings, FIFO consumption, all in one transaction), sent
     as the city apps send them: the trusted document `RedeemReward` by its hash (`--full-graphql` sends
     the query text instead, through full GraphQL parsing, validation and execution).
 
-Same number of concurrent clients, each on its own accounts. Prints both rates and b/a (target >= 0.5),
-the figure this benchmark is judged by. For diagnosis it also prints (c): raw asyncpg calling the same
-`carbon_redeem_in_tenant()` the server runs, i.e. the same database work without HTTP, and b/c.
+Each is measured at every concurrency of `--clients` (1, 2, 4, 8, 16 and 32 closed-loop clients, each
+on its own accounts), `--repeat` times with the phases alternating, and the medians are printed as a
+table with b/a at each concurrency. The figure it is judged by is throughput against throughput: the
+best rate (b) reaches at any of those concurrencies over the best (a) reaches (target >= 0.5). At one
+fixed concurrency the ratio measures latency instead (a closed-loop client sends its next request when
+the last is answered): a few clients leave the server waiting on them, and many make (a), one notifying
+commit per statement, queue on PostgreSQL's notification lock while (b) shares commits (see the README).
+For diagnosis it also prints (c): raw asyncpg calling the same `carbon_redeem_in_tenant()` the server
+runs, i.e. the same database work without HTTP, and b/c.
 """
 
 from __future__ import annotations
@@ -17,9 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -179,22 +190,66 @@ async def run_same_work(target, accounts: list[list[uuid.UUID]], reward: uuid.UU
     return sum(counts) / (time.perf_counter() - started)
 
 
+@dataclass
+class Measured:
+    """The rates of one phase at each concurrency, run by run, and the machine's CPU busy meanwhile."""
+
+    rates: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    busy: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, clients: int, run: Callable[[], float]) -> None:
+        before = _busy()
+        rate = run()
+        after = _busy()
+        self.rates[clients].append(rate)
+        if before is not None and after is not None and after[1] > before[1]:
+            self.busy[clients].append((after[0] - before[0]) / (after[1] - before[1]))
+
+    def median(self, clients: int) -> float:
+        return statistics.median(self.rates[clients])
+
+    def peak(self) -> tuple[float, int]:
+        """The best median rate and the concurrency it was reached at."""
+        return max((self.median(clients), clients) for clients in self.rates)
+
+
+def _busy() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine so far (Linux only), for a phase's utilisation."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # all but idle and iowait
+
+
+def _split(items: list, clients: int) -> list[list]:
+    return [items[i::clients] for i in range(clients)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--accounts-per-client", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=8, help="redemptions per account per measurement")
+    parser.add_argument("--clients", default="1,2,4,8,16,32",
+                        help="the concurrencies to measure each phase at (comma-separated)")
+    parser.add_argument("--accounts", type=int, default=256, help="accounts per phase, shared out among the clients")
+    parser.add_argument("--rounds", type=int, default=7, help="redemptions per account per measurement")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="times each measurement is made, the phases alternating; medians are reported")
     parser.add_argument("--full-graphql", action="store_true", help="send the query text, not the trusted document")
     args = parser.parse_args()
+    levels = sorted({int(level) for level in args.clients.split(",")})
+    if not levels or levels[0] < 1 or levels[-1] > args.accounts:
+        parser.error("--clients: each between 1 and --accounts")
     settings = Settings()
     token = _registry(settings, load_city_files(settings.config_dir)).issue("wuhan-app", 3600)
     cost = 5
+    spend = cost * ((args.rounds * len(levels) + 1) * args.repeat + 1)  # every measurement and warm-up
+    raw, http, same = Measured(), Measured(), Measured()
+    trusted = not args.full_graphql
     with bench_database("carbon_bench_redeem") as target:
-        count = args.clients * args.accounts_per_client
-        raw_accounts = asyncio.run(make_accounts(target, count, "wuhan-tong", ["TRAVEL"]))
-        http_accounts = asyncio.run(make_accounts(target, count, "wuhan-tong", ["TRAVEL"]))
-        same_accounts = asyncio.run(make_accounts(target, count, "wuhan-tong", ["TRAVEL"]))
-        asyncio.run(fund(target, raw_accounts + http_accounts + same_accounts, cost * (args.rounds + 2)))
+        raw_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        http_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        same_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        asyncio.run(fund(target, raw_accounts + http_accounts + same_accounts, spend))
         item = asyncio.run(make_item(target, cost))
 
         async def ledger_ids() -> list[uuid.UUID]:
@@ -208,25 +263,35 @@ def main() -> int:
             return [by_account[a] for a in raw_accounts]
 
         ledgers = asyncio.run(ledger_ids())
-        slices = [ledgers[i::args.clients] for i in range(args.clients)]
-        asyncio.run(run_raw(target, slices, 1, cost))  # warm-up
-        raw_rate = asyncio.run(run_raw(target, slices, args.rounds, cost))
-        same_rate = asyncio.run(run_same_work(target, [same_accounts[i::args.clients] for i in range(args.clients)],
-                                              item, args.rounds))
         ids = [to_global_id("Account", a) for a in http_accounts]
-        with running_server(target) as base_url:
-            http_slices = [ids[i::args.clients] for i in range(args.clients)]
-            trusted = not args.full_graphql
-            asyncio.run(run_http(base_url, token, http_slices, to_global_id("Reward", item), 1, trusted))  # warm-up
-            http_rate = asyncio.run(run_http(base_url, token, http_slices, to_global_id("Reward", item), args.rounds,
-                                             trusted))
-    ratio = http_rate / raw_rate
-    print(f"(a) raw asyncpg guarded debit + postings : {raw_rate:8.0f} transactions/s")
-    how = "full GraphQL" if args.full_graphql else "trusted document"
-    print(f"(b) redeemReward (HTTP, {how:16}) : {http_rate:8.0f} redemptions/s")
-    print(f"(c) raw asyncpg, same statement as (b)   : {same_rate:8.0f} redemptions/s   (diagnostic: b/c = "
-          f"{http_rate / same_rate:.2f})")
-    print(f"b/a = {ratio:.2f}  (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+        reward = to_global_id("Reward", item)
+        asyncio.run(run_raw(target, [ledgers], 1, cost))  # warm-up
+        for _ in range(args.repeat):
+            # (a) and (c) with no server running (nothing else on the machine, nobody listening for the
+            # ledger's notifications); (b) against a server started afresh, after a warm-up round.
+            for clients in levels:
+                raw.add(clients, lambda: asyncio.run(run_raw(target, _split(ledgers, clients), args.rounds, cost)))
+                same.add(clients, lambda: asyncio.run(
+                    run_same_work(target, _split(same_accounts, clients), item, args.rounds)))
+            with running_server(target) as base_url:
+                asyncio.run(run_http(base_url, token, _split(ids, levels[-1]), reward, 1, trusted))
+                for clients in levels:
+                    http.add(clients, lambda: asyncio.run(
+                        run_http(base_url, token, _split(ids, clients), reward, args.rounds, trusted)))
+    how = "full GraphQL" if args.full_graphql else "the trusted document"
+    print(f"Medians of {args.repeat} runs of {args.accounts * args.rounds} each; (b) sends {how}.")
+    print(f"{'clients':>7} | {'(a) raw tx/s':>12} | {'(b) redeemReward/s':>18} | {'(c) same SQL/s':>14} | "
+          f"{'b/a':>5} | {'b/c':>5} | CPU busy a/b/c")
+    for clients in levels:
+        cpu = "/".join(f"{statistics.median(phase.busy[clients]):.0%}" if phase.busy[clients] else "-"
+                       for phase in (raw, http, same))
+        a, b, c = raw.median(clients), http.median(clients), same.median(clients)
+        print(f"{clients:>7} | {a:>12.0f} | {b:>18.0f} | {c:>14.0f} | {b / a:>5.2f} | {b / c:>5.2f} | {cpu}")
+    (peak_a, at_a), (peak_b, at_b) = raw.peak(), http.peak()
+    ratio = peak_b / peak_a
+    print(f"(a) raw asyncpg guarded debit + postings, peak : {peak_a:8.0f} transactions/s at {at_a} clients")
+    print(f"(b) redeemReward over HTTP, peak               : {peak_b:8.0f} redemptions/s at {at_b} clients")
+    print(f"b/a = {ratio:.2f}  (peak against peak; target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
 
 

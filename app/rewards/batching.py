@@ -1,6 +1,6 @@
 """Group commit for redemptions: the ones that queue up under load go to the database together.
 
-At most `in_flight` calls per tenant run at once (per server process). A redemption arriving while they
+At most `in_flight` calls per tenant run at once (per server process; `CARBON_REDEEM_IN_FLIGHT`, 4). A redemption arriving while they
 are all busy waits in the tenant's queue; the next free slot takes everything queued (up to
 `max_batch`) and sends it as one `carbon_redeem_batch()` call (migration 0005): one round trip, one
 transaction, one commit. With no queue a redemption goes alone, at once, so light load sees no added
@@ -62,7 +62,7 @@ class _Tenant:
 
 
 class RedeemBatcher:
-    def __init__(self, database: Database, *, in_flight: int = 2, max_batch: int = 64) -> None:
+    def __init__(self, database: Database, *, in_flight: int = 4, max_batch: int = 64) -> None:
         self.database = database
         # A test's single connection runs one statement at a time.
         self.in_flight = 1 if isinstance(database.bind, AsyncConnection) else in_flight
@@ -151,6 +151,12 @@ def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseExcep
 
 
 _BATCHERS: weakref.WeakKeyDictionary[Database, RedeemBatcher] = weakref.WeakKeyDictionary()
+
+
+def configure(database: Database, *, in_flight: int) -> RedeemBatcher:
+    """The batcher of `database` from now on, with its limit (the server's settings, at start-up)."""
+    batcher = _BATCHERS[database] = RedeemBatcher(database, in_flight=in_flight)
+    return batcher
 
 
 def batcher_for(database: Database) -> RedeemBatcher:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from app.db.session import Database
 from app.graphql.ids import from_global_id
-from app.rewards.batching import RedeemBatcher, RedeemCall
+from app.rewards.batching import RedeemBatcher, RedeemCall, batcher_for, configure
 from app.tenants.models import tenant_id_for
 from bench.common import make_accounts
 from tests.factories import make_reward
@@ -57,3 +57,41 @@ async def test_a_cancelled_request_does_not_strand_the_others_of_its_batch(datab
         await _retire(app_engine, reward_id)
         await database.dispose_pool()
     assert [r["status"] for r in others] == ["FULFILLED", "FULFILLED"]
+
+
+async def test_at_most_in_flight_calls_at_once_and_what_queues_goes_together(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
+    reward = from_global_id(reward_id)[1]
+    batcher = RedeemBatcher(database, in_flight=2)
+    running, peak, sizes = 0, 0, []
+    send = database.fetchval
+
+    async def counted(sql: str, tenant: uuid.UUID, *args: object) -> object:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        sizes.append(len(args[0]) if isinstance(args[0], list) else 1)
+        try:
+            return await send(sql, tenant, *args)
+        finally:
+            running -= 1
+
+    database.fetchval = counted  # type: ignore[method-assign]
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(batcher.redeem(WUHAN, _call(account, reward)) for account in accounts)), 30)
+    finally:
+        await _retire(app_engine, reward_id)
+        await database.dispose_pool()
+    assert [r["status"] for r in results] == ["FULFILLED"] * 10
+    assert peak == 2  # two went at once; the eight that queued meanwhile went in batches
+    assert sum(sizes) == 10 and len(sizes) < 10 and max(sizes) > 1
+
+
+def test_the_server_takes_the_limit_from_its_settings(settings, app_engine, registry) -> None:
+    from app.main import create_app
+
+    database = Database(app_engine)
+    create_app(settings.model_copy(update={"redeem_in_flight": 3}), database=database, registry=registry)
+    assert batcher_for(database).in_flight == 3
+    assert configure(database, in_flight=5) is batcher_for(database) and batcher_for(database).in_flight == 5
