@@ -35,7 +35,7 @@ from app.ledger.invariants import CHECKS  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from bench import dashboard_seed as seeding  # noqa: E402
-from bench.common import LightHttpClient, bench_database, server_process  # noqa: E402
+from bench.common import QUIET_SERVER, LightHttpClient, bench_database, server_process  # noqa: E402
 from bench.dashboard_load import owner_connection, seed  # noqa: E402
 
 DATABASE = "carbon_bench_dashboard"
@@ -180,10 +180,8 @@ def run_measurements(target: DatabaseTarget, marker: dict, args: argparse.Namesp
     body = json.dumps({"query": DOCUMENT, "variables": {"from": start.isoformat(), "to": end.isoformat()}}).encode()
     print(f"crossCityDashboard {start} .. {end} (30 days), every city, granularity DAY, the full document "
           f"({len(body):,} bytes); load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    # The hourly expiry and checkpoint tasks are off: a reused database stays as it was seeded, and
-    # neither runs its first pass (every account; every chain entry) during the measurement.
-    quiet = {"CARBON_EXPIRY_INTERVAL_SECONDS": "0", "CARBON_CHECKPOINT_INTERVAL_SECONDS": "0"}
-    with server_process(target, quiet) as server:
+    # The hourly expiry and checkpoint tasks are off: a reused database stays as it was seeded.
+    with server_process(target, QUIET_SERVER) as server:
         base_url = server.base_url
         host, port = base_url.removeprefix("http://").split(":")
 

@@ -29,9 +29,10 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,11 +44,12 @@ from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from app.tenants.models import tenant_id_for  # noqa: E402
 from bench.common import (  # noqa: E402
+    QUIET_SERVER,
     LightHttpClient,
     app_connection,
     bench_database,
     make_accounts,
-    running_server,
+    server_process,
 )
 
 DOCUMENT = next(document for document in DOCUMENTS.values() if document.name == "RedeemReward")
@@ -63,6 +65,7 @@ WITH debit AS (
 )
 INSERT INTO ledger_postings (tenant_id, transaction_id, ledger_account_id, asset, amount)
 SELECT tenant_id, id, $1, 'POINTS', -$2 FROM txn UNION ALL SELECT tenant_id, id, $4, 'POINTS', $2 FROM txn
+RETURNING 1
 """
 
 
@@ -111,83 +114,7 @@ async def make_item(target, cost: int) -> uuid.UUID:
     return reward_id
 
 
-async def run_raw(target, ledgers: list[list[uuid.UUID]], per_account: int, cost: int) -> float:
-    tenant_id = tenant_id_for("wuhan")
-
-    async def worker(mine: list[uuid.UUID]) -> int:
-        connection = await app_connection(target, "wuhan")
-        sink = await connection.fetchval(
-            "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND account_id IS NULL AND code = 'redemptions' "
-            "AND asset = 'POINTS'", tenant_id)
-        statement = await connection.prepare(RAW)
-        done = 0
-        try:
-            for _ in range(per_account):
-                for ledger_id in mine:
-                    await statement.fetch(ledger_id, cost, uuid.uuid4(), sink)
-                    done += 1
-        finally:
-            await connection.close()
-        return done
-
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(worker(mine) for mine in ledgers))
-    return sum(counts) / (time.perf_counter() - started)
-
-
-async def run_http(base_url: str, token: str, accounts: list[list[str]], reward: str, per_account: int,
-                   trusted: bool = True) -> float:
-    headers = {"Authorization": f"Bearer {token}"}
-    host, port = base_url.removeprefix("http://").split(":")
-
-    async def worker(mine: list[str]) -> int:
-        done = 0
-        async with LightHttpClient(host, int(port)) as http:
-            for _ in range(per_account):
-                for account in mine:
-                    variables = {"input": {"accountId": account, "rewardId": reward,
-                                           "idempotencyKey": uuid.uuid4().hex}}
-                    body = json.dumps({"documentId": f"sha256:{DOCUMENT.sha256}", "variables": variables} if trusted
-                                      else {"query": DOCUMENT.text, "variables": variables}).encode()
-                    status, raw = await http.post_json("/graphql", body, headers)
-                    payload = json.loads(raw)["data"]["redeemReward"]
-                    if status != 200 or payload["userErrors"]:
-                        raise RuntimeError(f"redemption failed: {status} {payload['userErrors']}")
-                    done += 1
-        return done
-
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(worker(mine) for mine in accounts))
-    return sum(counts) / (time.perf_counter() - started)
-
-
-async def run_same_work(target, accounts: list[list[uuid.UUID]], reward: uuid.UUID, per_account: int) -> float:
-    """(c): the redemption's own statement straight from asyncpg (no HTTP, no Python service)."""
-    from datetime import UTC, datetime
-
-    from app.graphql.trusted import REDEEM_STATEMENT
-
-    tenant_id = tenant_id_for("wuhan")
-
-    async def worker(mine: list[uuid.UUID]) -> int:
-        connection = await app_connection(target, "wuhan")
-        statement = await connection.prepare(REDEEM_STATEMENT)
-        done = 0
-        try:
-            for _ in range(per_account):
-                for account in mine:
-                    verdict = await statement.fetchval(tenant_id, account, reward, 1, uuid.uuid4().hex, "bench",
-                                                       "bench", datetime.now(UTC), "BENCH", uuid.uuid4(), uuid.uuid4())
-                    if "error" in verdict:
-                        raise RuntimeError(verdict)
-                    done += 1
-        finally:
-            await connection.close()
-        return done
-
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(worker(mine) for mine in accounts))
-    return sum(counts) / (time.perf_counter() - started)
+Send = Callable[[Any, Any], Awaitable[None]]
 
 
 @dataclass
@@ -197,16 +124,12 @@ class Measured:
     rates: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     busy: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, clients: int, run: Callable[[], float]) -> None:
-        before = _busy()
-        rate = run()
-        after = _busy()
-        self.rates[clients].append(rate)
-        if before is not None and after is not None and after[1] > before[1]:
-            self.busy[clients].append((after[0] - before[0]) / (after[1] - before[1]))
-
     def median(self, clients: int) -> float:
         return statistics.median(self.rates[clients])
+
+    def latency_ms(self, clients: int) -> float:
+        """Mean latency of a closed-loop client (Little's law: clients ÷ rate)."""
+        return clients / self.median(clients) * 1000
 
     def peak(self) -> tuple[float, int]:
         """The best median rate and the concurrency it was reached at."""
@@ -226,6 +149,94 @@ def _split(items: list, clients: int) -> list[list]:
     return [items[i::clients] for i in range(clients)]
 
 
+async def sweep(clients: list[Any], send: Send, items: list[Any], levels: list[int], rounds: int,
+                measured: Measured) -> None:
+    """Every client (connection, prepared statement, HTTP connection: opened beforehand) does one
+    operation, untimed; then at each concurrency n the first n clients share `items` out and each runs
+    through its share `rounds` times. Only that is timed."""
+    await asyncio.gather(*(send(client, item) for client, item in zip(clients, items, strict=False)))
+
+    async def worker(client: Any, share: list[Any]) -> None:
+        for _ in range(rounds):
+            for item in share:
+                await send(client, item)
+
+    for n in levels:
+        before, started = _busy(), time.perf_counter()
+        await asyncio.gather(*(worker(client, share) for client, share in zip(clients, _split(items, n),
+                                                                              strict=False)))
+        elapsed, after = time.perf_counter() - started, _busy()
+        measured.rates[n].append(rounds * len(items) / elapsed)
+        if before is not None and after is not None and after[1] > before[1]:
+            measured.busy[n].append((after[0] - before[0]) / (after[1] - before[1]))
+
+
+async def measure_raw(target, ledgers: list[uuid.UUID], levels: list[int], rounds: int, cost: int,
+                      measured: Measured) -> None:
+    """(a): the raw statement, prepared, one transaction each."""
+    connections = await asyncio.gather(*(app_connection(target, "wuhan") for _ in range(levels[-1])))
+    try:
+        sink = await connections[0].fetchval(
+            "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND account_id IS NULL AND code = 'redemptions' "
+            "AND asset = 'POINTS'", tenant_id_for("wuhan"))
+        statements = await asyncio.gather(*(connection.prepare(RAW) for connection in connections))
+
+        async def send(statement: Any, ledger_id: uuid.UUID) -> None:
+            if len(await statement.fetch(ledger_id, cost, uuid.uuid4(), sink)) != 2:
+                raise RuntimeError("a raw debit found too small a balance: the accounts were not funded enough")
+
+        await sweep(statements, send, ledgers, levels, rounds, measured)
+    finally:
+        await asyncio.gather(*(connection.close() for connection in connections))
+
+
+async def measure_same(target, accounts: list[uuid.UUID], reward: uuid.UUID, levels: list[int], rounds: int,
+                       measured: Measured) -> None:
+    """(c): the redemption's own statement straight from asyncpg (no HTTP, no Python service)."""
+    from datetime import UTC, datetime
+
+    from app.graphql.trusted import REDEEM_STATEMENT
+
+    tenant_id = tenant_id_for("wuhan")
+    connections = await asyncio.gather(*(app_connection(target, "wuhan") for _ in range(levels[-1])))
+    try:
+        statements = await asyncio.gather(*(connection.prepare(REDEEM_STATEMENT) for connection in connections))
+
+        async def send(statement: Any, account: uuid.UUID) -> None:
+            verdict = await statement.fetchval(tenant_id, account, reward, 1, uuid.uuid4().hex, "bench", "bench",
+                                               datetime.now(UTC), "BENCH", uuid.uuid4(), uuid.uuid4())
+            if verdict is None or "error" in verdict:
+                raise RuntimeError(f"redemption failed: {verdict}")
+
+        await sweep(statements, send, accounts, levels, rounds, measured)
+    finally:
+        await asyncio.gather(*(connection.close() for connection in connections))
+
+
+async def measure_http(base_url: str, token: str, accounts: list[str], reward: str, levels: list[int], rounds: int,
+                       measured: Measured, trusted: bool = True) -> None:
+    """(b): `redeemReward` over HTTP/1.1 keep-alive connections, one per client."""
+    headers = {"Authorization": f"Bearer {token}"}
+    host, port = base_url.removeprefix("http://").split(":")
+    clients = [LightHttpClient(host, int(port)) for _ in range(levels[-1])]
+    await asyncio.gather(*(client.__aenter__() for client in clients))
+
+    async def send(http: LightHttpClient, account: str) -> None:
+        variables = {"input": {"accountId": account, "rewardId": reward, "idempotencyKey": uuid.uuid4().hex}}
+        body = json.dumps({"documentId": f"sha256:{DOCUMENT.sha256}", "variables": variables} if trusted
+                          else {"query": DOCUMENT.text, "variables": variables}).encode()
+        status, raw = await http.post_json("/graphql", body, headers)
+        payload = (json.loads(raw).get("data") or {}).get("redeemReward") if status == 200 else None
+        if payload is None or payload["userErrors"]:
+            raise RuntimeError(f"redemption failed: HTTP {status} {raw[:300]!r}")
+
+    try:
+        await sweep(clients, send, accounts, levels, rounds, measured)
+    finally:
+        for client in clients:
+            await client.__aexit__()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,2,4,8,16,32",
@@ -233,12 +244,15 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=256, help="accounts per phase, shared out among the clients")
     parser.add_argument("--rounds", type=int, default=7, help="redemptions per account per measurement")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="times each measurement is made, the phases alternating; medians are reported")
+                        help="times each measurement is made, the phases in turn; medians are reported")
     parser.add_argument("--full-graphql", action="store_true", help="send the query text, not the trusted document")
     args = parser.parse_args()
-    levels = sorted({int(level) for level in args.clients.split(",")})
-    if not levels or levels[0] < 1 or levels[-1] > args.accounts:
-        parser.error("--clients: each between 1 and --accounts")
+    try:
+        levels = sorted({int(level) for level in args.clients.split(",")})
+    except ValueError:
+        parser.error("--clients: comma-separated whole numbers, e.g. 1,2,4")
+    if not 1 <= levels[0] <= levels[-1] <= args.accounts or args.repeat < 1 or args.rounds < 1:
+        parser.error("--clients between 1 and --accounts; --repeat and --rounds at least 1")
     settings = Settings()
     token = _registry(settings, load_city_files(settings.config_dir)).issue("wuhan-app", 3600)
     cost = 5
@@ -265,32 +279,41 @@ def main() -> int:
         ledgers = asyncio.run(ledger_ids())
         ids = [to_global_id("Account", a) for a in http_accounts]
         reward = to_global_id("Reward", item)
-        asyncio.run(run_raw(target, [ledgers], 1, cost))  # warm-up
-        for _ in range(args.repeat):
-            # (a) and (c) with no server running (nothing else on the machine, nobody listening for the
-            # ledger's notifications); (b) against a server started afresh, after a warm-up round.
-            for clients in levels:
-                raw.add(clients, lambda: asyncio.run(run_raw(target, _split(ledgers, clients), args.rounds, cost)))
-                same.add(clients, lambda: asyncio.run(
-                    run_same_work(target, _split(same_accounts, clients), item, args.rounds)))
-            with running_server(target) as base_url:
-                asyncio.run(run_http(base_url, token, _split(ids, levels[-1]), reward, 1, trusted))
-                for clients in levels:
-                    http.add(clients, lambda: asyncio.run(
-                        run_http(base_url, token, _split(ids, clients), reward, args.rounds, trusted)))
+
+        def run_a() -> None:
+            asyncio.run(measure_raw(target, ledgers, levels, args.rounds, cost, raw))
+
+        def run_c() -> None:
+            asyncio.run(measure_same(target, same_accounts, item, levels, args.rounds, same))
+
+        def run_b() -> None:  # (a) and (c) run with no server process: nothing else is listening or working
+            with server_process(target, QUIET_SERVER) as server:
+                asyncio.run(measure_http(server.base_url, token, ids, reward, levels, args.rounds, http, trusted))
+
+        phases = [run_a, run_b, run_c]
+        for turn in range(args.repeat):  # each phase first, second and third in turn
+            for phase in phases[turn % 3:] + phases[:turn % 3]:
+                phase()
     how = "full GraphQL" if args.full_graphql else "the trusted document"
-    print(f"Medians of {args.repeat} runs of {args.accounts * args.rounds} each; (b) sends {how}.")
+    print(f"Medians of {args.repeat} runs of {args.accounts * args.rounds} operations each; (b) sends {how}.")
     print(f"{'clients':>7} | {'(a) raw tx/s':>12} | {'(b) redeemReward/s':>18} | {'(c) same SQL/s':>14} | "
-          f"{'b/a':>5} | {'b/c':>5} | CPU busy a/b/c")
-    for clients in levels:
-        cpu = "/".join(f"{statistics.median(phase.busy[clients]):.0%}" if phase.busy[clients] else "-"
+          f"{'b/a':>5} | {'b/c':>5} | {'latency a / b':>15} | CPU busy a/b/c")
+    for n in levels:
+        cpu = "/".join(f"{statistics.median(phase.busy[n]):.0%}" if phase.busy[n] else "-"
                        for phase in (raw, http, same))
-        a, b, c = raw.median(clients), http.median(clients), same.median(clients)
-        print(f"{clients:>7} | {a:>12.0f} | {b:>18.0f} | {c:>14.0f} | {b / a:>5.2f} | {b / c:>5.2f} | {cpu}")
+        a, b, c = raw.median(n), http.median(n), same.median(n)
+        latency = f"{raw.latency_ms(n):.2f} / {http.latency_ms(n):.2f} ms"
+        print(f"{n:>7} | {a:>12.0f} | {b:>18.0f} | {c:>14.0f} | {b / a:>5.2f} | {b / c:>5.2f} | {latency:>15} | {cpu}")
+    below = [f"{n} ({http.median(n) / raw.median(n):.2f})" for n in levels if http.median(n) < 0.5 * raw.median(n)]
+    met = [str(n) for n in levels if http.median(n) >= 0.5 * raw.median(n)]
+    print(f"same concurrency: b/a >= 0.5 at {', '.join(met) or 'no'} clients"
+          + (f"; below at {', '.join(below)} clients" if below else ""))
     (peak_a, at_a), (peak_b, at_b) = raw.peak(), http.peak()
     ratio = peak_b / peak_a
-    print(f"(a) raw asyncpg guarded debit + postings, peak : {peak_a:8.0f} transactions/s at {at_a} clients")
-    print(f"(b) redeemReward over HTTP, peak               : {peak_b:8.0f} redemptions/s at {at_b} clients")
+    print(f"(a) raw asyncpg guarded debit + postings, peak : {peak_a:8.0f} transactions/s at {at_a} clients "
+          f"({raw.latency_ms(at_a):.2f} ms)")
+    print(f"(b) redeemReward over HTTP, peak               : {peak_b:8.0f} redemptions/s at {at_b} clients "
+          f"({http.latency_ms(at_b):.2f} ms)")
     print(f"b/a = {ratio:.2f}  (peak against peak; target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     return 0
 

@@ -97,6 +97,11 @@ class Database:
                 await apply_scope(session, scope)
                 yield session
 
+    @property
+    def fetchval_connections(self) -> int:
+        """How many `fetchval` statements can run at once: the size of its pool (1 on a test's connection)."""
+        return 1 if isinstance(self.bind, AsyncConnection) else self.bind.pool.size()
+
     async def fetchval(self, sql: str, *args: object) -> object:
         """One statement straight on asyncpg, outside SQLAlchemy: the hot paths of trusted documents.
 
@@ -125,7 +130,7 @@ class Database:
                     # (against all expectation) a transaction is still open, not asyncpg's default
                     # RESET ALL / UNLISTEN / CLOSE round trip. The time limit is the server's.
                     self._pool = await asyncpg.create_pool(
-                        min_size=0, max_size=self.bind.pool.size(), timeout=10, reset=_rollback_if_open,
+                        min_size=0, max_size=self.fetchval_connections, timeout=10, reset=_rollback_if_open,
                         server_settings={"application_name": "carbon-inclusive-fast", "statement_timeout": "30s"},
                         **kwargs)
         async with self._pool.acquire(timeout=30) as connection:

@@ -1,15 +1,19 @@
 """Group commit for redemptions: the ones that queue up under load go to the database together.
 
-At most `in_flight` calls per tenant run at once (per server process; `CARBON_REDEEM_IN_FLIGHT`, 4). A redemption arriving while they
-are all busy waits in the tenant's queue; the next free slot takes everything queued (up to
-`max_batch`) and sends it as one `carbon_redeem_batch()` call (migration 0005): one round trip, one
-transaction, one commit. With no queue a redemption goes alone, at once, so light load sees no added
-latency. Each item is decided by `carbon_redeem_in_tenant()`, as a single redemption would be, in an
-order that cannot deadlock (see the migration).
+At most `in_flight` calls per tenant run at once (per server process; `CARBON_REDEEM_IN_FLIGHT`, 4),
+and at most as many in all as the process has connections for them (the `fetchval` pool). A redemption
+arriving while its tenant's calls are all busy waits in the tenant's queue; the next free slot takes
+everything queued (up to `max_batch`) and sends it as one `carbon_redeem_batch()` call (migration
+0005): one round trip, one transaction, one commit. A slot takes its batch only once it has a
+connection, so when many cities share few connections their redemptions wait in the queues, where
+they batch, not one by one for a connection. Below the limits a redemption goes alone, at once, so
+light load sees no added latency. Each item is decided by `carbon_redeem_in_tenant()`, as a single
+redemption would be, in an order that cannot deadlock (see the migration).
 
 Why: a redemption's cost is mostly per transaction (round trip, statement start-up, WAL flush at
-commit) and per call on the server (pool, protocol); a busy city pays those once per batch. TigerBeetle
-batches for the same reason.
+commit; and the commits of notifying transactions are serialised, ADR 0012) and per call on the
+server (pool, protocol); a busy city pays those once per batch. TigerBeetle batches for the same
+reason.
 
 Failure: a batch is all or nothing. If it fails for any reason (an idempotency key raced by a request
 for another account, a deadlock, one item the database refuses), its items run again one by one, each
@@ -62,11 +66,13 @@ class _Tenant:
 
 
 class RedeemBatcher:
-    def __init__(self, database: Database, *, in_flight: int = 4, max_batch: int = 64) -> None:
+    def __init__(self, database: Database, *, in_flight: int = 4, max_batch: int = 64,
+                 connections: int | None = None) -> None:
         self.database = database
         # A test's single connection runs one statement at a time.
         self.in_flight = 1 if isinstance(database.bind, AsyncConnection) else in_flight
         self.max_batch = max_batch
+        self._connections = asyncio.Semaphore(connections or database.fetchval_connections)
         self._tenants: dict[uuid.UUID, _Tenant] = defaultdict(_Tenant)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -84,10 +90,12 @@ class RedeemBatcher:
 
     async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
         state.busy += 1
-        batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
+        batch: list[tuple[RedeemCall, asyncio.Future[Any]]] = []
         try:
-            if batch:
-                await self._run(tenant_id, batch)
+            async with self._connections:  # the batch is what has queued by the time a connection is free
+                batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
+                if batch:
+                    await self._run(tenant_id, batch)
         finally:
             # Whatever happened (even the caller cancelled mid-batch), every request of the batch gets an
             # answer: one not settled by now gets an error (its outcome is unknown: the client retries

@@ -59,10 +59,8 @@ async def test_a_cancelled_request_does_not_strand_the_others_of_its_batch(datab
     assert [r["status"] for r in others] == ["FULFILLED", "FULFILLED"]
 
 
-async def test_at_most_in_flight_calls_at_once_and_what_queues_goes_together(database_target, app_engine) -> None:
-    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
-    reward = from_global_id(reward_id)[1]
-    batcher = RedeemBatcher(database, in_flight=2)
+async def _run_counted(database: Database, batcher: RedeemBatcher, calls: list[RedeemCall]) -> tuple[list, int, list]:
+    """The verdicts, the most database calls at once, and each call's size (1: a single redemption)."""
     running, peak, sizes = 0, 0, []
     send = database.fetchval
 
@@ -77,14 +75,48 @@ async def test_at_most_in_flight_calls_at_once_and_what_queues_goes_together(dat
             running -= 1
 
     database.fetchval = counted  # type: ignore[method-assign]
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.redeem(WUHAN, call) for call in calls)), 30)
+    return results, peak, sizes
+
+
+async def test_at_most_in_flight_calls_at_once_and_what_queues_goes_together(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
+    reward = from_global_id(reward_id)[1]
     try:
-        results = await asyncio.wait_for(
-            asyncio.gather(*(batcher.redeem(WUHAN, _call(account, reward)) for account in accounts)), 30)
+        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=2, connections=8),
+                                                  [_call(account, reward) for account in accounts])
     finally:
         await _retire(app_engine, reward_id)
         await database.dispose_pool()
     assert [r["status"] for r in results] == ["FULFILLED"] * 10
     assert peak == 2  # two went at once; the eight that queued meanwhile went in batches
+    assert sum(sizes) == 10 and len(sizes) < 10 and max(sizes) > 1
+
+
+async def test_below_the_limit_each_goes_alone_at_once(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 4)
+    reward = from_global_id(reward_id)[1]
+    try:
+        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=4, connections=8),
+                                                  [_call(account, reward) for account in accounts])
+    finally:
+        await _retire(app_engine, reward_id)
+        await database.dispose_pool()
+    assert [r["status"] for r in results] == ["FULFILLED"] * 4
+    assert peak == 4 and sizes == [1, 1, 1, 1]
+
+
+async def test_no_more_at_once_than_connections_and_the_rest_batch(database_target, app_engine) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
+    reward = from_global_id(reward_id)[1]
+    try:  # as when many cities share a process's few connections: the waiting is done in the queue
+        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=8, connections=2),
+                                                  [_call(account, reward) for account in accounts])
+    finally:
+        await _retire(app_engine, reward_id)
+        await database.dispose_pool()
+    assert [r["status"] for r in results] == ["FULFILLED"] * 10
+    assert peak == 2
     assert sum(sizes) == 10 and len(sizes) < 10 and max(sizes) > 1
 
 
@@ -95,3 +127,4 @@ def test_the_server_takes_the_limit_from_its_settings(settings, app_engine, regi
     create_app(settings.model_copy(update={"redeem_in_flight": 3}), database=database, registry=registry)
     assert batcher_for(database).in_flight == 3
     assert configure(database, in_flight=5) is batcher_for(database) and batcher_for(database).in_flight == 5
+    assert database.fetchval_connections == 4  # the test engine's pool: the batcher's connections
