@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from app.db.session import Database
 from app.graphql.ids import from_global_id
 from app.rewards.batching import RedeemBatcher, RedeemCall, batcher_for, configure
@@ -79,45 +81,27 @@ async def _run_counted(database: Database, batcher: RedeemBatcher, calls: list[R
     return results, peak, sizes
 
 
-async def test_at_most_in_flight_calls_at_once_and_what_queues_goes_together(database_target, app_engine) -> None:
-    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
+@pytest.mark.parametrize(("in_flight", "connections", "count", "at_once"), [
+    (2, 8, 10, 2),  # two go at once; what queues meanwhile goes in batches
+    (4, 8, 4, 4),  # below the limit each goes alone, at once
+    (8, 2, 10, 2),  # many cities on few connections: the waiting is done in the queue, where they batch
+])
+async def test_calls_at_once_and_what_queues_goes_together(database_target, app_engine, in_flight: int,
+                                                           connections: int, count: int, at_once: int) -> None:
+    database, accounts, reward_id = await _setup(database_target, app_engine, count)
     reward = from_global_id(reward_id)[1]
+    batcher = RedeemBatcher(database, in_flight=in_flight, connections=connections)
     try:
-        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=2, connections=8),
-                                                  [_call(account, reward) for account in accounts])
+        results, peak, sizes = await _run_counted(database, batcher, [_call(account, reward) for account in accounts])
     finally:
         await _retire(app_engine, reward_id)
         await database.dispose_pool()
-    assert [r["status"] for r in results] == ["FULFILLED"] * 10
-    assert peak == 2  # two went at once; the eight that queued meanwhile went in batches
-    assert sum(sizes) == 10 and len(sizes) < 10 and max(sizes) > 1
-
-
-async def test_below_the_limit_each_goes_alone_at_once(database_target, app_engine) -> None:
-    database, accounts, reward_id = await _setup(database_target, app_engine, 4)
-    reward = from_global_id(reward_id)[1]
-    try:
-        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=4, connections=8),
-                                                  [_call(account, reward) for account in accounts])
-    finally:
-        await _retire(app_engine, reward_id)
-        await database.dispose_pool()
-    assert [r["status"] for r in results] == ["FULFILLED"] * 4
-    assert peak == 4 and sizes == [1, 1, 1, 1]
-
-
-async def test_no_more_at_once_than_connections_and_the_rest_batch(database_target, app_engine) -> None:
-    database, accounts, reward_id = await _setup(database_target, app_engine, 10)
-    reward = from_global_id(reward_id)[1]
-    try:  # as when many cities share a process's few connections: the waiting is done in the queue
-        results, peak, sizes = await _run_counted(database, RedeemBatcher(database, in_flight=8, connections=2),
-                                                  [_call(account, reward) for account in accounts])
-    finally:
-        await _retire(app_engine, reward_id)
-        await database.dispose_pool()
-    assert [r["status"] for r in results] == ["FULFILLED"] * 10
-    assert peak == 2
-    assert sum(sizes) == 10 and len(sizes) < 10 and max(sizes) > 1
+    assert [r["status"] for r in results] == ["FULFILLED"] * count
+    assert peak == at_once and sum(sizes) == count
+    if count <= at_once:
+        assert sizes == [1] * count
+    else:
+        assert len(sizes) < count and max(sizes) > 1
 
 
 def test_the_server_takes_the_limit_from_its_settings(settings, app_engine, registry) -> None:
