@@ -163,21 +163,30 @@ class LightHttpClient:
         if self.writer is not None:
             self.writer.close()
 
-    async def post_json(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def post_json(self, path: str, body: bytes, headers: dict[str, str],
+                        timeout: float = 60) -> tuple[int, bytes]:
         """Status and body of a POST. A connection the server closed meanwhile (its keep-alive timeout
-        ends idle ones) is opened again and the request sent again: only for idempotent requests."""
+        ends idle ones) is opened again and the request sent again, once: only for idempotent requests."""
         assert self.reader is not None and self.writer is not None
-        if self.reader.at_eof():
-            await self._reopen()
         head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json",
                 f"Content-Length: {len(body)}", *(f"{key}: {value}" for key, value in headers.items()), "", ""]
         request = "\r\n".join(head).encode() + body
+        async with asyncio.timeout(timeout):
+            if self.reader.at_eof():
+                await self._reopen()
+            try:
+                return await self._exchange(request)
+            except (ConnectionError, asyncio.IncompleteReadError):  # closed before it answered
+                await self._reopen()
+                return await self._exchange(request)
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
         self.writer.write(request)
+        await self.writer.drain()
         status_line = await self.reader.readline()
-        if not status_line:  # closed before it answered: again, on a new connection
-            await self._reopen()
-            self.writer.write(request)
-            status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the server closed the connection without answering")
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")

@@ -151,10 +151,10 @@ def _split(items: list, clients: int) -> list[list]:
 
 async def sweep(clients: list[Any], send: Send, items: list[Any], levels: list[int], rounds: int,
                 measured: Measured) -> None:
-    """Every client (connection, prepared statement, HTTP connection: opened beforehand) does one
-    operation, untimed; then at each concurrency n the first n clients share `items` out and each runs
-    through its share `rounds` times. Only that is timed."""
-    await asyncio.gather(*(send(client, item) for client, item in zip(clients, items, strict=False)))
+    """At each concurrency n the first n clients (connections, prepared statements, HTTP connections:
+    opened beforehand) each do one operation, untimed, to be warm (a server closes idle keep-alive
+    connections); then they share `items` out and each runs through its share `rounds` times. Only
+    that is timed."""
 
     async def worker(client: Any, share: list[Any]) -> None:
         for _ in range(rounds):
@@ -162,6 +162,7 @@ async def sweep(clients: list[Any], send: Send, items: list[Any], levels: list[i
                 await send(client, item)
 
     for n in levels:
+        await asyncio.gather(*(send(client, item) for client, item in zip(clients[:n], items, strict=False)))
         before, started = _busy(), time.perf_counter()
         await asyncio.gather(*(worker(client, share) for client, share in zip(clients, _split(items, n),
                                                                               strict=False)))
@@ -256,7 +257,7 @@ def main() -> int:
     settings = Settings()
     token = _registry(settings, load_city_files(settings.config_dir)).issue("wuhan-app", 3600)
     cost = 5
-    spend = cost * ((args.rounds * len(levels) + 1) * args.repeat + 1)  # every measurement and warm-up
+    spend = cost * ((args.rounds + 1) * len(levels) * args.repeat + 1)  # every measurement and warm-up
     raw, http, same = Measured(), Measured(), Measured()
     trusted = not args.full_graphql
     with bench_database("carbon_bench_redeem") as target:

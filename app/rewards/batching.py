@@ -79,21 +79,40 @@ class RedeemBatcher:
     async def redeem(self, tenant_id: uuid.UUID, call: RedeemCall) -> dict[str, Any] | None:
         """The verdict of `carbon_redeem_in_tenant()` for this call (None: no configuration in force).
 
-        With a slot free, the caller itself sends what is queued (its own call first in line): no task
-        and no extra hop on the hot path. Otherwise it waits for a running batch to take it."""
+        With a slot and a connection free, the caller itself sends what is queued (its own call first in
+        line): no task and no extra hop on the hot path. With a slot but no connection free, a drain
+        task waits for one and the caller waits for its answer (which any drain of its city may give).
+        With no slot free, it waits for a running drain to take it. A caller cancelled before its call
+        was taken withdraws it; once taken, it runs and its answer is dropped."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         state = self._tenants[tenant_id]
         state.queue.append((call, future))
-        if state.busy < self.in_flight:
-            await self._drain(tenant_id, state)
-        return await future
+        try:
+            if state.busy < self.in_flight and not self._connections.locked():
+                state.busy += 1
+                await self._drain(tenant_id, state)
+            elif state.busy < self.in_flight:
+                self._spawn(tenant_id, state)
+            return await future
+        except asyncio.CancelledError:
+            future.cancel()  # still queued: no drain will send it (drains skip settled calls)
+            raise
+
+    def _spawn(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
+        state.busy += 1
+        task = asyncio.get_running_loop().create_task(self._drain(tenant_id, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, tenant_id: uuid.UUID, state: _Tenant) -> None:
-        state.busy += 1
+        """Send what the tenant has queued by the time a connection is free (`busy` counted by the caller)."""
         batch: list[tuple[RedeemCall, asyncio.Future[Any]]] = []
         try:
-            async with self._connections:  # the batch is what has queued by the time a connection is free
-                batch = [state.queue.popleft() for _ in range(min(len(state.queue), self.max_batch))]
+            async with self._connections:
+                while state.queue and len(batch) < self.max_batch:
+                    item = state.queue.popleft()
+                    if not item[1].done():  # a caller that went away before its call was sent
+                        batch.append(item)
                 if batch:
                     await self._run(tenant_id, batch)
         finally:
@@ -104,9 +123,7 @@ class RedeemBatcher:
                 _settle(future, error=RuntimeError("the redemption batch was interrupted"))
             state.busy -= 1
             if state.queue and state.busy < self.in_flight:  # what queued meanwhile: a task of its own
-                task = asyncio.get_running_loop().create_task(self._drain(tenant_id, state))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(tenant_id, state)
 
     async def _run(self, tenant_id: uuid.UUID, batch: list[tuple[RedeemCall, asyncio.Future[Any]]]) -> None:
         if len(batch) > 1:
