@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     database_name: str = "carbon"
     pool_size: int = Field(default=10, ge=1, le=200)
     # Redemptions one server process sends to the database at once, per city (and never more in all than
-    # its connections); more queue and go together (group commit, app/rewards/batching.py). Up to this
-    # many concurrent redemptions of a city, each goes alone and at once.
+    # its pool's connections); more queue and go together (group commit, app/rewards/batching.py). While
+    # connections are free, up to this many concurrent redemptions of a city each go alone and at once.
     redeem_in_flight: int = Field(default=4, ge=1, le=64)
 
     # Configuration files and client secrets.
