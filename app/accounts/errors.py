@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from app.errors import UserError
+
 
 class AccountErrorCode(str, enum.Enum):
     AGREEMENT_REQUIRED = "AGREEMENT_REQUIRED"
@@ -19,9 +21,6 @@ class AccountErrorCode(str, enum.Enum):
     CONSENT_NOT_FOUND = "CONSENT_NOT_FOUND"
 
 
-class AccountError(Exception):
-    def __init__(self, code: AccountErrorCode, field: list[str] | None, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
-        self.message = message
+class AccountError(UserError):
+    code: AccountErrorCode
+    field: list[str] | None

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.behaviors import repository as behaviors_repo
+from app.errors import UserError
 from app.ledger import service as ledger
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.market import service as market
@@ -35,10 +36,9 @@ class ReversalErrorCode(str, enum.Enum):
     REASON_REQUIRED = "REASON_REQUIRED"
 
 
-class ReversalError(Exception):
-    def __init__(self, code: ReversalErrorCode, field: list[str], message: str) -> None:
-        super().__init__(message)
-        self.code, self.field, self.message = code, field, message
+class ReversalError(UserError):
+    code: ReversalErrorCode
+    field: list[str]
 
 
 @dataclass(frozen=True)

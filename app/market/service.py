@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.behaviors import repository as behaviors_repo
+from app.errors import UserError
 from app.ledger import service as ledger
 from app.ledger.models import POINTS
 from app.ledger.signing import Signer
@@ -55,10 +56,9 @@ class MarketErrorCode(str, enum.Enum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
 
 
-class MarketError(Exception):
-    def __init__(self, code: MarketErrorCode, field: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.field, self.message = code, field, message
+class MarketError(UserError):
+    code: MarketErrorCode
+    field: str
 
 
 def serial_label(slug: str, vintage: int, serial: int) -> str:

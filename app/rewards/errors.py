@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from app.errors import UserError
+
 
 class RewardErrorCode(str, enum.Enum):
     INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
@@ -21,9 +23,6 @@ class RewardErrorCode(str, enum.Enum):
     CANCELLATION_WINDOW_CLOSED = "CANCELLATION_WINDOW_CLOSED"
 
 
-class RewardError(Exception):
-    def __init__(self, code: RewardErrorCode, field: list[str] | None, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
-        self.message = message
+class RewardError(UserError):
+    code: RewardErrorCode
+    field: list[str] | None

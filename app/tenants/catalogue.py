@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.errors import UserError
 from app.ledger.service import ensure_donation_account
 from app.tenants.config import SLUG_PATTERN
 from app.tenants.models import Reward
@@ -49,10 +50,9 @@ class CatalogueCode(str, enum.Enum):
     ALREADY_RETIRED = "ALREADY_RETIRED"
 
 
-class CatalogueError(Exception):
-    def __init__(self, code: CatalogueCode, field: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.field, self.message = code, field, message
+class CatalogueError(UserError):
+    code: CatalogueCode
+    field: str
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import NO_TENANT, TenantScope, apply_scope
+from app.errors import UserError
 from app.tenants import repository
 from app.ledger.service import ensure_donation_account, ensure_system_accounts
 from app.tenants.config import CityConfig, ConfigError
@@ -133,12 +134,11 @@ async def load_cities(session: AsyncSession, cities: list[CityConfig], *, now: d
     return [await load_city(session, city, now=now, source=f"{source}/tenants/{city.slug}.toml") for city in cities]
 
 
-class PublicationRefused(Exception):
+class PublicationRefused(UserError):
     """An administrator's configuration version that cannot be published (nothing is written)."""
 
-    def __init__(self, code: str, field: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.field, self.message = code, field, message
+    code: str
+    field: str
 
 
 
