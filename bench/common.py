@@ -78,6 +78,18 @@ async def make_accounts(target: DatabaseTarget, count: int, provider: str, categ
     return ids
 
 
+async def points_ledgers(target: DatabaseTarget, accounts: list[uuid.UUID], tenant_slug: str = "wuhan") -> list[uuid.UUID]:
+    """The POINTS ledger account of each account, in the same order."""
+    connection = await app_connection(target, tenant_slug)
+    try:
+        rows = await connection.fetch("SELECT account_id, id FROM ledger_accounts WHERE asset = 'POINTS' "
+                                      "AND account_id = ANY($1)", accounts)
+    finally:
+        await connection.close()
+    by_account = {row["account_id"]: row["id"] for row in rows}
+    return [by_account[account] for account in accounts]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -39,7 +39,7 @@ from app.graphql.ids import to_global_id  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.tenants.config import load_city_files  # noqa: E402
 from bench import ingest, redeem  # noqa: E402
-from bench.common import app_connection, bench_database, make_accounts, running_server  # noqa: E402
+from bench.common import app_connection, bench_database, make_accounts, points_ledgers, running_server  # noqa: E402
 from bench.redeem import RAW, fund  # noqa: E402
 
 TRIGGERS = ("ledger_transactions", "live_ledger"), ("behavior_records", "live_records")
@@ -121,20 +121,21 @@ def main() -> int:
         redeemers = asyncio.run(make_accounts(target, 50 * args.clients, "wuhan-tong", ["TRAVEL"]))
         asyncio.run(fund(target, accounts + redeemers, 10**9))
         item = to_global_id("Reward", asyncio.run(redeem.make_item(target, 1)))
-        points = asyncio.run(_points_ledgers(target, accounts, args.clients))
+        ledgers = asyncio.run(points_ledgers(target, accounts))
+        points = [ledgers[i::args.clients] for i in range(args.clients)]
         split = [accounts[i::args.clients] for i in range(args.clients)]
-        redeeming = [[to_global_id("Account", a) for a in redeemers[i::args.clients]] for i in range(args.clients)]
+        redeeming = [to_global_id("Account", a) for a in redeemers]
         recording = [ingest.global_id(a) for a in accounts]
         app_token, partner_token = registry.issue("wuhan-app", 3600), registry.issue("wuhan-tong", 3600)
         with running_server(target) as base_url:
-            asyncio.run(redeem.run_http(base_url, app_token, redeeming, item, 1))  # warm-up
+            asyncio.run(redeem.http_rate(base_url, app_token, redeeming, item, args.clients, 1))  # warm-up
             for round_ in range(args.rounds):
                 for enabled in (False, True) if round_ % 2 == 0 else (True, False):
                     asyncio.run(set_triggers(target, enabled))
                     rates = {
                         "1": asyncio.run(one_statement(target, points, args.seconds)),
                         "2": asyncio.run(batches(target, split, args.seconds)),
-                        "3": asyncio.run(redeem.run_http(base_url, app_token, redeeming, item, 4)),
+                        "3": asyncio.run(redeem.http_rate(base_url, app_token, redeeming, item, args.clients, 4)),
                         "4": asyncio.run(ingest.run_http(base_url, partner_token, ingest.make_batches(
                             rng, recording, 2 * args.clients, args.clients, f"notify-{round_}-{enabled}"),
                             args.clients)),
@@ -148,17 +149,6 @@ def main() -> int:
         off, on = statistics.median(results[(shape, False)]), statistics.median(results[(shape, True)])
         print(f"({shape}) {unit:38}: median off {off:7.0f}, on {on:7.0f}, on/off = {on / off:.2f}")
     return 0
-
-
-async def _points_ledgers(target, accounts: list[uuid.UUID], clients: int) -> list[list[uuid.UUID]]:
-    connection = await app_connection(target, "wuhan")
-    try:
-        rows = await connection.fetch("SELECT id FROM ledger_accounts WHERE asset = 'POINTS' AND account_id = ANY($1) "
-                                      "ORDER BY id", accounts)
-    finally:
-        await connection.close()
-    ids = [row["id"] for row in rows]
-    return [ids[i::clients] for i in range(clients)]
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from bench.common import (  # noqa: E402
     app_connection,
     bench_database,
     make_accounts,
+    points_ledgers,
     server_process,
 )
 
@@ -238,6 +239,14 @@ async def measure_http(base_url: str, token: str, accounts: list[str], reward: s
             await client.__aexit__()
 
 
+async def http_rate(base_url: str, token: str, accounts: list[str], reward: str, clients: int, rounds: int,
+                    trusted: bool = True) -> float:
+    """`redeemReward`s a second over HTTP at one concurrency, one run (for other benchmarks)."""
+    measured = Measured()
+    await measure_http(base_url, token, accounts, reward, [clients], rounds, measured, trusted)
+    return measured.rates[clients][0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,2,4,8,16,32",
@@ -267,17 +276,7 @@ def main() -> int:
         asyncio.run(fund(target, raw_accounts + http_accounts + same_accounts, spend))
         item = asyncio.run(make_item(target, cost))
 
-        async def ledger_ids() -> list[uuid.UUID]:
-            connection = await app_connection(target, "wuhan")
-            try:
-                rows = await connection.fetch("SELECT account_id, id FROM ledger_accounts WHERE asset = 'POINTS' "
-                                              "AND account_id = ANY($1)", raw_accounts)
-            finally:
-                await connection.close()
-            by_account = {row["account_id"]: row["id"] for row in rows}
-            return [by_account[a] for a in raw_accounts]
-
-        ledgers = asyncio.run(ledger_ids())
+        ledgers = asyncio.run(points_ledgers(target, raw_accounts))
         ids = [to_global_id("Account", a) for a in http_accounts]
         reward = to_global_id("Reward", item)
 
