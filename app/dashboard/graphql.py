@@ -122,8 +122,13 @@ class CityDashboard:
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
     donations: list[NamedFigure] = strawberry.field(description="Points donated per public-welfare project.")
     redemptions_by_kind: list[NamedFigure]
-    market_lots: list[MarketLotSummary] = strawberry.field(
-        description="Every market lot of the city (not only the period's), newest first.")
+    _tenant_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="Every market lot of the city (not only the period's), newest first.")
+    async def market_lots(self, info: Info[Context, None]) -> list[MarketLotSummary]:
+        # Read only when selected, for every city of the request in one statement.
+        return [MarketLotSummary(_row=lot) for lot in await info.context.loaders.market_lots_by_tenant.load(
+            self._tenant_id)]
 
 
 @strawberry.type
@@ -200,12 +205,11 @@ class DashboardQuery:
         head = await repository.headline(session, ids, start, end)
         buckets = await repository.series(session, ids, start, end, granularity.value)
         rows = await repository.breakdown(session, ids, start, end)
-        lots = await repository.market_lots(session, ids)
         minimum = get_settings().dashboard_min_group_size
         categories = await _categories(info, views)
         cities = [_city(view, head[view.id], buckets.get(view.id, []),
-                        [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum,
-                        lots.get(view.id, [])) for view in views]
+                        [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum)
+              for view in views]
         amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
         totals = DashboardFigures(**_paired({field: _total([_counts(head[view.id])[field] for view in views], minimum)
                                              for field in _COUNTS}),
@@ -237,7 +241,7 @@ def figures(view: TenantView, head: dict[str, int]) -> DashboardFigures:
 
 
 def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: list[dict], categories: dict[str, str],
-          minimum: int, lots: list[dict]) -> CityDashboard:
+          minimum: int) -> CityDashboard:
     behaviors: dict[str, list[int]] = {}
     by_category: dict[str, list[int]] = {}
     by_issuer: dict[str, list[int]] = {}
@@ -265,7 +269,7 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
         NamedFigure(name=name, transactions=Long(n), reduction_grams=_grams(mg), points=_points(sign * pts, view))
         for name, n, mg, pts in _suppressed(groups, minimum)]
     return CityDashboard(
-        tenant=Tenant(_view=view),
+        tenant=Tenant(_view=view), _tenant_id=view.id,
         **_paired({field: _count(value, minimum) for field, value in _counts(head).items()}),
         reduction_grams=_grams(head["reduction_mg"]), points_issued=_points(head["issued"], view),
         points_redeemed=_points(head["redeemed"], view), points_expired=_points(head["expired"], view),
@@ -279,5 +283,5 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: lis
                                     transactions=Long(n), reduction_grams=_grams(mg), points=_points(pts, view))
                      for name, n, mg, pts in _suppressed(behaviors, minimum)],
         by_category=named(by_category), by_issuer=named(by_issuer), donations=named(donations, -1),
-        redemptions_by_kind=named(by_kind, -1), market_lots=[MarketLotSummary(_row=lot) for lot in lots],
+        redemptions_by_kind=named(by_kind, -1),
     )

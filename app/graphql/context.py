@@ -94,6 +94,15 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
+    def market_lots_by_tenant(self) -> DataLoader[uuid.UUID, list[dict[str, Any]]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[dict[str, Any]]]:
+            from app.dashboard.repository import market_lots
+
+            found = await market_lots(self._session(), keys)
+            return [found.get(key, []) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
     def reward_by_id(self) -> DataLoader[uuid.UUID, Reward | None]:
         async def load(keys: list[uuid.UUID]) -> list[Reward | None]:
             found = await tenants_repository.rewards_by_id(self._session(), keys)
