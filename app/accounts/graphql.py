@@ -27,7 +27,6 @@ from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
-from app.ledger import service as ledger
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount, Tenant, grams
 from app.tenants.config import BehaviorCategory as Category
@@ -262,7 +261,7 @@ class Account(Node):
             raise BadUserInput("`at` needs a UTC offset", argument="at")
         if at > info.context.now:
             raise BadUserInput("`at` is in the future: only history has values", argument="at")
-        return await ledger.balances_at(info.context.session, self._row.tenant_id, self._row.id, at)
+        return await info.context.loaders.balances_at.load((self._row.tenant_id, self._row.id, at))
 
     @strawberry.field(description="Total carbon reduction contribution; with `at`, as it stood at that moment "
                                   "(everything posted up to it, from the ledger's history).")

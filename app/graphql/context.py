@@ -140,6 +140,15 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
+    def balances_at(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, datetime], dict[str, int]]:
+        """Balances as they stood at a moment (`balance(at:)`, `contribution(at:)`): one read for both."""
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, datetime]]) -> list[dict[str, int]]:
+            from app.ledger.service import balances_at
+
+            return await balances_at(self._session(), keys)
+        return DataLoader(load_fn=load)
+
+    @cached_property
     def consents(self) -> DataLoader[uuid.UUID, list[Consent]]:
         async def load(keys: list[uuid.UUID]) -> list[list[Consent]]:
             found = await accounts_repository.consents_of(self._session(), keys)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -115,16 +116,22 @@ async def citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
     return {(account_id, asset): id_ for account_id, asset, id_ in rows.all()}
 
 
-async def balances_at(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
-                      at: datetime) -> dict[str, int]:
-    """A citizen's balances per asset as they stood at `at`: the postings posted up to it (a posting's
-    time is its writing transaction's start). One index range per asset."""
+async def balances_at(session: AsyncSession,
+                      keys: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]) -> list[dict[str, int]]:
+    """Citizens' balances per asset as they stood at a moment, for each (tenant, account, at) key, in one
+    statement: the postings posted up to it (a posting's time is its writing transaction's start). One
+    index range per key and asset."""
     rows = await session.execute(text("""
-        SELECT la.asset, coalesce((SELECT sum(p.amount) FROM ledger_postings p
-                                    WHERE p.ledger_account_id = la.id AND p.posted_at <= :at), 0)
-          FROM ledger_accounts la WHERE la.tenant_id = :t AND la.account_id = :a
-    """), {"t": tenant_id, "a": account_id, "at": at})
-    return {asset: int(total) for asset, total in rows.all()}
+        SELECT k.i, la.asset, coalesce((SELECT sum(p.amount) FROM ledger_postings p
+                                         WHERE p.ledger_account_id = la.id AND p.posted_at <= k.at), 0)
+          FROM unnest(CAST(:t AS uuid[]), CAST(:a AS uuid[]), CAST(:at AS timestamptz[]))
+               WITH ORDINALITY AS k(tenant_id, account_id, at, i)
+          JOIN ledger_accounts la ON la.tenant_id = k.tenant_id AND la.account_id = k.account_id
+    """), {"t": [key[0] for key in keys], "a": [key[1] for key in keys], "at": [key[2] for key in keys]})
+    found: list[dict[str, int]] = [{} for _ in keys]
+    for i, asset, total in rows.all():
+        found[i - 1][asset] = int(total)
+    return found
 
 
 async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UUID,
