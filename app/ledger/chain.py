@@ -127,6 +127,26 @@ async def periodic_checkpoints(database: Database, signer: Signer, interval_seco
             log.error("ledger_checkpoint_failed", error=type(error).__name__)
 
 
+_VERIFY_CHUNK = 200_000  # sealed entries read at once by verify_checkpoints
+
+
+async def _sealed_entries(session: AsyncSession, rows: Sequence[Any]) -> dict[int, list[bytes]]:
+    """The entry hashes sealed by the first checkpoints of `rows` (ordered by number) whose entries add
+    up to at most `_VERIFY_CHUNK` (at least the first one), per checkpoint in sealing order: one
+    statement for many checkpoints, memory bounded."""
+    last, total = rows[0][1], 0
+    for row in rows:
+        if total and total + row[3] > _VERIFY_CHUNK:
+            break
+        last, total = row[1], total + row[3]
+    found: dict[int, list[bytes]] = {row[1]: [] for row in rows if rows[0][1] <= row[1] <= last}
+    for number, digest in (await session.execute(text(
+            "SELECT checkpoint_number, hash FROM ledger_chain WHERE checkpoint_number BETWEEN :first AND :last "
+            "ORDER BY checkpoint_number, chain_key, seq"), {"first": rows[0][1], "last": last})).all():
+        found.setdefault(number, []).append(bytes(digest))
+    return found
+
+
 async def verify_checkpoints(session: AsyncSession, public_key: Ed25519PublicKey | None,
                              anchors: Sequence[tuple[int, bytes]] = ()) -> list[tuple[str, str]]:
     """(where, problem) for every checkpoint of the session's city that does not hold: its entries'
@@ -143,10 +163,12 @@ async def verify_checkpoints(session: AsyncSession, public_key: Ed25519PublicKey
         if roots.get(number) != root:
             problems.append((f"checkpoint {number}", "the published root is missing or differs (deleted or "
                                                      "rewritten?)"))
-    for tenant_id, number, at, entries, merkle, previous, root, key_id, signature in rows:
+    sealed: dict[int, list[bytes]] = {}
+    for i, (tenant_id, number, at, entries, merkle, previous, root, key_id, signature) in enumerate(rows):
         where = f"checkpoint {number}"
-        hashes = [bytes(row[0]) for row in (await session.execute(text(
-            "SELECT hash FROM ledger_chain WHERE checkpoint_number = :n ORDER BY chain_key, seq"), {"n": number})).all()]
+        if number not in sealed:  # the entries of this and the next checkpoints, up to a bounded number
+            sealed = await _sealed_entries(session, rows[i:])
+        hashes = sealed.get(number, [])
         if len(hashes) != entries or merkle_root(hashes) != bytes(merkle):
             problems.append((where, f"sealed {entries} entries, now {len(hashes)} whose Merkle root differs"
                              if len(hashes) != entries else "the sealed entries changed (Merkle root differs)"))

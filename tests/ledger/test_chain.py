@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from app.db.server import asyncpg_dsn
 from app.db.session import Database, TenantScope
@@ -235,3 +236,27 @@ async def test_a_posting_moved_to_another_account_is_caught(committed_api, datab
             await moving.rollback()
     finally:
         await owner.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 200_000])
+async def test_checkpoints_are_verified_in_bounded_chunks(api, database, settings, monkeypatch, chunk: int) -> None:
+    from app.ledger import chain
+
+    signer = load_signer(settings)
+    numbers = []
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        for rides in (2, 1, 3):  # three checkpoints of 2, 1 and 3 entries (more from other tests' data)
+            await _rides(api, rides)
+            done = await checkpoint(session, WUHAN, signer, datetime.now(UTC))
+            assert done is not None
+            numbers.append(done.number)
+        monkeypatch.setattr(chain, "_VERIFY_CHUNK", chunk)
+        # Entries grouped under the wrong checkpoint would change its Merkle root: every one still holds.
+        assert await verify_checkpoints(session, signer.public) == []
+        sealed = await chain._sealed_entries(session, (await session.execute(text(
+            "SELECT tenant_id, number, at, entries FROM ledger_checkpoints WHERE number = ANY(:n) ORDER BY number"),
+            {"n": numbers})).all())
+    if chunk == 1:  # at least one checkpoint a read, however many entries it sealed
+        assert list(sealed) == numbers[:1]
+    elif chunk == 200_000:
+        assert list(sealed) == numbers and [len(sealed[n]) for n in numbers][1] >= 1
