@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.auth.permissions import ANY_CLIENT, TENANT_ADMIN, allow
+from app.behaviors.rules.calendar import local_date
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
@@ -362,6 +363,4 @@ def _lot_id(global_id: strawberry.ID) -> uuid.UUID | None:
 
 
 def _today(context: Context, tenant: Any) -> date:
-    from zoneinfo import ZoneInfo
-
-    return context.now.astimezone(ZoneInfo(tenant.timezone)).date()
+    return local_date(context.now, tenant.timezone)

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.behaviors import repository as behaviors_repo
+from app.behaviors.rules.calendar import local_date
 from app.errors import UserError
 from app.ledger import service as ledger
 from app.ledger.models import POINTS
@@ -241,6 +241,8 @@ async def _pay_contributors(session: AsyncSession, tenant_id: uuid.UUID, found: 
         return 0
     total = int(Decimal(price_fen) / 100 * market["proceeds_share_percent"] / 100
                 * Decimal(str(market["points_per_yuan"])) * 10 ** city["unit_decimals"])
+    # Read again under the contributors' locks (sell_lot's first read only chose whom to lock): a reversal
+    # or a closure takes the same lock, so what decides the shares cannot change before the commit.
     weights = {row[0]: int(row[1]) for row in (await session.execute(text("""
         SELECT b.account_id, sum(m.reduction_mg) FROM market_lot_records m JOIN behavior_records b ON b.id = m.record_id
           JOIN accounts a ON a.tenant_id = b.tenant_id AND a.id = b.account_id AND a.status <> 'CLOSED'
@@ -256,7 +258,7 @@ async def _pay_contributors(session: AsyncSession, tenant_id: uuid.UUID, found: 
                                  ledger.Posting(ledgers[(account_id, POINTS)].id, POINTS, points)])
         for account_id, points in sorted(paid.items(), key=lambda item: item[0].bytes)]
     await ledger.post(session, transactions, tracked={ledgers[(a, POINTS)].id for a in paid})
-    day = now.astimezone(ZoneInfo(city["timezone"])).date()
+    day = local_date(now, city["timezone"])
     await behaviors_repo.add_to_daily_totals(session, tenant_id, {(a, PROCEEDS_CODE, day): (0, p) for a, p in paid.items()})
     await session.execute(text("""
         INSERT INTO market_lot_payouts (transaction_id, tenant_id, lot_id, account_id, points)
