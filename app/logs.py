@@ -23,7 +23,9 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
+        # Configured once per process (the CLI, before anything logs): each module's logger is bound
+        # on first use, not again on every call.
+        cache_logger_on_first_use=True,
     )
     # Route the standard library's records (uvicorn, alembic, sqlalchemy) through the same renderer.
     handler = logging.StreamHandler(sys.stderr)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 import structlog
@@ -91,6 +93,64 @@ class _TooLarge(Exception):
     pass
 
 
+_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+@functools.cache
+def _metric_children(path: str, method: str, status: int) -> tuple[Any, Any]:
+    return HTTP_REQUESTS.labels(path, method, str(status)), HTTP_LATENCY.labels(path, method)
+
+
+def _http_metrics(path: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request's counter and histogram children (labelled once per kind of request, not per request;
+    an unusual method is counted as OTHER, so a client cannot grow the label set)."""
+    return _metric_children(path, method if method in _METHODS else "OTHER", status)
+
+
+class ServerErrors:
+    """HTTP 500 for an exception that escapes the app before it answered, then re-raised for the server
+    to log (what Starlette's ServerErrorMiddleware does for its routes, with a JSON body)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception:
+            if not started:
+                body = b'{"errors":[{"message":"Internal server error.","extensions":{"code":"INTERNAL"}}]}'
+                await send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+            raise
+
+
+class _Application(Starlette):
+    """Starlette with a short way in for HTTP requests to /graphql: the request-context and body-limit
+    middlewares, a 500 guard and the GraphQL app, without Starlette's router and exception layers
+    (nothing of theirs applies to it: it answers every error itself). Everything else, websockets on
+    /graphql included, goes through the full stack."""
+
+    def __init__(self, *, graphql: ASGIApp, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._graphql = graphql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/graphql":
+            scope["app"] = self
+            await self._graphql(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class RequestContextMiddleware:
     """A request id on every log line (honouring a sane incoming `X-Request-ID`), one access log line
     per request, HTTP metrics. Logs the path only: query strings may carry personal data."""
@@ -120,8 +180,9 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
-            HTTP_REQUESTS.labels(path, scope["method"], str(status)).inc()
-            HTTP_LATENCY.labels(path, scope["method"]).observe(elapsed)
+            count, latency = _http_metrics(path, scope["method"], status)
+            count.inc()
+            latency.observe(elapsed)
             log.info("http_request", method=scope["method"], path=path, status=status,
                      duration_ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
@@ -189,7 +250,8 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
                     await task
             await database.dispose()
 
-    app = Starlette(
+    app = _Application(
+        graphql=RequestContextMiddleware(BodySizeLimit(ServerErrors(graphql_app))),
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -182,6 +182,36 @@ async def test_mutations_are_never_executed_by_get(api, database) -> None:
 async def test_other_methods_are_405(api) -> None:
     response = await api.http.put("/graphql", content=b"{}", headers=api.headers("wuhan-app"))
     assert response.status_code == 405 and "POST" in response.headers["allow"]
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_an_exception_escaping_the_graphql_app_is_a_json_500(api, monkeypatch) -> None:
+    """/graphql bypasses Starlette's router and error layers (app.main._Application): its own guard
+    answers 500 in the API's error shape, with a request id, and counts it; the server still sees the
+    exception (it logs it)."""
+    from httpx import ASGITransport, AsyncClient
+
+    from app.graphql import view
+
+    def broken(_body: bytes):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(view.http, "parse_post", broken)
+    async with AsyncClient(transport=ASGITransport(app=api.app, raise_app_exceptions=False),
+                           base_url="http://testserver") as http:
+        response = await http.post("/graphql", json={"query": QUERY}, headers=api.headers("wuhan-app"))
+    assert response.status_code == 500 and "secret" not in response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL"
+    assert len(response.headers["x-request-id"]) == 32
+    metrics = (await api.http.get("/metrics")).text
+    assert 'carbon_http_requests_total{method="POST",path="/graphql",status="500"}' in metrics
+    with pytest.raises(RuntimeError, match="secret internal detail"):  # the server's own error log sees it
+        await api.http.post("/graphql", json={"query": QUERY}, headers=api.headers("wuhan-app"))
+
+
+async def test_paths_beside_graphql_still_go_through_the_router(api) -> None:
+    assert (await api.http.get("/graphql/", follow_redirects=False)).status_code == 307  # Starlette's slash redirect
+    assert (await api.http.get("/nowhere")).status_code == 404
 
 
 async def test_transport_errors_come_before_negotiation_for_strangers(api) -> None:
