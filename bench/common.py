@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import asyncpg
 
@@ -28,10 +28,20 @@ from app.db.server import DatabaseTarget, asyncpg_dsn
 from app.settings import PROJECT_ROOT, Settings
 from app.tenants.models import tenant_id_for
 
+T = TypeVar("T")
 BENCH_DATA_DIR = PROJECT_ROOT / ".data" / "bench-postgres"
 # A benchmark's server with its hourly chores off: neither expiry nor the ledger checkpoints run their
 # first pass (every account; every chain entry) as the server starts, during the measurement.
 QUIET_SERVER = {"CARBON_EXPIRY_INTERVAL_SECONDS": "0", "CARBON_CHECKPOINT_INTERVAL_SECONDS": "0"}
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    """`asyncio.run` on uvloop, the event loop the server itself runs on: every phase's clients (asyncpg
+    and HTTP alike) get the same fast loop, so the load generator costs each phase as little as it can."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -196,12 +206,16 @@ class LightHttpClient:
         assert self.reader is not None and self.writer is not None
         self.writer.write(request)
         await self.writer.drain()
-        status_line = await self.reader.readline()
-        if not status_line:
-            raise ConnectionResetError("the server closed the connection without answering")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:
+                raise ConnectionResetError("the server closed the connection without answering") from None
+            raise
+        status_line, *lines = head.decode("latin-1").split("\r\n")
         length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
+        for line in lines:
+            name, _, value = line.partition(":")
             if name.lower() == "content-length":
                 length = int(value)
         return int(status_line.split()[1]), await self.reader.readexactly(length)

@@ -50,6 +50,7 @@ from bench.common import (  # noqa: E402
     bench_database,
     make_accounts,
     points_ledgers,
+    run,
     server_process,
 )
 
@@ -270,25 +271,25 @@ def main() -> int:
     raw, http, same = Measured(), Measured(), Measured()
     trusted = not args.full_graphql
     with bench_database("carbon_bench_redeem") as target:
-        raw_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
-        http_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
-        same_accounts = asyncio.run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
-        asyncio.run(fund(target, raw_accounts + http_accounts + same_accounts, spend))
-        item = asyncio.run(make_item(target, cost))
+        raw_accounts = run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        http_accounts = run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        same_accounts = run(make_accounts(target, args.accounts, "wuhan-tong", ["TRAVEL"]))
+        run(fund(target, raw_accounts + http_accounts + same_accounts, spend))
+        item = run(make_item(target, cost))
 
-        ledgers = asyncio.run(points_ledgers(target, raw_accounts))
+        ledgers = run(points_ledgers(target, raw_accounts))
         ids = [to_global_id("Account", a) for a in http_accounts]
         reward = to_global_id("Reward", item)
 
         def run_a() -> None:
-            asyncio.run(measure_raw(target, ledgers, levels, args.rounds, cost, raw))
+            run(measure_raw(target, ledgers, levels, args.rounds, cost, raw))
 
         def run_c() -> None:
-            asyncio.run(measure_same(target, same_accounts, item, levels, args.rounds, same))
+            run(measure_same(target, same_accounts, item, levels, args.rounds, same))
 
         def run_b() -> None:  # (a) and (c) run with no server process: nothing else is listening or working
             with server_process(target, QUIET_SERVER) as server:
-                asyncio.run(measure_http(server.base_url, token, ids, reward, levels, args.rounds, http, trusted))
+                run(measure_http(server.base_url, token, ids, reward, levels, args.rounds, http, trusted))
 
         phases = [run_a, run_b, run_c]
         for turn in range(args.repeat):  # each phase first, second and third in turn
