@@ -8,7 +8,6 @@ lands together or not at all.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.db.connections import StatementConnections
 from app.db.rls import REGULATOR_ROLE
 
 
@@ -82,8 +82,7 @@ class Database:
 
     def __init__(self, bind: AsyncEngine | AsyncConnection) -> None:
         self.bind = bind
-        self._pool = None
-        self._pool_lock = asyncio.Lock()
+        self._pool: StatementConnections | None = None
         self.sessionmaker = async_sessionmaker(
             bind,
             expire_on_commit=False,
@@ -105,8 +104,8 @@ class Database:
     async def fetchval(self, sql: str, *args: object) -> object:
         """One statement straight on asyncpg, outside SQLAlchemy: the hot paths of trusted documents.
 
-        On an engine it runs in its own implicit transaction on a connection of a small asyncpg pool (the
-        statement must set its own tenant scope, transaction-locally). On a test's connection it runs in a
+        On an engine it runs in its own implicit transaction on one of a few connections kept for these
+        statements (`app.db.connections`; the statement must set its own tenant scope, transaction-locally). On a test's connection it runs in a
         savepoint of the test's transaction, so it sees and is rolled back with the test's data.
         """
         if isinstance(self.bind, AsyncConnection):
@@ -118,26 +117,21 @@ class Database:
             await raw.execute("SELECT set_config('app.tenant_id', '', true)")
             return result
         if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    import asyncpg
+            self._pool = StatementConnections(self._connect_fast, self.fetchval_connections)
+        return await self._pool.fetchval(sql, *args)
 
-                    from app.db.server import asyncpg_dsn
+    async def _connect_fast(self) -> object:
+        import asyncpg
 
-                    _, kwargs = asyncpg_dsn(self.bind.url.render_as_string(hide_password=False))
-                    # Statements here set their scope transaction-locally and run in their own implicit
-                    # transaction, so a released connection holds no state: the reset is a rollback if
-                    # (against all expectation) a transaction is still open, not asyncpg's default
-                    # RESET ALL / UNLISTEN / CLOSE round trip. The time limit is the server's.
-                    self._pool = await asyncpg.create_pool(
-                        min_size=0, max_size=self.fetchval_connections, timeout=10, reset=_rollback_if_open,
-                        server_settings={"application_name": "carbon-inclusive-fast", "statement_timeout": "30s"},
-                        **kwargs)
-        async with self._pool.acquire(timeout=30) as connection:
-            return await connection.fetchval(sql, *args)
+        from app.db.server import asyncpg_dsn
+
+        _, kwargs = asyncpg_dsn(self.bind.url.render_as_string(hide_password=False))  # type: ignore[union-attr]
+        # The time limit of a statement is the server's, as for the engine's connections.
+        return await asyncpg.connect(timeout=10, server_settings={
+            "application_name": "carbon-inclusive-fast", "statement_timeout": "30s"}, **kwargs)
 
     async def dispose_pool(self) -> None:
-        """Close the asyncpg pool of `fetchval` (the engine stays open)."""
+        """Close the connections of `fetchval` (the engine stays open)."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -147,8 +141,3 @@ class Database:
             await self._pool.close()
         if isinstance(self.bind, AsyncEngine):
             await self.bind.dispose()
-
-
-async def _rollback_if_open(connection: object) -> None:
-    if connection.is_in_transaction():  # type: ignore[attr-defined]
-        await connection.execute("ROLLBACK")  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Group commit for redemptions: the ones that queue up under load go to the database together.
 
 At most `in_flight` calls per tenant run at once (per server process; `CARBON_REDEEM_IN_FLIGHT`, 4),
-and at most as many in all as the process has connections for them (the `fetchval` pool). A redemption
+and at most as many in all as the process has connections for them (`Database.fetchval`'s). A redemption
 arriving while its tenant's calls are all busy waits in the tenant's queue; the next free slot takes
 everything queued (up to `max_batch`) and sends it as one `carbon_redeem_batch()` call (migration
 0005): one round trip, one transaction, one commit. A slot takes its batch only once it has a

@@ -1,0 +1,94 @@
+"""`Database.fetchval`'s own connections (app.db.connections): lent one call at a time, never lent again
+half-used, at most `size` of them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from app.db.connections import StatementConnections
+from app.db.server import asyncpg_dsn
+
+
+def _connections(database_target, size: int, wait_seconds: float = 30.0) -> StatementConnections:
+    _, kwargs = asyncpg_dsn(database_target.app_url)
+    return StatementConnections(lambda: asyncpg.connect(**kwargs), size, wait_seconds)
+
+
+async def test_at_most_size_connections_and_they_are_kept(database_target) -> None:
+    connections = _connections(database_target, 3)
+    try:
+        pids = await asyncio.gather(*(connections.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.02)")
+                                      for _ in range(20)))
+        assert len(set(pids)) <= 3 and connections.idle == len(set(pids))
+        again = {await connections.fetchval("SELECT pg_backend_pid()") for _ in range(5)}
+        assert again <= set(pids)  # reused, not opened again
+    finally:
+        await connections.close()
+
+
+async def test_a_postgres_error_keeps_the_connection(database_target) -> None:
+    connections = _connections(database_target, 1)
+    try:
+        pid = await connections.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await connections.fetchval("SELECT 1 / 0")
+        assert await connections.fetchval("SELECT pg_backend_pid()") == pid
+    finally:
+        await connections.close()
+
+
+async def test_a_call_cancelled_mid_statement_never_lends_its_connection_again(database_target) -> None:
+    connections = _connections(database_target, 1)
+    try:
+        pid = await connections.fetchval("SELECT pg_backend_pid()")
+        call = asyncio.create_task(connections.fetchval("SELECT pg_sleep(5)"))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert connections.idle == 0
+        assert await asyncio.wait_for(connections.fetchval("SELECT pg_backend_pid()"), 2) != pid
+    finally:
+        await connections.close()
+
+
+async def test_waiting_for_a_connection_has_a_limit(database_target) -> None:
+    connections = _connections(database_target, 1, wait_seconds=0.1)
+    try:
+        busy = asyncio.create_task(connections.fetchval("SELECT 7 FROM pg_sleep(0.5)"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await connections.fetchval("SELECT 1")
+        assert await busy == 7
+        assert connections.idle == 1 and await connections.fetchval("SELECT 2") == 2  # the slot came back
+    finally:
+        await connections.close()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced(database_target) -> None:
+    connections = _connections(database_target, 1)
+    _, owner = asyncpg_dsn(database_target.owner_url)
+    admin = await asyncpg.connect(**owner)
+    try:
+        pid = await connections.fetchval("SELECT pg_backend_pid()")
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(100):  # until the client has seen the socket close
+            if connections._free[0].is_closed():
+                break
+            await asyncio.sleep(0.02)
+        assert await connections.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await admin.close()
+        await connections.close()
+
+
+async def test_close_closes_the_idle_ones_and_refuses_calls(database_target) -> None:
+    connections = _connections(database_target, 2)
+    await connections.fetchval("SELECT 1")
+    await connections.close()
+    assert connections.idle == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await connections.fetchval("SELECT 1")
