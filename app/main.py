@@ -206,7 +206,7 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
         if applied != expected_revision:
             return JSONResponse({"status": "unavailable", "database": "reachable",
                                  "migrations": {"applied": applied, "expected": expected_revision}}, status_code=503)
-        live = "off" if listener is None else "listening" if listener.listening.is_set() else "reconnecting"
+        live = "off" if listener is None else listener.state
         return JSONResponse({"status": "ready", "database": "reachable", "migrations": {"applied": applied},
                              "live": live})
 
@@ -220,7 +220,8 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
                if settings.rate_limit_per_second > 0 else None)
     hub = Hub(queue_size=settings.live_queue_size, tick_seconds=settings.live_dashboard_interval_seconds)
     # One dedicated LISTEN connection per process, beside the pool (none for a test's single connection).
-    listener = (Listener(asyncpg_dsn(database.bind.url.render_as_string(hide_password=False))[1], hub)
+    listener = (Listener(asyncpg_dsn(database.bind.url.render_as_string(hide_password=False))[1], hub,
+                         linger_seconds=settings.live_linger_seconds)
                 if isinstance(database.bind, AsyncEngine) else None)
     view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
                        graphiql=settings.graphiql, registry=registry, limiter=limiter, hub=hub,

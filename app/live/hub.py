@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +91,17 @@ class Hub:
         self._last_tick: dict[uuid.UUID, float] = {}
         self._tick_timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._outage = False
+        self._demand: Callable[[], Awaitable[bool]] | None = None
+        self._released: Callable[[], None] | None = None
+
+    def attach(self, demand: Callable[[], Awaitable[bool]], released: Callable[[], None]) -> None:
+        """The listener's hooks: `demand()` returns once notifications reach this process (False: they
+        cannot now), `released()` tells it the last subscriber left. Without them (a test's single
+        connection has no listener) a subscription waits for nothing."""
+        self._demand, self._released = demand, released
+
+    def has_subscribers(self) -> bool:
+        return bool(self._accounts or self._providers or self._dashboards)
 
     # ------------------------------------------------------------------------------ subscriptions
 
@@ -98,7 +109,7 @@ class Hub:
                                disconnect: Disconnect) -> AsyncIterator[list[uuid.UUID]]:
         """Ledger transaction ids of the account committed since the last item, in commit order."""
         subscriber = Subscriber("accountActivity", self.queue_size, disconnect)
-        with _registered(subscriber, self._accounts, (tenant_id, account_id)):
+        async with self._subscribed(subscriber, self._accounts, (tenant_id, account_id)):
             while True:
                 batches = await subscriber.take()
                 yield [transaction for batch in batches for transaction in batch]  # type: ignore[attr-defined]
@@ -107,7 +118,7 @@ class Hub:
                                 disconnect: Disconnect) -> AsyncIterator[list[tuple[str, tuple[uuid.UUID, ...]]]]:
         """(kind `R`/`J`/`V`, record or rejection ids) of the provider's records, in commit order."""
         subscriber = Subscriber("behaviorOutcomes", self.queue_size, disconnect)
-        with _registered(subscriber, self._providers, (tenant_id, provider_id)):
+        async with self._subscribed(subscriber, self._providers, (tenant_id, provider_id)):
             while True:
                 yield await subscriber.take()  # type: ignore[misc]
 
@@ -115,9 +126,7 @@ class Hub:
                               disconnect: Disconnect) -> AsyncIterator[list[Tick]]:
         """Ticks of the cities in `tenant_ids` (None: every city), at most one per city an item."""
         subscriber = Subscriber("dashboardTick", self.queue_size, disconnect)
-        self._dashboards[subscriber] = tenant_ids
-        SUBSCRIPTIONS.labels(subscriber.field).inc()
-        try:
+        async with self._subscribed(subscriber, None, tenant_ids):
             while True:
                 merged: dict[uuid.UUID, Tick] = {}
                 for tick in await subscriber.take():
@@ -126,9 +135,40 @@ class Hub:
                     merged[tick.tenant_id] = tick if seen is None else Tick(tick.tenant_id, tick.at,
                                                                             seen.kinds | tick.kinds)
                 yield list(merged.values())
+
+    @asynccontextmanager
+    async def _subscribed(self, subscriber: Subscriber, index: dict[Any, set[Subscriber]] | None,
+                          key: Any) -> AsyncIterator[None]:
+        """`subscriber` registered (in `index[key]`, or as a dashboard of the cities `key`) for the duration.
+
+        It counts as running (the `carbon_live_subscriptions` gauge) only once the listener confirms
+        that notifications reach this process: a write committed after that is delivered. If they
+        cannot reach it now, the subscriber is disconnected (1013) at once, as in an outage."""
+        if index is None:
+            self._dashboards[subscriber] = key
+        else:
+            index.setdefault(key, set()).add(subscriber)
+        counted = False
+        try:
+            if self._demand is not None and not await self._demand():
+                DISCONNECTS.labels("unavailable").inc()
+                subscriber.disconnect(TRY_AGAIN_LATER, "live updates are not available right now: reconnect "
+                                                       "and re-sync with queries")
+            SUBSCRIPTIONS.labels(subscriber.field).inc()
+            counted = True
+            yield
         finally:
-            del self._dashboards[subscriber]
-            SUBSCRIPTIONS.labels(subscriber.field).dec()
+            if index is None:
+                del self._dashboards[subscriber]
+            else:
+                bucket = index.get(key, set())
+                bucket.discard(subscriber)
+                if not bucket:
+                    index.pop(key, None)
+            if counted:
+                SUBSCRIPTIONS.labels(subscriber.field).dec()
+            if self._released is not None and not self.has_subscribers():
+                self._released()
 
     def subscribers(self) -> Iterable[Subscriber]:
         for bucket in [*self._accounts.values(), *self._providers.values()]:
@@ -138,8 +178,8 @@ class Hub:
     # ----------------------------------------------------------------------------------- delivery
 
     def dispatch(self, payload: str) -> None:
-        """Deliver one notification's payload (the listener's callback; never raises). Every process gets
-        every city's notifications: those nobody here could want are not even parsed."""
+        """Deliver one notification's payload (the listener's callback; never raises). A process with any
+        subscriber gets every city's notifications: those nobody here could want are not even parsed."""
         kind = payload[:1]
         NOTICES.labels(kind or "?").inc()
         wanted = (bool(self._accounts or self._dashboards) if kind == "L" else bool(self._providers)
@@ -204,18 +244,3 @@ class Hub:
         for timer in self._tick_timers.values():
             timer.cancel()
         self._tick_timers.clear()
-
-
-@contextmanager
-def _registered(subscriber: Subscriber, index: dict[Any, set[Subscriber]], key: object) -> Iterator[None]:
-    """`subscriber` in `index[key]` for the duration."""
-    index.setdefault(key, set()).add(subscriber)
-    SUBSCRIPTIONS.labels(subscriber.field).inc()
-    try:
-        yield
-    finally:
-        bucket = index.get(key, set())
-        bucket.discard(subscriber)
-        if not bucket:
-            index.pop(key, None)
-        SUBSCRIPTIONS.labels(subscriber.field).dec()

@@ -4,6 +4,15 @@ stopped with the application, reconnecting with exponential backoff when it drop
 It only listens: notifications go to the hub as they arrive. A health probe every `probe_seconds`
 finds a connection that died silently (no reset from the network); a drop or a failed probe tells the
 hub (which disconnects the subscribers: their events may be lost) and starts reconnecting.
+
+It LISTENs only while the process has subscribers (and for `linger_seconds` after the last one left,
+so a client that reconnects does not make it flap); the rest of the time the connection stays open,
+probed, but not listening. Why: PostgreSQL signals every listening backend at every notifying commit
+(every ledger write), and that backend and this process then read and drop the notification. An API
+process with no websocket subscribers made each write pay for that: measured at 2 concurrent clients,
+a listener costs the ledger's writes 10-20 % of their rate (`make bench-redeem`, ADR 0014). A
+subscription waits for the LISTEN before it counts as running (`Hub.attach`), so nothing committed
+after that is missed.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from typing import Any
 
 import asyncpg
@@ -22,20 +32,50 @@ from app.logs import get_logger
 
 log = get_logger("app.live")
 LISTENING = Gauge("carbon_live_listening", "1 while this process's LISTEN connection is up")
+CHANNEL_ON = Gauge("carbon_live_channel_listened", "1 while this process LISTENs (it has subscribers, or had lately)")
 
 
 class Listener:
     def __init__(self, connect_kwargs: dict[str, Any], hub: Hub, *, probe_seconds: float = 15.0,
-                 backoff: tuple[float, float] = (0.25, 30.0)) -> None:
+                 backoff: tuple[float, float] = (0.25, 30.0), linger_seconds: float = 60.0,
+                 demand_wait_seconds: float = 10.0) -> None:
         self.connect_kwargs = connect_kwargs
         self.hub = hub
         self.probe_seconds = probe_seconds
         self.backoff = backoff
-        self.listening = asyncio.Event()
+        self.linger_seconds = linger_seconds
+        self.demand_wait_seconds = demand_wait_seconds
+        self.listening = asyncio.Event()  # the connection is up
+        self.on_channel = asyncio.Event()  # and LISTENs
+        self._changed = asyncio.Event()
+        self._linger_until = 0.0
         self._task: asyncio.Task[None] | None = None
+        hub.attach(self.demand, self.released)
+
+    @property
+    def state(self) -> str:
+        """For /readyz: listening, standby (connected, nobody subscribed) or reconnecting."""
+        return "listening" if self.on_channel.is_set() else "standby" if self.listening.is_set() else "reconnecting"
+
+    async def demand(self) -> bool:
+        """Return once this process LISTENs (a subscriber has just registered with the hub); False if it
+        cannot within `demand_wait_seconds` (the database is unreachable)."""
+        if self.on_channel.is_set():
+            return True
+        self._changed.set()
+        try:
+            await asyncio.wait_for(self.on_channel.wait(), self.demand_wait_seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def released(self) -> None:
+        """The hub's last subscriber left: stop listening after the linger, unless another comes."""
+        self._linger_until = time.monotonic() + self.linger_seconds
+        self._changed.set()
 
     async def start(self, wait_seconds: float = 10.0) -> None:
-        """Start listening; waits up to `wait_seconds` for the first LISTEN (it keeps trying after that)."""
+        """Start; waits up to `wait_seconds` for the connection (it keeps trying after that)."""
         self._task = asyncio.create_task(self._run(), name="carbon-live-listener")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.listening.wait(), wait_seconds)
@@ -70,16 +110,35 @@ class Listener:
         lost = asyncio.get_running_loop().create_future()
         connection.add_termination_listener(lambda _: lost.done() or lost.set_result(None))
         try:
-            await connection.add_listener(CHANNEL, self._deliver)
             self.listening.set()
             LISTENING.set(1)
             self.hub.listening_resumed()
-            log.info("live_listening", channel=CHANNEL)
+            log.info("live_connected", channel=CHANNEL)
             while not lost.done():
-                done, _ = await asyncio.wait([lost], timeout=self.probe_seconds)
+                wanted = self.hub.has_subscribers() or time.monotonic() < self._linger_until
+                if wanted and not self.on_channel.is_set():
+                    await connection.add_listener(CHANNEL, self._deliver)
+                    self.on_channel.set()
+                    CHANNEL_ON.set(1)
+                elif not wanted and self.on_channel.is_set():
+                    await connection.remove_listener(CHANNEL, self._deliver)
+                    self.on_channel.clear()
+                    CHANNEL_ON.set(0)
+                self._changed.clear()
+                timeout = self.probe_seconds
+                if self.on_channel.is_set() and not self.hub.has_subscribers():
+                    timeout = min(timeout, max(0.0, self._linger_until - time.monotonic()) + 0.01)
+                changed = asyncio.ensure_future(self._changed.wait())
+                try:
+                    done, _ = await asyncio.wait([lost, changed], timeout=timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
                 if not done:
                     await connection.fetchval("SELECT 1", timeout=self.probe_seconds)
         finally:
+            self.on_channel.clear()
+            CHANNEL_ON.set(0)
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
 

@@ -126,3 +126,103 @@ def test_notices_parse_and_bad_ones_are_dropped() -> None:
     assert parse(f"A|{WUHAN}|OPENED|") == AccountEventsNotice(WUHAN, frozenset({"OPENED"}))
     for bad in ("", "L|nope", f"X|{WUHAN}|a|b", f"L|{WUHAN}|K|{account}", f"R|{WUHAN}|{provider}|not-a-uuid"):
         assert parse(bad) is None
+
+
+def _running(field: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("carbon_live_subscriptions", {"field": field}) or 0.0
+
+
+async def test_a_subscription_runs_only_once_the_listener_listens_and_its_end_is_reported() -> None:
+    hub = Hub()
+    listening, released = asyncio.Event(), []
+
+    async def demand() -> bool:
+        await listening.wait()
+        return True
+
+    hub.attach(demand, lambda: released.append(True))
+    drop = Disconnects()
+    before = _running("accountActivity")
+    async with (aclosing(hub.account_activity(WUHAN, uuid.uuid4(), drop)) as first,
+                aclosing(hub.account_activity(WUHAN, uuid.uuid4(), drop)) as second):
+        tasks = [await _started(first), await _started(second)]
+        assert hub.has_subscribers() and _running("accountActivity") == before  # registered, not yet running
+        listening.set()
+        await asyncio.sleep(0.01)
+        assert _running("accountActivity") == before + 2 and not drop
+        tasks[0].cancel()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        await first.aclose()
+        assert released == []  # one subscriber left: the listener keeps listening
+        tasks[1].cancel()
+        await asyncio.gather(tasks[1], return_exceptions=True)
+    assert released == [True] and not hub.has_subscribers() and _running("accountActivity") == before
+
+
+async def test_a_subscription_the_listener_cannot_serve_is_closed_1013() -> None:
+    hub = Hub()
+
+    async def unavailable() -> bool:
+        return False
+
+    hub.attach(unavailable, lambda: None)
+    drop = Disconnects()
+    async with aclosing(hub.dashboard_ticks(None, drop)) as ticks:
+        task = await _started(ticks)
+        await asyncio.sleep(0.01)
+        assert [code for code, _ in drop] == [TRY_AGAIN_LATER] and "not available" in drop[0][1]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_listener_listens_only_while_someone_subscribes(database_target) -> None:
+    """Connected from the start; LISTEN with the first subscriber, UNLISTEN a linger after the last left."""
+    import asyncpg
+    from prometheus_client import REGISTRY
+
+    from app.db.server import asyncpg_dsn
+    from app.live.notices import CHANNEL
+
+    _, kwargs = asyncpg_dsn(database_target.app_url)
+    hub = Hub(tick_seconds=0.01)
+    listener = Listener(kwargs, hub, linger_seconds=0.2)
+    notifier = await asyncpg.connect(**kwargs)
+
+    def received() -> float:
+        return REGISTRY.get_sample_value("carbon_live_notifications_total", {"kind": "A"}) or 0.0
+
+    async def notify_and_settle() -> None:
+        await notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, f"A|{WUHAN}|OPENED|")
+        await asyncio.sleep(0.2)
+
+    await listener.start()
+    try:
+        assert listener.state == "standby"
+        before = received()
+        await notify_and_settle()
+        assert received() == before  # not listening: PostgreSQL does not even signal it
+        drop = Disconnects()
+        running = _running("dashboardTick")
+        async with aclosing(hub.dashboard_ticks(None, drop)) as ticks:
+            tick = asyncio.create_task(anext(ticks))
+            for _ in range(100):
+                if _running("dashboardTick") > running:
+                    break
+                await asyncio.sleep(0.02)
+            assert listener.state == "listening"
+            await notify_and_settle()
+            assert [t.kinds for t in await asyncio.wait_for(tick, 5)] == [{"ACCOUNT_OPENED"}]
+        assert listener.state == "listening"  # the linger
+        for _ in range(100):
+            if listener.state == "standby":
+                break
+            await asyncio.sleep(0.02)
+        assert listener.state == "standby" and not drop
+        after = received()
+        await notify_and_settle()
+        assert received() == after
+    finally:
+        await notifier.close()
+        await listener.stop()

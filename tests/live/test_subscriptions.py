@@ -40,8 +40,9 @@ FIELDS = ("accountActivity", "behaviorOutcomes", "dashboardTick")
 
 
 def _wait_listening(server: ServerProcess, timeout: float = 30) -> None:
+    """Until the server's listener is connected (it LISTENs once someone subscribes)."""
     deadline = time.monotonic() + timeout
-    while httpx.get(f"{server.base_url}/readyz").json().get("live") != "listening":
+    while httpx.get(f"{server.base_url}/readyz").json().get("live") not in ("listening", "standby"):
         assert time.monotonic() < deadline, "the server's listener did not (re)connect"
         time.sleep(0.05)
 
