@@ -185,14 +185,23 @@ class LightHttpClient:
         if self.writer is not None:
             self.writer.close()
 
+    @staticmethod
+    def request_bytes(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        """A whole HTTP/1.1 POST of a JSON body, ready to send (made before a benchmark's clock starts)."""
+        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *(f"{key}: {value}" for key, value in headers.items()), "", ""]
+        return "\r\n".join(head).encode() + body
+
     async def post_json(self, path: str, body: bytes, headers: dict[str, str],
                         timeout: float = 60) -> tuple[int, bytes]:
-        """Status and body of a POST. A connection the server closed meanwhile (its keep-alive timeout
-        ends idle ones) is opened again and the request sent again, once: only for idempotent requests."""
+        """Status and body of a POST (see `exchange`)."""
+        return await self.exchange(self.request_bytes(self.host, self.port, path, body, headers), timeout)
+
+    async def exchange(self, request: bytes, timeout: float = 60) -> tuple[int, bytes]:
+        """Status and body of the answer to `request` (from `request_bytes`). A connection the server closed
+        meanwhile (its keep-alive timeout ends idle ones) is opened again and the request sent again,
+        once: only for idempotent requests."""
         assert self.reader is not None and self.writer is not None
-        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json",
-                f"Content-Length: {len(body)}", *(f"{key}: {value}" for key, value in headers.items()), "", ""]
-        request = "\r\n".join(head).encode() + body
         async with asyncio.timeout(timeout):
             if self.reader.at_eof():
                 await self._reopen()

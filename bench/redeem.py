@@ -116,7 +116,16 @@ async def make_item(target, cost: int) -> uuid.UUID:
     return reward_id
 
 
-Send = Callable[[Any, Any], Awaitable[None]]
+@dataclass(frozen=True)
+class Load:
+    """How a phase's clients work. `prepare` makes one operation's request from an item (ids, keys, request
+    bytes), `send` sends it on a client and returns the answer, `check` raises for an answer that is not
+    a success. `sweep` prepares every request before the clock starts and checks every answer after it
+    stops, so the load generator does as little as it can while it is timed, the same in every phase."""
+
+    prepare: Callable[[Any], Any]
+    send: Callable[[Any, Any], Awaitable[Any]]
+    check: Callable[[Any], None]
 
 
 @dataclass
@@ -151,24 +160,32 @@ def _split(items: list, clients: int) -> list[list]:
     return [items[i::clients] for i in range(clients)]
 
 
-async def sweep(clients: list[Any], send: Send, items: list[Any], levels: list[int], rounds: int,
+async def sweep(clients: list[Any], load: Load, items: list[Any], levels: list[int], rounds: int,
                 measured: Measured) -> None:
     """At each concurrency n the first n clients (connections, prepared statements, HTTP connections:
     opened beforehand) each do one operation, untimed, to be warm (a server closes idle keep-alive
     connections); then they share `items` out and each runs through its share `rounds` times. Only
-    that is timed."""
+    that is timed; its requests are made before and its answers checked after (`Load`)."""
 
-    async def worker(client: Any, share: list[Any]) -> None:
-        for _ in range(rounds):
-            for item in share:
-                await send(client, item)
+    async def worker(client: Any, requests: list[Any], answers: list[Any]) -> None:
+        for request in requests:
+            answers.append(await load.send(client, request))
 
     for n in levels:
-        await asyncio.gather(*(send(client, item) for client, item in zip(clients[:n], items, strict=False)))
+        warm = await asyncio.gather(*(load.send(client, load.prepare(item))
+                                      for client, item in zip(clients[:n], items, strict=False)))
+        for answer in warm:
+            load.check(answer)
+        shares = _split(items, n)
+        requests = [[load.prepare(item) for _ in range(rounds) for item in share] for share in shares]
+        answers: list[list[Any]] = [[] for _ in shares]
         before, started = _busy(), time.perf_counter()
-        await asyncio.gather(*(worker(client, share) for client, share in zip(clients, _split(items, n),
-                                                                              strict=False)))
+        await asyncio.gather(*(worker(client, mine, out)
+                               for client, mine, out in zip(clients, requests, answers, strict=False)))
         elapsed, after = time.perf_counter() - started, _busy()
+        for out in answers:
+            for answer in out:
+                load.check(answer)
         measured.rates[n].append(rounds * len(items) / elapsed)
         if before is not None and after is not None and after[1] > before[1]:
             measured.busy[n].append((after[0] - before[0]) / (after[1] - before[1]))
@@ -184,11 +201,13 @@ async def measure_raw(target, ledgers: list[uuid.UUID], levels: list[int], round
             "AND asset = 'POINTS'", tenant_id_for("wuhan"))
         statements = await asyncio.gather(*(connection.prepare(RAW) for connection in connections))
 
-        async def send(statement: Any, ledger_id: uuid.UUID) -> None:
-            if len(await statement.fetch(ledger_id, cost, uuid.uuid4(), sink)) != 2:
+        def check(rows: list[Any]) -> None:
+            if len(rows) != 2:
                 raise RuntimeError("a raw debit found too small a balance: the accounts were not funded enough")
 
-        await sweep(statements, send, ledgers, levels, rounds, measured)
+        load = Load(prepare=lambda ledger_id: (ledger_id, cost, uuid.uuid4(), sink),
+                    send=lambda statement, arguments: statement.fetch(*arguments), check=check)
+        await sweep(statements, load, ledgers, levels, rounds, measured)
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
 
@@ -205,13 +224,14 @@ async def measure_same(target, accounts: list[uuid.UUID], reward: uuid.UUID, lev
     try:
         statements = await asyncio.gather(*(connection.prepare(REDEEM_STATEMENT) for connection in connections))
 
-        async def send(statement: Any, account: uuid.UUID) -> None:
-            verdict = await statement.fetchval(tenant_id, account, reward, 1, uuid.uuid4().hex, "bench", "bench",
-                                               datetime.now(UTC), "BENCH", uuid.uuid4(), uuid.uuid4())
+        def check(verdict: Any) -> None:
             if verdict is None or "error" in verdict:
                 raise RuntimeError(f"redemption failed: {verdict}")
 
-        await sweep(statements, send, accounts, levels, rounds, measured)
+        load = Load(prepare=lambda account: (tenant_id, account, reward, 1, uuid.uuid4().hex, "bench", "bench",
+                                             datetime.now(UTC), "BENCH", uuid.uuid4(), uuid.uuid4()),
+                    send=lambda statement, arguments: statement.fetchval(*arguments), check=check)
+        await sweep(statements, load, accounts, levels, rounds, measured)
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
 
@@ -224,17 +244,21 @@ async def measure_http(base_url: str, token: str, accounts: list[str], reward: s
     clients = [LightHttpClient(host, int(port)) for _ in range(levels[-1])]
     await asyncio.gather(*(client.__aenter__() for client in clients))
 
-    async def send(http: LightHttpClient, account: str) -> None:
+    def prepare(account: str) -> bytes:
         variables = {"input": {"accountId": account, "rewardId": reward, "idempotencyKey": uuid.uuid4().hex}}
-        body = json.dumps({"documentId": f"sha256:{DOCUMENT.sha256}", "variables": variables} if trusted
-                          else {"query": DOCUMENT.text, "variables": variables}).encode()
-        status, raw = await http.post_json("/graphql", body, headers)
+        return LightHttpClient.request_bytes(host, int(port), "/graphql", json.dumps(
+            {"documentId": f"sha256:{DOCUMENT.sha256}", "variables": variables} if trusted
+            else {"query": DOCUMENT.text, "variables": variables}).encode(), headers)
+
+    def check(answer: tuple[int, bytes]) -> None:
+        status, raw = answer
         payload = (json.loads(raw).get("data") or {}).get("redeemReward") if status == 200 else None
         if payload is None or payload["userErrors"]:
             raise RuntimeError(f"redemption failed: HTTP {status} {raw[:300]!r}")
 
+    load = Load(prepare=prepare, send=lambda http, request: http.exchange(request), check=check)
     try:
-        await sweep(clients, send, accounts, levels, rounds, measured)
+        await sweep(clients, load, accounts, levels, rounds, measured)
     finally:
         for client in clients:
             await client.__aexit__()
