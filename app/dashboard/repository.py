@@ -122,9 +122,11 @@ async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], star
 
 async def market_lots(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """Every market lot of the cities (aggregates: no personal data), newest first."""
+    from app.market.service import LOT_COLUMNS, LOTS
+
     rows = await session.execute(text(
-        "SELECT l.*, t.slug FROM market_lots l JOIN tenants t ON t.id = l.tenant_id WHERE l.tenant_id = ANY(:t) "
-        "ORDER BY l.issued_at DESC, l.id DESC"), {"t": list(tenant_ids)})
+        f"SELECT {LOT_COLUMNS} FROM {LOTS} WHERE l.tenant_id = ANY(:t) ORDER BY l.issued_at DESC, l.id DESC"),
+        {"t": list(tenant_ids)})
     found: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for row in rows.mappings():
         found.setdefault(row["tenant_id"], []).append(dict(row))

@@ -172,9 +172,11 @@ class Loaders:
     @cached_property
     def market_lot_by_record(self) -> DataLoader[uuid.UUID, dict | None]:
         async def load(keys: list[uuid.UUID]) -> list[dict | None]:
+            from app.market.service import LOT_COLUMNS, LOTS
+
             rows = await self._session().execute(text(
-                "SELECT m.record_id, l.*, t.slug FROM market_lot_records m JOIN market_lots l ON l.id = m.lot_id "
-                "JOIN tenants t ON t.id = l.tenant_id WHERE m.record_id = ANY(:ids)"), {"ids": keys})
+                f"SELECT m.record_id, {LOT_COLUMNS} FROM market_lot_records m JOIN ({LOTS}) ON l.id = m.lot_id "
+                "WHERE m.record_id = ANY(:ids)"), {"ids": keys})
             found = {row["record_id"]: dict(row) for row in rows.mappings()}
             return [found.get(key) for key in keys]
         return DataLoader(load_fn=load)

@@ -4,7 +4,6 @@ the platform's public key verifies retirement certificates offline (ADR 0011).""
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -158,7 +157,7 @@ class MarketLot(MarketLotSummary):
     def composition(self) -> list[LotComponent]:
         return [LotComponent(behavior=part["behavior"], config_version=part["configVersion"],
                              records=Long(int(part["records"])), grams=grams(int(part["mg"])))
-                for part in _json(self._row["composition"])]
+                for part in self._row["composition"]]
 
     @strawberry.field
     def issued_at(self) -> datetime:
@@ -193,11 +192,7 @@ class MarketLot(MarketLotSummary):
                       permission_classes=[TENANT_ADMIN])
     async def retirements(self, info: Info[Context, None]) -> list[RetirementCertificate]:
         rows = await info.context.loaders.retirements_by_lot.load(self._row["id"])
-        return [_certificate(row["id"], _json(row["document"]), row["signature"]) for row in rows]
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+        return [_certificate(row["id"], row["document"], row["signature"]) for row in rows]
 
 
 def _certificate(certificate_id: uuid.UUID, document: dict[str, Any], signature: str) -> RetirementCertificate:
@@ -238,7 +233,7 @@ class MarketQuery:
         if page.after is not None:
             params["after_at"], params["after_id"] = page.after
         rows = (await info.context.session.execute(text(
-            f"SELECT l.*, t.slug FROM market_lots l JOIN tenants t ON t.id = l.tenant_id WHERE true {condition} "
+            f"SELECT {service.LOT_COLUMNS} FROM {service.LOTS} WHERE true {condition} "
             "ORDER BY l.issued_at DESC, l.id DESC LIMIT :limit"), params)).mappings().all()
         edges = [MarketLotEdge(cursor=encode_cursor(row["issued_at"], row["id"]), node=MarketLot(_row=dict(row)))
                  for row in rows[: page.size]]

@@ -36,6 +36,9 @@ from app.ledger import service as ledger
 from app.ledger.models import POINTS
 from app.ledger.signing import Signer
 
+# A lot as every reader shows it: its row and its city's slug (serial numbers carry the slug).
+LOTS = "market_lots l JOIN tenants t ON t.id = l.tenant_id"
+LOT_COLUMNS = "l.*, t.slug"
 MG_PER_SERIAL = 1_000_000
 # The earning lot of sale proceeds in `daily_behavior_totals` (no behaviour code can look like it).
 PROCEEDS_CODE = "~market-proceeds"
@@ -134,16 +137,21 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
         raise MarketError(MarketErrorCode.LOT_TOO_SMALL, "periodFrom",
                           f"{Decimal(pooled_mg).scaleb(-3)} g pooled: less than one kilogram after the "
                           f"{BUFFER_PERCENT}% buffer")
-    await session.execute(text("""
-        INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records, pooled_mg,
-                                 buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by, idempotency_key)
-        VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :pooled, :buffer, :start, :kg,
-                CAST(:composition AS jsonb), :now, :by, :key)
+    row = (await session.execute(text(f"""
+        WITH l AS (
+            INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records, pooled_mg,
+                                     buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by,
+                                     idempotency_key)
+            VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :pooled, :buffer, :start, :kg,
+                    CAST(:composition AS jsonb), :now, :by, :key)
+            RETURNING *
+        )
+        SELECT {LOT_COLUMNS} FROM l JOIN tenants t ON t.id = l.tenant_id
     """), {"id": lot_id, "t": tenant_id, "number": last[0] + 1, "f": period_from, "to": period_to,
            "vintage": period_from.year, "records": records, "pooled": pooled_mg, "buffer": buffer_mg,
            "start": last[1], "kg": serial_kg, "by": by, "key": key, "now": now,
-           "composition": composition if isinstance(composition, str) else json.dumps(composition)})
-    return await lot(session, tenant_id, lot_id)
+           "composition": json.dumps(composition)})).mappings().one()
+    return dict(row)
 
 
 def _key(idempotency_key: str | None) -> str | None:
@@ -158,7 +166,7 @@ def _key(idempotency_key: str | None) -> str | None:
 async def lot(session: AsyncSession, tenant_id: uuid.UUID | None, lot_id: uuid.UUID | None,
               *, lock: bool = False) -> dict[str, Any]:
     row = (await session.execute(text(
-        "SELECT l.*, t.slug FROM market_lots l JOIN tenants t ON t.id = l.tenant_id "
+        f"SELECT {LOT_COLUMNS} FROM {LOTS} "
         f"WHERE l.id = :id {'AND l.tenant_id = :t' if tenant_id else ''} {'FOR UPDATE OF l' if lock else ''}"),
         {"id": lot_id, "t": tenant_id})).mappings().first() if lot_id else None
     if row is None:
@@ -184,9 +192,8 @@ async def list_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUI
     venue = _text(venue, "venue")
     found = await lot(session, tenant_id, lot_id, lock=True)
     _require(found, "ISSUED", "listed")
-    await session.execute(text("UPDATE market_lots SET status = 'LISTED', listed_at = :now, venue = :venue "
-                               "WHERE id = :id"), {"id": found["id"], "now": now, "venue": venue})
-    return await lot(session, tenant_id, found["id"])
+    return await _updated(session, "status = 'LISTED', listed_at = :now, venue = :venue",
+                          {"id": found["id"], "now": now, "venue": venue})
 
 
 async def sell_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID | None, buyer: str,
@@ -207,10 +214,17 @@ async def sell_lot(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUI
     _require(found, "LISTED", "sold")
     price_fen = int(price_yuan * 100)
     proceeds = await _pay_contributors(session, tenant_id, found, price_fen, ledgers, now)
-    await session.execute(text("UPDATE market_lots SET status = 'SOLD', sold_at = :now, buyer = :buyer, "
-                               "price_fen = :fen, proceeds_points = :proceeds WHERE id = :id"),
+    return await _updated(session, "status = 'SOLD', sold_at = :now, buyer = :buyer, price_fen = :fen, "
+                          "proceeds_points = :proceeds",
                           {"id": found["id"], "now": now, "buyer": buyer, "fen": price_fen, "proceeds": proceeds})
-    return await lot(session, tenant_id, found["id"])
+
+
+async def _updated(session: AsyncSession, assignments: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The lot `params["id"]` (locked by the caller) after `SET assignments`, as `lot()` reads it."""
+    row = (await session.execute(text(
+        f"UPDATE market_lots l SET {assignments} FROM tenants t WHERE t.id = l.tenant_id AND l.id = :id "
+        f"RETURNING {LOT_COLUMNS}"), params)).mappings().one()
+    return dict(row)
 
 
 def shares(total: int, weights: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
@@ -236,7 +250,7 @@ async def _pay_contributors(session: AsyncSession, tenant_id: uuid.UUID, found: 
         SELECT v.document -> 'market' AS market, v.unit_decimals, v.timezone FROM tenant_config_versions v
          WHERE v.tenant_id = :t AND v.effective_from <= :now ORDER BY v.effective_from DESC, v.version DESC LIMIT 1
     """), {"t": tenant_id, "now": now})).mappings().one()
-    market = json.loads(city["market"]) if isinstance(city["market"], str) else city["market"]
+    market = city["market"]  # jsonb arrives decoded (SQLAlchemy's asyncpg codecs)
     if not market or not market.get("proceeds_share_percent"):
         return 0
     total = int(Decimal(price_fen) / 100 * market["proceeds_share_percent"] / 100
@@ -311,8 +325,7 @@ async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID 
         if replayed[3] != request:
             raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",
                               "this key retired other credits: use a new key for a new retirement")
-        document = json.loads(replayed[1]) if isinstance(replayed[1], str) else replayed[1]
-        return Retirement(id=replayed[0], document=document, signature=replayed[2])
+        return Retirement(id=replayed[0], document=replayed[1], signature=replayed[2])
     if found["status"] != "RETIRED":  # a RETIRED lot has nothing left: NOT_ENOUGH_CREDITS below
         _require(found, "SOLD", "retired from")
     if kilograms > available_kg(found):
