@@ -25,6 +25,7 @@ from app.behaviors.rules.calendar import local_date
 from app.db.session import Database, TenantScope
 from app.ledger import service as ledger
 from app.ledger.models import POINTS
+from app.tenants import repository as tenants_repo
 
 CHUNK = 1000
 EXPIRY_LOCK = 0x65787069  # "expi": one expiry run at a time across server processes and commands
@@ -63,13 +64,10 @@ class ExpiryResult:
 async def expire_tenant(database: Database, tenant_id: uuid.UUID, slug: str, now: datetime) -> ExpiryResult:
     """Post expiry for one tenant, in chunks of accounts (one transaction each)."""
     async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:
-        policy = (await session.execute(text(
-            "SELECT point_expiry_months, timezone FROM tenant_config_versions WHERE tenant_id = :t "
-            "AND effective_from <= :now ORDER BY effective_from DESC, version DESC LIMIT 1"),
-            {"t": tenant_id, "now": now})).first()
-    if policy is None or policy[0] is None:
+        policy = await tenants_repo.configuration_in_force(session, tenant_id, now)
+    if policy is None or policy["point_expiry_months"] is None:
         return ExpiryResult(slug, None, 0, 0)
-    day = cutoff(local_date(now, policy[1]), policy[0])
+    day = cutoff(local_date(now, policy["timezone"]), policy["point_expiry_months"])
     total_accounts = total_points = 0
     while True:
         async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:

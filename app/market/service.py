@@ -35,6 +35,7 @@ from app.errors import UserError
 from app.ledger import service as ledger
 from app.ledger.models import POINTS
 from app.ledger.signing import Signer
+from app.tenants import repository as tenants_repo
 
 # A lot as every reader shows it: its row and its city's slug (serial numbers carry the slug).
 LOTS = "market_lots l JOIN tenants t ON t.id = l.tenant_id"
@@ -246,11 +247,9 @@ async def _pay_contributors(session: AsyncSession, tenant_id: uuid.UUID, found: 
     """The city's share of the sale, as points to the lot's contributors (their unreversed pooled
     reduction decides; closed accounts take nothing), each a LOT_PROCEEDS transaction and a day's earning
     (it expires like one)."""
-    city = (await session.execute(text("""
-        SELECT v.document -> 'market' AS market, v.unit_decimals, v.timezone FROM tenant_config_versions v
-         WHERE v.tenant_id = :t AND v.effective_from <= :now ORDER BY v.effective_from DESC, v.version DESC LIMIT 1
-    """), {"t": tenant_id, "now": now})).mappings().one()
-    market = city["market"]  # jsonb arrives decoded (SQLAlchemy's asyncpg codecs)
+    city = await tenants_repo.configuration_in_force(session, tenant_id, now)
+    assert city is not None, "a city with a lot has a configuration"
+    market = city["document"].get("market")  # jsonb arrives decoded (SQLAlchemy's asyncpg codecs)
     if not market or not market.get("proceeds_share_percent"):
         return 0
     total = int(Decimal(price_fen) / 100 * market["proceeds_share_percent"] / 100

@@ -56,6 +56,15 @@ JOIN LATERAL (
 """
 
 
+async def configuration_in_force(session: AsyncSession, tenant_id: uuid.UUID, at: datetime) -> dict[str, Any] | None:
+    """The tenant's configuration version in force at `at` (the latest to take effect by then; of those
+    taking effect at one moment, the highest version), as a row; None before its first."""
+    row = (await session.execute(text(
+        "SELECT * FROM tenant_config_versions WHERE tenant_id = :t AND effective_from <= :at "
+        "ORDER BY effective_from DESC, version DESC LIMIT 1"), {"t": tenant_id, "at": at})).mappings().first()
+    return None if row is None else dict(row)
+
+
 async def current_tenants(session: AsyncSession, at: datetime, *, slugs: Sequence[str] | None = None,
                           ids: Sequence[uuid.UUID] | None = None) -> list[TenantView]:
     """Visible tenants (RLS decides which) with their configuration in force at `at`, by slug."""
