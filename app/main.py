@@ -9,8 +9,8 @@ import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -252,7 +252,9 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
             await database.dispose()
 
     app = _Application(
-        graphql=RequestContextMiddleware(BodySizeLimit(ServerErrors(graphql_app))),
+        # The same order as the full stack's (Starlette's own error layer outside the body limit, so a
+        # 413 stays a 413); tests/graphql/test_http_conformance.py pins this list to `user_middleware`.
+        graphql=RequestContextMiddleware(ServerErrors(BodySizeLimit(graphql_app))),
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -12,6 +12,22 @@ async def test_oversized_body_is_413_before_parsing(api) -> None:
     assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
+async def test_an_oversized_chunked_body_is_413_too(api) -> None:
+    """No declared length: the limit is counted as the body arrives (and the answer is still a 413)."""
+    from httpx import ASGITransport, AsyncClient
+
+    async def body():
+        for _ in range(6):
+            yield b" " * (1024 * 1024)
+
+    async with AsyncClient(transport=ASGITransport(app=api.app, raise_app_exceptions=False),
+                           base_url="http://testserver") as http:
+        response = await http.post("/graphql", content=body(),
+                                   headers={**api.headers("wuhan-app"), "content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
 async def test_graphiqls_introspection_query_still_works(api) -> None:
     data = await api.query(get_introspection_query(descriptions=True), as_="wuhan-app")
     assert data["__schema"]["queryType"]["name"] == "Query"
