@@ -93,6 +93,7 @@ class Hub:
         self._outage = False
         self._demand: Callable[[], Awaitable[bool]] | None = None
         self._released: Callable[[], None] | None = None
+        self._holds = 0
 
     def attach(self, demand: Callable[[], Awaitable[bool]], released: Callable[[], None]) -> None:
         """The listener's hooks: `demand()` returns once notifications reach this process (False: they
@@ -102,6 +103,32 @@ class Hub:
 
     def has_subscribers(self) -> bool:
         return bool(self._accounts or self._providers or self._dashboards)
+
+    def in_use(self) -> bool:
+        """Someone here wants notifications: a subscriber, or an acknowledged websocket (`hold`)."""
+        return self._holds > 0 or self.has_subscribers()
+
+    async def hold(self) -> bool:
+        """A websocket is about to be acknowledged: notifications reach this process from now until
+        `unhold` (False: they cannot now). So a client that subscribes once acknowledged misses nothing
+        committed after it subscribed, even as the process's first subscriber."""
+        self._holds += 1
+        try:
+            if self._demand is None or await self._demand():
+                return True
+        except BaseException:  # cancelled while waiting: not held
+            self.unhold()
+            raise
+        self.unhold()
+        return False
+
+    def unhold(self) -> None:
+        self._holds -= 1
+        self._maybe_released()
+
+    def _maybe_released(self) -> None:
+        if self._released is not None and not self.in_use():
+            self._released()
 
     # ------------------------------------------------------------------------------ subscriptions
 
@@ -142,8 +169,9 @@ class Hub:
         """`subscriber` registered (in `index[key]`, or as a dashboard of the cities `key`) for the duration.
 
         It counts as running (the `carbon_live_subscriptions` gauge) only once the listener confirms
-        that notifications reach this process: a write committed after that is delivered. If they
-        cannot reach it now, the subscriber is disconnected (1013) at once, as in an outage."""
+        that notifications reach this process: a write committed after that is delivered (a websocket's
+        `hold` has usually made sure of it already). If they cannot reach it now, the subscriber is
+        disconnected (1013) at once, as in an outage, and never counts as running."""
         if index is None:
             self._dashboards[subscriber] = key
         else:
@@ -154,8 +182,9 @@ class Hub:
                 DISCONNECTS.labels("unavailable").inc()
                 subscriber.disconnect(TRY_AGAIN_LATER, "live updates are not available right now: reconnect "
                                                        "and re-sync with queries")
-            SUBSCRIPTIONS.labels(subscriber.field).inc()
-            counted = True
+            else:
+                SUBSCRIPTIONS.labels(subscriber.field).inc()
+                counted = True
             yield
         finally:
             if index is None:
@@ -167,8 +196,7 @@ class Hub:
                     index.pop(key, None)
             if counted:
                 SUBSCRIPTIONS.labels(subscriber.field).dec()
-            if self._released is not None and not self.has_subscribers():
-                self._released()
+            self._maybe_released()
 
     def subscribers(self) -> Iterable[Subscriber]:
         for bucket in [*self._accounts.values(), *self._providers.values()]:

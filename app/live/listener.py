@@ -58,10 +58,13 @@ class Listener:
         return "listening" if self.on_channel.is_set() else "standby" if self.listening.is_set() else "reconnecting"
 
     async def demand(self) -> bool:
-        """Return once this process LISTENs (a subscriber has just registered with the hub); False if it
-        cannot within `demand_wait_seconds` (the database is unreachable)."""
+        """Return once this process LISTENs (the hub is in use: a subscriber or a websocket has just
+        registered); False if the connection is down, or LISTEN is not in effect within
+        `demand_wait_seconds`."""
         if self.on_channel.is_set():
             return True
+        if not self.listening.is_set():
+            return False  # an outage (or not connected yet): refused now rather than disconnected later
         self._changed.set()
         try:
             await asyncio.wait_for(self.on_channel.wait(), self.demand_wait_seconds)
@@ -115,18 +118,22 @@ class Listener:
             self.hub.listening_resumed()
             log.info("live_connected", channel=CHANNEL)
             while not lost.done():
-                wanted = self.hub.has_subscribers() or time.monotonic() < self._linger_until
+                self._changed.clear()  # before deciding: a demand from now on is seen by the next turn
+                wanted = self.hub.in_use() or time.monotonic() < self._linger_until
                 if wanted and not self.on_channel.is_set():
                     await connection.add_listener(CHANNEL, self._deliver)
                     self.on_channel.set()
                     CHANNEL_ON.set(1)
-                elif not wanted and self.on_channel.is_set():
-                    await connection.remove_listener(CHANNEL, self._deliver)
+                    continue
+                if not wanted and self.on_channel.is_set():
+                    # Cleared before the UNLISTEN round trip: a subscriber arriving meanwhile waits for
+                    # the next turn, which LISTENs again, rather than being told it is listened for.
                     self.on_channel.clear()
                     CHANNEL_ON.set(0)
-                self._changed.clear()
+                    await connection.remove_listener(CHANNEL, self._deliver)
+                    continue
                 timeout = self.probe_seconds
-                if self.on_channel.is_set() and not self.hub.has_subscribers():
+                if self.on_channel.is_set() and not self.hub.in_use():
                     timeout = min(timeout, max(0.0, self._linger_until - time.monotonic()) + 0.01)
                 changed = asyncio.ensure_future(self._changed.wait())
                 try:

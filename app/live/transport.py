@@ -33,6 +33,7 @@ from app.graphql import http
 from app.graphql.context import Context
 from app.graphql.errors import request_error_code
 from app.graphql.trusted import find_document
+from app.live.hub import TRY_AGAIN_LATER
 from app.logs import get_logger
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         self._expiry: asyncio.Task[None] | None = None
         self._opened = time.monotonic()
         self._subscribed = 0
+        self._held = False
 
     # --------------------------------------------------------------------------- connection_init
 
@@ -79,6 +81,13 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
             return
         self.context.principal = principal
         self.context.disconnect = self.disconnect
+        # Notifications reach this process before the client may subscribe (app.live.listener).
+        hub = self.view.hub
+        if hub is not None and not await hub.hold():
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason="live updates are not available right now: "
+                                                                     "reconnect later")
+            return
+        self._held = hub is not None
         self._expiry = asyncio.create_task(self._close_at(expires_at))
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
@@ -96,7 +105,12 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
     async def shutdown(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        await super().shutdown()
+        try:
+            await super().shutdown()
+        finally:
+            if self._held:
+                self._held = False
+                self.view.hub.unhold()
         principal = self.context.principal
         log.info("websocket_closed", client=principal.client.slug if principal else None,
                  subscriptions=self._subscribed, duration_s=round(time.monotonic() - self._opened, 1))

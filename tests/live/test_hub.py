@@ -150,8 +150,8 @@ async def test_a_subscription_runs_only_once_the_listener_listens_and_its_end_is
         tasks = [await _started(first), await _started(second)]
         assert hub.has_subscribers() and _running("accountActivity") == before  # registered, not yet running
         listening.set()
-        await asyncio.sleep(0.01)
-        assert _running("accountActivity") == before + 2 and not drop
+        await _until(lambda: _running("accountActivity") == before + 2, "both running")
+        assert not drop
         tasks[0].cancel()
         await asyncio.gather(tasks[0], return_exceptions=True)
         await first.aclose()
@@ -169,60 +169,105 @@ async def test_a_subscription_the_listener_cannot_serve_is_closed_1013() -> None
 
     hub.attach(unavailable, lambda: None)
     drop = Disconnects()
+    running = _running("dashboardTick")
     async with aclosing(hub.dashboard_ticks(None, drop)) as ticks:
         task = await _started(ticks)
-        await asyncio.sleep(0.01)
+        await _until(lambda: drop, "the disconnect")
         assert [code for code, _ in drop] == [TRY_AGAIN_LATER] and "not available" in drop[0][1]
+        assert _running("dashboardTick") == running  # refused: never counted as running
+        assert not await hub.hold()  # nor is a websocket acknowledged
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_the_listener_listens_only_while_someone_subscribes(database_target) -> None:
-    """Connected from the start; LISTEN with the first subscriber, UNLISTEN a linger after the last left."""
+async def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(250):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not reached: {what}")
+
+
+async def _listener(database_target, **options):  # type: ignore[no-untyped-def]
     import asyncpg
-    from prometheus_client import REGISTRY
 
     from app.db.server import asyncpg_dsn
-    from app.live.notices import CHANNEL
 
     _, kwargs = asyncpg_dsn(database_target.app_url)
     hub = Hub(tick_seconds=0.01)
-    listener = Listener(kwargs, hub, linger_seconds=0.2)
-    notifier = await asyncpg.connect(**kwargs)
-
-    def received() -> float:
-        return REGISTRY.get_sample_value("carbon_live_notifications_total", {"kind": "A"}) or 0.0
-
-    async def notify_and_settle() -> None:
-        await notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, f"A|{WUHAN}|OPENED|")
-        await asyncio.sleep(0.2)
-
+    listener = Listener(kwargs, hub, **options)
     await listener.start()
+    return hub, listener, await asyncpg.connect(**kwargs)
+
+
+async def _notify(notifier, tenant: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    from app.live.notices import CHANNEL
+
+    await notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, f"A|{tenant}|OPENED|")
+
+
+async def test_the_listener_listens_only_while_the_hub_is_in_use(database_target) -> None:
+    """Connected from the start; LISTEN while someone subscribes (or a websocket holds it), UNLISTEN a
+    linger after. What was sent while it did not listen never arrives: notifications come in commit
+    order, so a notice sent before a later marker would have arrived before it."""
+    hub, listener, notifier = await _listener(database_target, linger_seconds=0.2)
     try:
         assert listener.state == "standby"
-        before = received()
-        await notify_and_settle()
-        assert received() == before  # not listening: PostgreSQL does not even signal it
+        await _notify(notifier, BEIJING)  # nobody listens
         drop = Disconnects()
-        running = _running("dashboardTick")
         async with aclosing(hub.dashboard_ticks(None, drop)) as ticks:
-            tick = asyncio.create_task(anext(ticks))
-            for _ in range(100):
-                if _running("dashboardTick") > running:
-                    break
-                await asyncio.sleep(0.02)
-            assert listener.state == "listening"
-            await notify_and_settle()
-            assert [t.kinds for t in await asyncio.wait_for(tick, 5)] == [{"ACCOUNT_OPENED"}]
+            tick = await _started(ticks)
+            await _until(lambda: listener.state == "listening", "LISTEN")
+            await _notify(notifier, WUHAN)  # the marker
+            assert [(t.tenant_id, t.kinds) for t in await asyncio.wait_for(tick, 5)] == [(WUHAN, {"ACCOUNT_OPENED"})]
         assert listener.state == "listening"  # the linger
-        for _ in range(100):
-            if listener.state == "standby":
-                break
-            await asyncio.sleep(0.02)
-        assert listener.state == "standby" and not drop
-        after = received()
-        await notify_and_settle()
-        assert received() == after
+        await _until(lambda: listener.state == "standby", "UNLISTEN after the linger")
+        await _notify(notifier, BEIJING)  # nobody listens again
+        assert await hub.hold()  # a websocket about to be acknowledged: LISTEN before it returns
+        assert listener.state == "listening"
+        async with aclosing(hub.dashboard_ticks(None, drop)) as ticks:
+            tick = await _started(ticks)
+            await _notify(notifier, WUHAN)
+            assert [t.tenant_id for t in await asyncio.wait_for(tick, 5)] == [WUHAN]
+        hub.unhold()
+        await _until(lambda: listener.state == "standby", "UNLISTEN once the websocket went")
+        assert not drop
+    finally:
+        await notifier.close()
+        await listener.stop()
+
+
+async def test_a_subscriber_arriving_during_the_unlisten_is_listened_for(database_target, monkeypatch) -> None:
+    """The UNLISTEN round trip is under way when a subscriber comes: it must wait for the LISTEN that
+    follows, not be told at once that the process listens (a review found that, with a 15 s gap)."""
+    import asyncpg
+
+    original = asyncpg.connection.Connection.remove_listener
+    unlistening = asyncio.Event()
+
+    async def slow_remove(self, channel, callback):  # type: ignore[no-untyped-def]
+        unlistening.set()
+        await original(self, channel, callback)
+        await asyncio.sleep(0.3)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "remove_listener", slow_remove)
+    hub, listener, notifier = await _listener(database_target, linger_seconds=0, probe_seconds=30)
+    try:
+        drop = Disconnects()
+        async with aclosing(hub.dashboard_ticks(None, drop)) as first:
+            task = await _started(first)
+            await _until(lambda: listener.state == "listening", "LISTEN")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(unlistening.wait(), 5)
+        running = _running("dashboardTick")
+        async with aclosing(hub.dashboard_ticks(None, drop)) as second:
+            tick = await _started(second)
+            await _until(lambda: _running("dashboardTick") > running, "the subscription running")
+            assert listener.state == "listening"
+            await _notify(notifier, WUHAN)
+            assert [t.tenant_id for t in await asyncio.wait_for(tick, 5)] == [WUHAN]
+        assert not drop
     finally:
         await notifier.close()
         await listener.stop()
