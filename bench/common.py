@@ -203,15 +203,16 @@ class LightHttpClient:
         """Status and body of the answer to `request` (from `request_bytes`). A connection the server closed
         meanwhile (its keep-alive timeout ends idle ones) is opened again and the request sent again,
         once: only for idempotent requests."""
-        assert self._protocol is not None, "not connected"
         try:
             async with asyncio.timeout(timeout):
-                if self._protocol.lost:
+                if self._protocol is None or self._protocol.lost:  # closed meanwhile, or a reopen failed
                     await self._reopen()
+                assert self._protocol is not None
                 try:
                     return await self._protocol.exchange(request)
                 except ConnectionError:  # closed before it answered
                     await self._reopen()
+                    assert self._protocol is not None
                     return await self._protocol.exchange(request)
         except BaseException:
             if self._protocol is not None:  # an answer may still come: never pair it with the next request

@@ -53,6 +53,8 @@ class StatementConnections:
             await self._slots.acquire()
         connection: asyncpg.Connection | None = None
         try:
+            if self._closed:  # closed while this call waited for a slot
+                raise RuntimeError("the statement connections are closed")
             while self._free:
                 candidate = self._free.pop()
                 if not candidate.is_closed():

@@ -105,7 +105,8 @@ class Database:
         """One statement straight on asyncpg, outside SQLAlchemy: the hot paths of trusted documents.
 
         On an engine it runs in its own implicit transaction on one of a few connections kept for these
-        statements (`app.db.connections`; the statement must set its own tenant scope, transaction-locally). On a test's connection it runs in a
+        statements (`app.db.connections`); the statement must set its own tenant scope,
+        transaction-locally. On a test's connection it runs in a
         savepoint of the test's transaction, so it sees and is rolled back with the test's data.
         """
         if isinstance(self.bind, AsyncConnection):

@@ -45,7 +45,12 @@ async def test_a_call_cancelled_mid_statement_never_lends_its_connection_again(d
     try:
         pid = await connections.fetchval("SELECT pg_backend_pid()")
         call = asyncio.create_task(connections.fetchval("SELECT pg_sleep(5)"))
-        await asyncio.sleep(0.2)
+        watcher = await asyncpg.connect(**asyncpg_dsn(database_target.owner_url)[1])
+        try:  # until the statement runs on the server
+            while await watcher.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", pid) != "active":
+                await asyncio.sleep(0.01)
+        finally:
+            await watcher.close()
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
@@ -59,7 +64,8 @@ async def test_waiting_for_a_connection_has_a_limit(database_target) -> None:
     connections = _connections(database_target, 1, wait_seconds=0.1)
     try:
         busy = asyncio.create_task(connections.fetchval("SELECT 7 FROM pg_sleep(0.5)"))
-        await asyncio.sleep(0.05)
+        while not connections._slots.locked():  # the busy call holds the only slot
+            await asyncio.sleep(0)
         with pytest.raises(TimeoutError):
             await connections.fetchval("SELECT 1")
         assert await busy == 7
