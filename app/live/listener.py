@@ -5,14 +5,14 @@ It only listens: notifications go to the hub as they arrive. A health probe ever
 finds a connection that died silently (no reset from the network); a drop or a failed probe tells the
 hub (which disconnects the subscribers: their events may be lost) and starts reconnecting.
 
-It LISTENs only while the process has subscribers (and for `linger_seconds` after the last one left,
-so a client that reconnects does not make it flap); the rest of the time the connection stays open,
-probed, but not listening. Why: PostgreSQL signals every listening backend at every notifying commit
-(every ledger write), and that backend and this process then read and drop the notification. An API
-process with no websocket subscribers made each write pay for that: measured at 2 concurrent clients,
-a listener costs the ledger's writes 10-20 % of their rate (`make bench-redeem`, ADR 0014). A
-subscription waits for the LISTEN before it counts as running (`Hub.attach`), so nothing committed
-after that is missed.
+It LISTENs only while the hub is in use — acknowledged websockets (`Hub.hold`) or subscriptions — and
+for `linger_seconds` after the last live client left, so a client that reconnects does not make it
+flap; the rest of the time the connection stays open, probed, but not listening. Why: PostgreSQL
+signals every listening backend at every notifying commit (every ledger write), and that backend and
+this process then read and drop the notification. An API process with no live client made each write
+pay for that: measured at 2 concurrent clients, a listener costs the ledger's writes 10-20 % of their
+rate (`make bench-redeem`, ADR 0014). A websocket is acknowledged, and a subscription counts as running, only once the LISTEN is in effect
+(`Hub.attach`), so nothing committed after that is missed.
 """
 
 from __future__ import annotations
