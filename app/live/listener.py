@@ -49,6 +49,7 @@ class Listener:
         self.on_channel = asyncio.Event()  # and LISTENs
         self._changed = asyncio.Event()
         self._linger_until = 0.0
+        self._was_up = False
         self._task: asyncio.Task[None] | None = None
         hub.attach(self.demand, self.released)
 
@@ -73,9 +74,11 @@ class Listener:
         return True
 
     def released(self) -> None:
-        """The hub's last subscriber left: stop listening after the linger, unless another comes."""
-        self._linger_until = time.monotonic() + self.linger_seconds
-        self._changed.set()
+        """The hub's last live client left: stop listening after the linger, unless another comes. (One
+        that was refused, or left before the LISTEN, leaves nothing to linger for.)"""
+        if self.on_channel.is_set():
+            self._linger_until = time.monotonic() + self.linger_seconds
+            self._changed.set()
 
     async def start(self, wait_seconds: float = 10.0) -> None:
         """Start; waits up to `wait_seconds` for the connection (it keeps trying after that)."""
@@ -99,9 +102,8 @@ class Listener:
                 log.warning("live_listener_lost")
             except Exception as error:  # any failure: the listener keeps trying, it never dies
                 log.warning("live_listener_failed", error=type(error).__name__)
-            if self.listening.is_set():  # it was up: its subscribers may have missed events
-                self.listening.clear()
-                LISTENING.set(0)
+            if self._was_up:  # it was up: its subscribers may have missed events
+                self._was_up = False
                 self.hub.listening_lost()
                 delay = self.backoff[0]
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -114,12 +116,19 @@ class Listener:
         connection.add_termination_listener(lambda _: lost.done() or lost.set_result(None))
         try:
             self.listening.set()
+            self._was_up = True
             LISTENING.set(1)
             self.hub.listening_resumed()
             log.info("live_connected", channel=CHANNEL)
+            next_probe = time.monotonic() + self.probe_seconds
             while not lost.done():
                 self._changed.clear()  # before deciding: a demand from now on is seen by the next turn
-                wanted = self.hub.in_use() or time.monotonic() < self._linger_until
+                now = time.monotonic()
+                if now >= next_probe:  # whatever keeps waking the loop, the probe still runs on time
+                    await connection.fetchval("SELECT 1", timeout=self.probe_seconds)
+                    next_probe = time.monotonic() + self.probe_seconds
+                    continue
+                wanted = self.hub.in_use() or now < self._linger_until
                 if wanted and not self.on_channel.is_set():
                     await connection.add_listener(CHANNEL, self._deliver)
                     self.on_channel.set()
@@ -132,20 +141,20 @@ class Listener:
                     CHANNEL_ON.set(0)
                     await connection.remove_listener(CHANNEL, self._deliver)
                     continue
-                timeout = self.probe_seconds
+                timeout = next_probe - now
                 if self.on_channel.is_set() and not self.hub.in_use():
-                    timeout = min(timeout, max(0.0, self._linger_until - time.monotonic()) + 0.01)
+                    timeout = min(timeout, max(0.0, self._linger_until - now) + 0.01)
                 changed = asyncio.ensure_future(self._changed.wait())
                 try:
-                    done, _ = await asyncio.wait([lost, changed], timeout=timeout,
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([lost, changed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     changed.cancel()
-                if not done:
-                    await connection.fetchval("SELECT 1", timeout=self.probe_seconds)
         finally:
+            # Down (lost, failed or stopped) from here: demands are refused at once, /readyz says so.
             self.on_channel.clear()
             CHANNEL_ON.set(0)
+            self.listening.clear()
+            LISTENING.set(0)
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
 

@@ -271,3 +271,54 @@ async def test_a_subscriber_arriving_during_the_unlisten_is_listened_for(databas
     finally:
         await notifier.close()
         await listener.stop()
+
+
+async def test_the_probe_runs_on_time_however_often_clients_come_and_go(database_target, monkeypatch) -> None:
+    """Each client that leaves wakes the listener's loop; the health probe must not be put off by that
+    (a silently dead connection would never be noticed)."""
+    import asyncpg
+
+    probes = []
+    original = asyncpg.connection.Connection.fetchval
+
+    async def counting(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if query == "SELECT 1":
+            probes.append(query)
+        return await original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchval", counting)
+    hub, listener, notifier = await _listener(database_target, linger_seconds=5, probe_seconds=0.3)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.5
+        while loop.time() < deadline:  # a client every 0.1 s: more often than the probe interval
+            assert await hub.hold()
+            hub.unhold()
+            await asyncio.sleep(0.1)
+        assert len(probes) >= 3
+    finally:
+        await notifier.close()
+        await listener.stop()
+
+
+async def test_a_refused_client_leaves_nothing_to_linger_for_and_a_stopped_listener_refuses_at_once() -> None:
+    from bench.common import free_port
+
+    hub = Hub()
+    listener = Listener({"host": "127.0.0.1", "port": free_port(), "user": "nobody"}, hub, backoff=(0.01, 0.02))
+    await listener.start(wait_seconds=0.1)
+    try:
+        assert listener.state == "reconnecting"
+        assert not await asyncio.wait_for(hub.hold(), 1)  # down: refused at once, not after 10 s
+        assert listener._linger_until == 0.0  # nothing was listened for: no linger after the outage
+    finally:
+        await listener.stop()
+    assert listener.state == "reconnecting" and not await asyncio.wait_for(listener.demand(), 1)
+
+
+async def test_a_stopped_listener_no_longer_looks_connected(database_target) -> None:
+    hub, listener, notifier = await _listener(database_target)
+    await notifier.close()
+    assert listener.state == "standby"
+    await listener.stop()
+    assert listener.state == "reconnecting" and not await asyncio.wait_for(listener.demand(), 1)
