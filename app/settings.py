@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     websocket_allowed_origins: list[str] = Field(default_factory=list)
     live_queue_size: int = Field(default=256, ge=1)
     live_dashboard_interval_seconds: float = Field(default=1.0, gt=0)
-    # A process LISTENs only while it has subscribers, and this long after the last one left.
+    # A process LISTENs only while it has live clients (acknowledged websockets, subscriptions), and
+    # this long after the last one left.
     live_linger_seconds: float = Field(default=60, ge=0)
     # How often a serving process posts point expiry (0 disables; `carbon-inclusive expire` does it on demand).
     expiry_interval_seconds: float = Field(default=3600, ge=0)

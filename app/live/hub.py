@@ -97,8 +97,8 @@ class Hub:
 
     def attach(self, demand: Callable[[], Awaitable[bool]], released: Callable[[], None]) -> None:
         """The listener's hooks: `demand()` returns once notifications reach this process (False: they
-        cannot now), `released()` tells it the last subscriber left. Without them (a test's single
-        connection has no listener) a subscription waits for nothing."""
+        cannot now), `released()` tells it the last live client left. Without them (a test's single
+        connection has no listener) neither a websocket nor a subscription waits for anything."""
         self._demand, self._released = demand, released
 
     def has_subscribers(self) -> bool:
@@ -207,7 +207,7 @@ class Hub:
 
     def dispatch(self, payload: str) -> None:
         """Deliver one notification's payload (the listener's callback; never raises). A process with any
-        subscriber gets every city's notifications: those nobody here could want are not even parsed."""
+        live client gets every city's notifications: those nobody here could want are not even parsed."""
         kind = payload[:1]
         NOTICES.labels(kind or "?").inc()
         wanted = (bool(self._accounts or self._dashboards) if kind == "L" else bool(self._providers)

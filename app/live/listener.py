@@ -55,7 +55,7 @@ class Listener:
 
     @property
     def state(self) -> str:
-        """For /readyz: listening, standby (connected, nobody subscribed) or reconnecting."""
+        """For /readyz: listening, standby (connected, no live client) or reconnecting."""
         return "listening" if self.on_channel.is_set() else "standby" if self.listening.is_set() else "reconnecting"
 
     async def demand(self) -> bool:
