@@ -8,10 +8,15 @@ statement's own client side), on a path whose whole server cost is a few hundred
 
 Rules:
 
-* At most `size` connections, opened when first needed and kept. A caller waits for a free one, at
-  most `wait_seconds` (then `TimeoutError`); with one free it takes it without any timer.
+* At most `size` connections, opened when first needed. A caller waits for a free one, at most
+  `wait_seconds` (then `TimeoutError`); with one free it takes it without any timer.
+* The most recently used free connection is lent first, so under light load the others stay idle, and
+  a connection idle for `idle_seconds` (300, as asyncpg's pool) is closed: a quiet process holds no
+  PostgreSQL backends it does not use. One timer serves all of them (armed when a connection goes
+  idle and none is armed; at expiry it closes the ones idle long enough and re-arms for the next).
 * A connection goes back to the free list only if the call ended cleanly or with a PostgreSQL error
-  (the implicit transaction is over, the connection is idle). Anything else — the caller cancelled
+  (the implicit transaction is over, the connection is idle; asyncpg's `DataError` for an argument it
+  could not encode is one of these: nothing was sent). Anything else — the caller cancelled
   mid-statement, a lost connection, a protocol error — terminates it: nothing half-used is lent again.
   A connection that PostgreSQL closed while idle is found closed and dropped when next taken.
 * `close()` closes the idle ones and makes the busy ones close when their call ends.
@@ -28,14 +33,19 @@ import asyncpg
 
 class StatementConnections:
     def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int,
-                 wait_seconds: float = 30.0) -> None:
+                 wait_seconds: float = 30.0, idle_seconds: float = 300.0) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
+        if idle_seconds <= 0:
+            raise ValueError("idle_seconds must be positive")
         self._connect = connect
         self.size = size
         self.wait_seconds = wait_seconds
+        self.idle_seconds = idle_seconds
         self._slots = asyncio.Semaphore(size)
-        self._free: list[asyncpg.Connection] = []
+        self._free: list[tuple[asyncpg.Connection, float]] = []  # (connection, idle since), oldest first
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -56,7 +66,7 @@ class StatementConnections:
             if self._closed:  # closed while this call waited for a slot
                 raise RuntimeError("the statement connections are closed")
             while self._free:
-                candidate = self._free.pop()
+                candidate, _ = self._free.pop()
                 if not candidate.is_closed():
                     connection = candidate
                     break
@@ -78,14 +88,38 @@ class StatementConnections:
     def _give_back(self, connection: asyncpg.Connection) -> None:
         if self._closed or connection.is_closed() or connection.is_in_transaction():
             connection.terminate()  # a statement that left a transaction open is not lent again
-        else:
-            self._free.append(connection)
+            return
+        loop = asyncio.get_running_loop()
+        self._free.append((connection, loop.time()))
+        if self._sweep is None:
+            self._sweep = loop.call_at(loop.time() + self.idle_seconds, self._close_idle)
+
+    def _close_idle(self) -> None:
+        """Close the connections idle for `idle_seconds` (the front of the list); re-arm for the next."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        deadline, expired = loop.time() - self.idle_seconds, 0
+        while expired < len(self._free) and self._free[expired][1] <= deadline:
+            expired += 1
+        stale, self._free = self._free[:expired], self._free[expired:]
+        for connection, _ in stale:
+            task = loop.create_task(self._close_one(connection))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if self._free:
+            self._sweep = loop.call_at(self._free[0][1] + self.idle_seconds, self._close_idle)
+
+    @staticmethod
+    async def _close_one(connection: asyncpg.Connection) -> None:
+        try:
+            await connection.close(timeout=2)
+        except Exception:  # noqa: BLE001 - closing anyway
+            connection.terminate()
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         free, self._free = self._free, []
-        for connection in free:
-            try:
-                await connection.close(timeout=2)
-            except Exception:  # noqa: BLE001 - closing anyway
-                connection.terminate()
+        await asyncio.gather(*(self._close_one(connection) for connection, _ in free), *self._closing)

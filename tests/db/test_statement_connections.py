@@ -12,9 +12,20 @@ from app.db.connections import StatementConnections
 from app.db.server import asyncpg_dsn
 
 
-def _connections(database_target, size: int, wait_seconds: float = 30.0) -> StatementConnections:
+def _connections(database_target, size: int, wait_seconds: float = 30.0,
+                 idle_seconds: float = 300.0) -> StatementConnections:
     _, kwargs = asyncpg_dsn(database_target.app_url)
-    return StatementConnections(lambda: asyncpg.connect(**kwargs), size, wait_seconds)
+    return StatementConnections(lambda: asyncpg.connect(**kwargs), size, wait_seconds, idle_seconds)
+
+
+async def _backends(database_target, pids: set[int]) -> set[int]:
+    """Those of `pids` that are still PostgreSQL backends."""
+    admin = await asyncpg.connect(**asyncpg_dsn(database_target.owner_url)[1])
+    try:
+        return set(await admin.fetchval("SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+                                        "WHERE pid = ANY($1::int[])", list(pids)))
+    finally:
+        await admin.close()
 
 
 async def test_at_most_size_connections_and_they_are_kept(database_target) -> None:
@@ -36,6 +47,38 @@ async def test_a_postgres_error_keeps_the_connection(database_target) -> None:
         with pytest.raises(asyncpg.DivisionByZeroError):
             await connections.fetchval("SELECT 1 / 0")
         assert await connections.fetchval("SELECT pg_backend_pid()") == pid
+    finally:
+        await connections.close()
+
+
+async def test_an_argument_asyncpg_cannot_encode_keeps_the_connection(database_target) -> None:
+    connections = _connections(database_target, 1)
+    try:
+        pid = await connections.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.DataError):
+            await connections.fetchval("SELECT $1::int", "seven")
+        assert connections.idle == 1 and await connections.fetchval("SELECT pg_backend_pid()") == pid
+    finally:
+        await connections.close()
+
+
+async def test_connections_idle_for_idle_seconds_are_closed(database_target) -> None:
+    connections = _connections(database_target, 3, idle_seconds=0.3)
+    try:
+        pids = set(await asyncio.gather(*(connections.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.05)")
+                                          for _ in range(3))))
+        assert len(pids) == 3 and await _backends(database_target, pids) == pids
+        busy = await connections.fetchval("SELECT pg_backend_pid()")  # the most recent is lent first
+        for _ in range(8):  # one connection kept in use past the others' idle limit
+            await asyncio.sleep(0.1)
+            assert await connections.fetchval("SELECT pg_backend_pid()") == busy
+        assert connections.idle == 1 and await _backends(database_target, pids) == {busy}
+        for _ in range(100):  # then it too goes, with no call to trigger it
+            if connections.idle == 0 and not await _backends(database_target, {busy}):
+                break
+            await asyncio.sleep(0.05)
+        assert connections.idle == 0 and not await _backends(database_target, {busy})
+        assert await connections.fetchval("SELECT 3") == 3  # and the next call opens one again
     finally:
         await connections.close()
 
@@ -82,7 +125,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(database_ta
         pid = await connections.fetchval("SELECT pg_backend_pid()")
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         for _ in range(100):  # until the client has seen the socket close
-            if connections._free[0].is_closed():
+            if connections._free[0][0].is_closed():
                 break
             await asyncio.sleep(0.02)
         assert await connections.fetchval("SELECT pg_backend_pid()") != pid
