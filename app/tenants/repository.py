@@ -42,16 +42,17 @@ class TenantView:
     grams_per_point: int
 
 
-_CURRENT_TENANTS = """
+# The version in force at :at: the latest to take effect by then; of those taking effect at one moment,
+# the highest version (the one rule, for one tenant and, laterally, for many).
+_IN_FORCE = "effective_from <= :at ORDER BY effective_from DESC, version DESC LIMIT 1"
+
+_CURRENT_TENANTS = f"""
 SELECT t.id, t.slug, v.id AS version_id, v.version, v.effective_from, v.name_en, v.name_zh, v.timezone,
        v.claim_window_days, v.unit_name_en, v.unit_name_zh, v.unit_singular_en, v.unit_singular_zh,
        v.unit_decimals, v.grams_per_point
 FROM tenants t
 JOIN LATERAL (
-    SELECT * FROM tenant_config_versions v
-    WHERE v.tenant_id = t.id AND v.effective_from <= :at
-    ORDER BY v.effective_from DESC, v.version DESC
-    LIMIT 1
+    SELECT * FROM tenant_config_versions WHERE tenant_id = t.id AND {_IN_FORCE}
 ) v ON true
 """
 
@@ -60,8 +61,8 @@ async def configuration_in_force(session: AsyncSession, tenant_id: uuid.UUID, at
     """The tenant's configuration version in force at `at` (the latest to take effect by then; of those
     taking effect at one moment, the highest version), as a row; None before its first."""
     row = (await session.execute(text(
-        "SELECT * FROM tenant_config_versions WHERE tenant_id = :t AND effective_from <= :at "
-        "ORDER BY effective_from DESC, version DESC LIMIT 1"), {"t": tenant_id, "at": at})).mappings().first()
+        f"SELECT * FROM tenant_config_versions WHERE tenant_id = :t AND {_IN_FORCE}"),
+        {"t": tenant_id, "at": at})).mappings().first()
     return None if row is None else dict(row)
 
 
