@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import traceback
+
 import strawberry
+from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -13,10 +16,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
+from app.graphql.errors import request_error_code
 from app.graphql.extensions import EventExecutor, MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
@@ -30,6 +34,9 @@ from app.market.graphql import MarketMutations, MarketQuery
 from app.tenants.admin_graphql import AdminQuery, CatalogueMutations, ConfigurationMutations
 from app.live.graphql import Subscription
 from app.tenants.graphql import Issuer, Reward, Tenant, TenantQuery
+from app.logs import get_logger
+
+log = get_logger("app.graphql")
 
 
 @strawberry.type
@@ -56,11 +63,37 @@ class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMut
     pass
 
 
+class Schema(strawberry.Schema):
+    """strawberry's Schema, logging errors without what the client sent.
+
+    strawberry logs every error's message at ERROR, and a message can quote the request: graphql-core's
+    coercion errors repeat the variable's whole value ("Variable '$input' got invalid value {...
+    'holderRef': ..., 'bankAccountRef': ...}"), parse errors a line of the document. Personal data never
+    goes to the log (app.logs), so here an error is logged by what it is, not by what it says: a client's
+    mistake (a code of ours, or graphql-core's request errors) at INFO with its code and path; a bug at
+    ERROR with the exception's type and where it was raised (file, line and function of each frame; not
+    its message, which may quote a value either). Clients still get the full message."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        operation = execution_context.operation_name if execution_context is not None else None
+        for error in errors:
+            original = error.original_error
+            path = ".".join(str(part) for part in error.path) if error.path else None
+            if original is not None and not isinstance(original, GraphQLError):
+                frames = [f"{frame.filename}:{frame.lineno} {frame.name}"
+                          for frame in traceback.extract_tb(original.__traceback__)]
+                log.error("graphql_unexpected_error", operation=operation, path=path, error=type(original).__name__,
+                          frames=frames[-12:])
+            else:
+                code = (error.extensions or {}).get("code") or request_error_code(error.message)
+                log.info("graphql_error", operation=operation, path=path, code=code)
+
+
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     """The schema; without introspection for production deployments that want it off
     (`CARBON_INTROSPECTION=false`)."""
     rules = EXTRA_RULES if introspection else [*EXTRA_RULES, NoSchemaIntrospectionCustomRule]
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
