@@ -216,7 +216,7 @@ def cmd_verify_ledger(settings: Settings, args: argparse.Namespace) -> int:
     and list the damage if any fails."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-    from app.ledger.invariants import CHECKS, verify_all_tenants
+    from app.ledger.invariants import CHECKS, UnknownCity, verify_all_tenants
     from app.ledger.signing import load_signer
 
     if args.public_key:  # an auditor's copy of the public key: no private key needed
@@ -231,12 +231,19 @@ def cmd_verify_ledger(settings: Settings, args: argparse.Namespace) -> int:
     for anchor in args.anchor or []:
         try:
             slug, number, root = anchor.split(":")
+            if int(number) < 1 or len(bytes.fromhex(root)) != 32:
+                raise ValueError(anchor)
             anchors.setdefault(slug, []).append((int(number), bytes.fromhex(root)))
         except ValueError:
-            print(f"--anchor {anchor!r}: expected SLUG:NUMBER:ROOT (as `checkpoint` prints)", file=sys.stderr)
+            print(f"--anchor {anchor!r}: expected SLUG:NUMBER:ROOT, a checkpoint number from 1 and a 64-digit hex "
+                  "root (as `checkpoint` prints)", file=sys.stderr)
             return 2
-    report = with_app_database(settings, lambda database: verify_all_tenants(database, public_key=public_key,
-                                                                            anchors=anchors))
+    try:
+        report = with_app_database(settings, lambda database: verify_all_tenants(database, public_key=public_key,
+                                                                                anchors=anchors))
+    except UnknownCity as error:
+        print(f"--anchor: {error}", file=sys.stderr)
+        return 2
     failed = False
     for slug, violations in report.items():
         if violations:

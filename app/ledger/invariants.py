@@ -358,12 +358,22 @@ async def verify_ledger(session: AsyncSession, *, limit: int = 20, public_key: E
     return violations
 
 
+class UnknownCity(ValueError):
+    def __init__(self, slugs: list[str], known: list[str]) -> None:
+        super().__init__(f"no city {', '.join(map(repr, slugs))} (the cities are {', '.join(known)})")
+        self.slugs = slugs
+
+
 async def verify_all_tenants(database: Database, *, limit: int = 20, public_key: Ed25519PublicKey | None = None,
                              anchors: dict[str, list[tuple[int, bytes]]] | None = None) -> dict[str, list[Violation]]:
     """Check every tenant in its own scope (the ledger is personal data: no cross-tenant read role sees
-    it). Returns slug -> violations, for every tenant."""
+    it). Returns slug -> violations, for every tenant. An anchor for a city that does not exist is
+    refused (`UnknownCity`) before anything is checked: a mistyped slug must not turn a check off."""
     async with database.transaction(TenantScope.regulator()) as session:
         tenants = (await session.execute(text("SELECT id, slug FROM tenants ORDER BY slug"))).all()
+    unknown = sorted(set(anchors or {}) - {slug for _, slug in tenants})
+    if unknown:
+        raise UnknownCity(unknown, sorted(slug for _, slug in tenants))
     report: dict[str, list[Violation]] = {}
     for tenant_id, slug in tenants:
         async with database.transaction(TenantScope.for_tenant(tenant_id)) as session:

@@ -95,6 +95,19 @@ def test_verify_ledger_command_passes_on_a_sound_ledger(database_target) -> None
     assert "wuhan: ok" in result.stdout and result.stdout.strip().endswith("ledger verified")
 
 
+@pytest.mark.parametrize(("anchor", "says"), [
+    ("WUHAN:1:" + "ab" * 32, "no city 'WUHAN' (the cities are beijing, guizhou, shanghai, wuhan)"),
+    ("nocity:1:" + "ab" * 32, "no city 'nocity'"),
+    ("wuhan:1:ab", "a 64-digit hex root"),
+    ("wuhan:0:" + "ab" * 32, "a checkpoint number from 1"),
+    ("wuhan:1", "expected SLUG:NUMBER:ROOT"),
+])
+def test_an_anchor_that_names_no_city_or_no_root_is_refused_not_ignored(database_target, anchor, says) -> None:
+    result = _verify(database_target, "--anchor", anchor)
+    assert result.returncode == 2 and says in result.stderr, result.stdout + result.stderr
+    assert "ledger verified" not in result.stdout
+
+
 async def test_the_daily_rollups_follow_the_ledger_and_an_edit_is_found(committed_api, database_target) -> None:
     """The dashboard's rollups (migration 0011) are written with every ledger statement; verify-ledger
     finds a rollup that no longer equals the ledger."""
