@@ -23,7 +23,7 @@ from app.accounts.models import Consent as ConsentRow
 from app.auth.permissions import CITY_APP, CITY_APP_OR_ADMIN
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput, Forbidden
-from app.graphql.ids import to_global_id, try_global_id
+from app.graphql.ids import object_id_of, to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
@@ -327,10 +327,11 @@ async def _visible_account(info: Info[Context, None], account_id: uuid.UUID | No
 
 @strawberry.type
 class AccountQuery:
-    @strawberry.field(description="An account of the caller's city; null if absent or of another city.",
+    @strawberry.field(description="An account of the caller's city; null if absent or of another city (a "
+                                  "malformed id is BAD_USER_INPUT).",
                       permission_classes=[CITY_APP_OR_ADMIN])
     async def account(self, info: Info[Context, None], id: strawberry.ID) -> Account | None:
-        return await _visible_account(info, _account_id(id))
+        return await _visible_account(info, object_id_of(id, "Account", "id"))
 
 
 async def _account_node(info: Info[Context, None], account_id: uuid.UUID) -> Account | None:

@@ -30,6 +30,12 @@ def from_global_id(global_id: str, *, expected: str | None = None, argument: str
     return type_name, object_id
 
 
+def object_id_of(global_id: str, expected: str, argument: str) -> uuid.UUID:
+    """The object id inside a query argument's global id; a malformed one, or the id of another type,
+    is BAD_USER_INPUT naming `argument` (a well-formed id of nothing visible is the field's null)."""
+    return from_global_id(global_id, expected=expected, argument=argument)[1]
+
+
 def try_global_id(global_id: str, expected: str) -> uuid.UUID | None:
     """The object id inside `global_id` if it is a well-formed id of `expected`, else None.
 

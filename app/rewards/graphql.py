@@ -13,7 +13,7 @@ from app.accounts.hashing import normalize_bank_ref
 from app.auth.permissions import CITY_APP, PARTNER
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
-from app.graphql.ids import to_global_id, try_global_id
+from app.graphql.ids import object_id_of, to_global_id, try_global_id
 from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
@@ -166,8 +166,7 @@ class RewardQuery:
         sponsor = await info.context.loaders.issuer_id_by_slug.load((principal.tenant_id, principal.client.issuer_slug))
         account_ids: list[uuid.UUID] | None = None
         if account_id is not None:
-            decoded = try_global_id(account_id, "Account")
-            account_ids = [decoded] if decoded else []
+            account_ids = [object_id_of(account_id, "Account", "accountId")]
         if bank_account_ref is not None:
             normalized = normalize_bank_ref(bank_account_ref)
             if normalized is None:

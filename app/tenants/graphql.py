@@ -17,10 +17,10 @@ from strawberry.types import Info
 
 from app.auth.permissions import ANY_CLIENT
 from app.behaviors.rules.calendar import local_date, zone
-from app.graphql.errors import Forbidden
-from app.graphql.ids import try_global_id
+from app.graphql.errors import BadUserInput, Forbidden
+from app.graphql.ids import object_id_of
 from app.rewards.errors import RewardErrorCode
-from app.rewards.service import check_eligibility, period_start
+from app.rewards.service import MAX_QUANTITY, check_eligibility, period_start
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.node import Node, register_node
@@ -278,16 +278,18 @@ class Reward(Node):
         points = await info.context.loaders.donation_points.load((self._row.tenant_id, self._row.code))
         return DonationProgress(points=PointAmount(_minor=points, _view=tenant), gifts=self._row.stock_taken)
 
-    @strawberry.field(description="Whether this account can redeem one unit now, and every reason why not "
-                                  "(city apps and tenant admins; null for another city's account).")
+    @strawberry.field(description="Whether this account can redeem `quantity` units (1 to 100) now, and every "
+                                  "reason why not (city apps and tenant admins; null for another city's account; a "
+                                  "malformed id or a quantity out of range is BAD_USER_INPUT).")
     async def eligibility_for(self, info: Info[Context, None], account_id: strawberry.ID,
                               quantity: int = 1) -> EligibilityCheck | None:
         principal = info.context.principal
         if principal.role not in (cfg.Role.CITY_APP, cfg.Role.TENANT_ADMIN):
             raise Forbidden("only CITY_APP/TENANT_ADMIN clients may check an account's eligibility")
-        decoded = try_global_id(account_id, "Account")
+        if not 0 < quantity <= MAX_QUANTITY:  # as redeemReward refuses it (INVALID_QUANTITY)
+            raise BadUserInput(f"`quantity` must be 1 to {MAX_QUANTITY}", argument="quantity")
         loaders = info.context.loaders
-        account = await loaders.account_by_id.load(decoded) if decoded else None
+        account = await loaders.account_by_id.load(object_id_of(account_id, "Account", "accountId"))
         if account is None or account.tenant_id != principal.tenant_id or account.tenant_id != self._row.tenant_id:
             return None
         tenant = self._tenant or await loaders.tenant_by_id.load(self._row.tenant_id)

@@ -106,6 +106,23 @@ async def test_eligibility_for_an_account_explains_why_not(api, database) -> Non
     assert check["eligibilityFor"] is None
 
 
+async def test_eligibility_refuses_what_redemption_refuses_as_bad_input(api, database) -> None:
+    account_id = await open_account(api)
+    reward_id = await make_reward(database, cost=10)
+    query = """query($r: ID!, $a: ID!, $q: Int!) { node(id: $r) { ... on Reward {
+        eligibilityFor(accountId: $a, quantity: $q) { eligible reasons } } } }"""
+    for quantity in (0, -5, 101):  # redeemReward answers INVALID_QUANTITY; the check must not say "eligible"
+        errors = await api.errors(query, as_="wuhan-app", variables={"r": reward_id, "a": account_id, "q": quantity})
+        assert [(e["extensions"]["code"], e["extensions"]["argument"]) for e in errors] == [
+            ("BAD_USER_INPUT", "quantity")], errors
+    for malformed in ("garbage", reward_id):  # not an id; the id of something else
+        errors = await api.errors(query, as_="wuhan-app", variables={"r": reward_id, "a": malformed, "q": 1})
+        assert [(e["extensions"]["code"], e["extensions"]["argument"]) for e in errors] == [
+            ("BAD_USER_INPUT", "accountId")], errors
+    check = (await api.query(query, as_="wuhan-app", variables={"r": reward_id, "a": account_id, "q": 100}))["node"]
+    assert check["eligibilityFor"] == {"eligible": False, "reasons": ["INSUFFICIENT_POINTS"]}
+
+
 async def test_donation_moves_points_to_the_project_with_running_totals(api, database) -> None:
     project = await make_reward(database, kind="DONATION", cost=5, sponsor="wuhan-green-welfare", window=24)
     totals_query = 'query($id: ID!) { node(id: $id) { ... on Reward { donations { points { amount } gifts } } } }'
@@ -169,6 +186,10 @@ async def test_financial_service_entitlement_is_visible_to_the_sponsoring_bank_o
         (account_id, "ACTIVE", card["code"])]
     assert (await api.query(query, as_="wuhan-tong", variables={"account": account_id}))["entitlements"]["edges"] == []
     assert (await api.query(query, as_="anshun-bank", variables={"ref": bank_ref}))["entitlements"]["edges"] == []
+    for malformed in ("garbage", card["id"]):  # never read as "no entitlement"
+        errors = await api.errors(query, as_="hankou-bank", variables={"account": malformed})
+        assert [(e["extensions"]["code"], e["extensions"]["argument"]) for e in errors] == [
+            ("BAD_USER_INPUT", "accountId")], errors
     errors = await api.errors(query, as_="wuhan-app", variables={"ref": bank_ref})
     assert errors[0]["extensions"]["code"] == "FORBIDDEN"
 
