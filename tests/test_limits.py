@@ -124,7 +124,7 @@ async def test_query_cost_is_reported_and_enforced_per_role(api) -> None:
     page = """rewards(first: $n) { edges { node { id name description kind code
         cost { amount minorUnits unit { name singular decimals gramsPerPoint } } remainingStock totalStock
         perAccountLimit limitPeriod validFrom validTo cancellationWindowHours eligibility { bankLinkedOnly
-        minContributionGrams } sponsor { id slug name kind description } } cursor } }"""
+        minContribution { grams } } sponsor { id slug name kind description } } cursor } }"""
     expensive = "query($n: Int) { tenant(slug: \"wuhan\") { a: %s b: %s } }" % (page, page)
     refused = (await api.post(expensive, as_="wuhan-app", variables=variables)).json()
     assert refused["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"

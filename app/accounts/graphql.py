@@ -28,7 +28,7 @@ from app.graphql.node import Node, register_node
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
 from app.ledger.models import CONTRIBUTION, POINTS
-from app.tenants.graphql import Behavior, BehaviorCategory, Issuer, PointAmount, Tenant, grams
+from app.tenants.graphql import Behavior, BehaviorCategory, Contribution, Issuer, PointAmount, Tenant, grams
 from app.tenants.config import BehaviorCategory as Category
 
 if TYPE_CHECKING:
@@ -84,15 +84,6 @@ class AccountUserError:
     @classmethod
     def from_domain(cls, error: AccountError) -> AccountUserError:
         return cls(code=error.code, field=error.field, message=error.message)
-
-
-@strawberry.type(description="Carbon reduction contribution: milligrams CO2e, not spendable.")
-class Contribution:
-    milligrams: Long
-
-    @strawberry.field(description="Exact grams CO2e.")
-    def grams(self) -> Decimal:
-        return grams(self.milligrams)
 
 
 @strawberry.type(description="Today's progress on one behaviour (the tenant's local day).")

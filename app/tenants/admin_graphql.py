@@ -79,7 +79,10 @@ class UpdateRewardInput:
 @strawberry.input
 class SetRewardStockInput:
     id: strawberry.ID
-    total_stock: int | None = strawberry.field(description="Null: unlimited. Never below the units handed out.")
+    total_stock: int | None = strawberry.field(description=(
+        "Null: unlimited. Never below the units handed out. Units handed out while a reward or financial "
+        "service was unlimited are not counted (a stock of N on one means N more units); a donation project "
+        "counts every gift (a stock of N means N gifts in all)."))
 
 
 @strawberry.input

@@ -4,8 +4,11 @@ Every change is validated (a refused change writes nothing), audited in the same
 (`admin_audit_events`: who, when, what, values before and after) and visible at once. Items created
 here are ADMIN-managed and the city's file never touches them; edits of FILE items survive restarts
 until the file changes that item (ADR 0007). Stock is `stock_total` over the monotonic `stock_taken`
-(units handed out while the item had finite stock: giving an unlimited item a stock of N means N more
-units): the total can never go below what was already handed out. Every change takes the item's advisory
+(units handed out while the item had finite stock: giving an unlimited reward or financial service a
+stock of N means N more units, since a redemption of an unlimited item writes nothing to the item's row,
+so a popular item is no point of contention; a donation project counts every gift, its running total,
+so a stock of N on a project means N gifts in all): the total can never go below what was already
+handed out. Every change takes the item's advisory
 lock exclusively, then its row FOR UPDATE; a redemption holds the advisory lock shared from before it
 reads the item until it commits (migration 0010), so it sees an item either wholly before or wholly
 after an administrator's change.

@@ -180,10 +180,28 @@ class Behavior:
         return SameBehavior(match=cfg.SameBehaviorMatch(value["match"]), window_minutes=value.get("window_minutes"))
 
 
+@strawberry.type(description="Carbon reduction contribution: milligrams CO2e, not spendable.")
+class Contribution:
+    milligrams: Long
+
+    @strawberry.field(description="Exact grams CO2e.")
+    def grams(self) -> Decimal:
+        return grams(self.milligrams)
+
+
 @strawberry.type
 class RewardEligibility:
     bank_linked_only: bool
-    min_contribution_grams: Long
+    _min_contribution_mg: strawberry.Private[int]
+
+    @strawberry.field(description="The cumulative contribution an account needs, exactly.")
+    def min_contribution(self) -> Contribution:
+        return Contribution(milligrams=self._min_contribution_mg)
+
+    @strawberry.field(deprecation_reason="Whole grams, rounded down (0.5 g shows as 0): use `minContribution`, "
+                                         "which is exact.")
+    def min_contribution_grams(self) -> Long:
+        return self._min_contribution_mg // 1000
 
 
 RewardErrorCodeEnum = strawberry.enum(RewardErrorCode, name="RewardErrorCode")
@@ -264,7 +282,7 @@ class Reward(Node):
     @strawberry.field
     def eligibility(self) -> RewardEligibility:
         return RewardEligibility(bank_linked_only=self._row.bank_linked_only,
-                                 min_contribution_grams=self._row.min_contribution_mg // 1000)
+                                 _min_contribution_mg=self._row.min_contribution_mg)
 
     @strawberry.field(description="The issuer that sponsors and fulfils the item.")
     async def sponsor(self, info: Info[Context, None]) -> Issuer:

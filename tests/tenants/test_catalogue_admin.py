@@ -88,6 +88,38 @@ async def test_edits_stock_and_retirement_take_effect_at_once_and_are_audited(ap
     assert update["changes"]["name_en"] == {"from": "Tree planting badge", "to": "Renamed badge"}
 
 
+async def test_a_stock_given_to_an_unlimited_item_counts_a_projects_gifts_not_a_rewards_units(api) -> None:
+    reward = (await _create(api))["reward"]
+    project = (await _create(api, kind="DONATION", sponsor="wuhan-green-welfare"))["reward"]
+    assert reward["remainingStock"] is None and project["remainingStock"] is None
+    account = await consenting_account(api)
+    await earn(api, account, 24)
+    for item in (reward, project):
+        for _ in range(3):
+            assert (await redeem(api, account, item["id"], quantity=1))["userErrors"] == []
+
+    def stock(item: dict, total: int) -> dict:
+        return api.query(STOCK, as_=ADMIN, variables={"input": {"id": item["id"], "totalStock": total}})
+
+    # A reward handed out units while unlimited without counting them: a stock of 10 is 10 more.
+    assert (await stock(reward, 10))["setRewardStock"]["reward"] == {"totalStock": 10, "remainingStock": 10}
+    assert (await stock(reward, 2))["setRewardStock"]["reward"] == {"totalStock": 2, "remainingStock": 2}
+    # A donation project counts every gift (its running total): a stock of 10 is 10 gifts in all.
+    assert (await stock(project, 10))["setRewardStock"]["reward"] == {"totalStock": 10, "remainingStock": 7}
+    below = (await stock(project, 2))["setRewardStock"]
+    assert below["userErrors"][0]["code"] == "STOCK_BELOW_TAKEN" and below["reward"] is None
+
+
+async def test_a_minimum_contribution_reads_back_exactly(api) -> None:
+    reward = (await _create(api, minContributionGrams="0.5"))["reward"]
+    query = """query($id: ID!) { node(id: $id) { ... on Reward { eligibility {
+        minContribution { grams milligrams } minContributionGrams } } } }"""
+    eligibility = (await api.query(query, as_="wuhan-app", variables={"id": reward["id"]}))["node"]["eligibility"]
+    assert eligibility == {"minContribution": {"grams": "0.5", "milligrams": 500}, "minContributionGrams": 0}
+    account = await consenting_account(api)  # 0 g: below half a gram
+    assert [e["code"] for e in (await redeem(api, account, reward["id"]))["userErrors"]] == ["NOT_ELIGIBLE"]
+
+
 @pytest.mark.parametrize(("overrides", "code"), [
     ({"code": "bad code!"}, "INVALID_CODE"),
     ({"cost": "1.5"}, "INVALID_COST"),  # Wuhan's coins have no decimals
