@@ -54,6 +54,36 @@ async def test_token_limit(api) -> None:
     assert body["errors"] and "token" in body["errors"][0]["message"].lower()
 
 
+async def test_fragments_cannot_multiply_a_small_document_into_a_huge_one(api) -> None:
+    """21 fragments, each spreading the next twice: 860 bytes that spell a million fields. Validation and
+    the cost analysis walked every one (11 s, blocking the process); it is refused before either."""
+    fragments = " ".join(f"fragment F{i} on Tenant {{ ...F{i + 1} ...F{i + 1} }}" for i in range(20))
+    response = await api.post("{ tenants { ...F0 } } " + fragments + " fragment F20 on Tenant { slug }",
+                              as_="wuhan-app")
+    body = response.json()
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
+    assert "expands to more than 20,000 fields" in body["errors"][0]["message"]
+    # Fragments used within the limit are untouched.
+    small = " ".join(f"fragment F{i} on Tenant {{ ...F{i + 1} ...F{i + 1} }}" for i in range(3))
+    data = await api.query("{ tenants { ...F0 } } " + small + " fragment F3 on Tenant { slug }", as_="wuhan-app")
+    assert [tenant["slug"] for tenant in data["tenants"]] == ["wuhan"]  # a city app sees its own city
+
+
+async def test_several_operations_need_an_operation_name(api) -> None:
+    account = (await api.query('mutation { openAccount(input: {tenant: "wuhan", holderRef: "ops-1", kind: GUEST, '
+                               'acceptedAgreement: true}) { account { id } } }', as_="wuhan-app"))
+    account_id = account["openAccount"]["account"]["id"]
+    document = ('mutation A { freezeAccount(input: {accountId: "%s"}) { account { status } } } '
+                'query B { tenants { slug } }' % account_id)
+    body = (await api.post(document, as_="wuhan-admin")).json()
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
+    status = await api.query("query($id: ID!) { account(id: $id) { status } }", as_="wuhan-app",
+                             variables={"id": account_id})
+    assert status["account"]["status"] == "ACTIVE"  # the first operation did not run
+    chosen = await api.query(document, as_="wuhan-admin", operation_name="B")
+    assert chosen["tenants"]
+
+
 async def test_introspection_and_graphiql_can_be_switched_off(settings, database, registry) -> None:
     from httpx import ASGITransport, AsyncClient
 

@@ -277,3 +277,90 @@ class RefuseNul(SchemaExtension):
             context.result = GraphQLExecutionResult(data=None, errors=[GraphQLError(
                 "strings must not contain NUL (\\u0000) characters", extensions={"code": "BAD_USER_INPUT"})])
         yield
+
+
+MAX_EXPANDED_FIELDS = 20_000  # what the token limit lets a document spell out without fragments
+
+
+class DocumentShape(SchemaExtension):
+    """Refuse, before validation, a document that validation or the cost analysis would take too long
+    over, or that does not say which operation to run (GRAPHQL_VALIDATION_FAILED).
+
+    * **Fragment expansion.** Each spread of a fragment repeats its fields, so 21 fragments each
+      spreading the next twice spell a million fields in 860 bytes; validation and the cost analysis
+      walk every one (11 s a request, doubling with each fragment, with the event loop blocked). The
+      fields a document expands to are counted here, each fragment once (linear in the document, no
+      recursion), and more than `MAX_EXPANDED_FIELDS` — what the token limit lets a document write out
+      in full — is refused.
+    * **Several operations and no `operationName`.** The spec makes that a request error; strawberry
+      would run the first one (a mutation, even over a websocket)."""
+
+    def on_validate(self):  # type: ignore[no-untyped-def, override]
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None:
+            # The name the client sent (strawberry's `operation_name` falls back to the first operation's).
+            refusal = document_refusal(document, context._provided_operation_name)  # noqa: SLF001
+            if refusal is not None:
+                raise GraphQLError(refusal, extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
+        yield
+
+
+def document_refusal(document: Any, operation_name: str | None) -> str | None:
+    from graphql import OperationDefinitionNode
+
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None and len(operations) > 1:
+        return "the document defines several operations: send `operationName` to say which one to run"
+    if expanded_fields(document) > MAX_EXPANDED_FIELDS:
+        return (f"the document expands to more than {MAX_EXPANDED_FIELDS:,} fields through its fragments: "
+                "ask for less, or spread each fragment fewer times")
+    return None
+
+
+def expanded_fields(document: Any, cap: int = MAX_EXPANDED_FIELDS + 1) -> int:
+    """The fields of the document's operations with every fragment spread written out (at most `cap`).
+    A fragment that spreads itself, directly or not, counts once (validation refuses it anyway)."""
+    from graphql import FieldNode, FragmentDefinitionNode, FragmentSpreadNode, OperationDefinitionNode
+
+    def direct(selection_set: Any) -> tuple[int, dict[str, int]]:
+        fields, spreads, stack = 0, {}, [selection_set]
+        while stack:
+            current = stack.pop()
+            for selection in current.selections if current is not None else ():
+                if isinstance(selection, FragmentSpreadNode):
+                    spreads[selection.name.value] = spreads.get(selection.name.value, 0) + 1
+                    continue
+                if isinstance(selection, FieldNode):
+                    fields += 1
+                stack.append(selection.selection_set)  # a field's, or an inline fragment's
+        return fields, spreads
+
+    fragments = {d.name.value: direct(d.selection_set) for d in document.definitions
+                 if isinstance(d, FragmentDefinitionNode)}
+    sizes: dict[str, int] = {}
+
+    def size_of(name: str) -> int:  # iterative depth-first, each fragment once
+        if name in sizes or name not in fragments:
+            return sizes.get(name, 0)
+        visiting, stack = {name}, [(name, iter(fragments[name][1]))]
+        while stack:
+            current, pending = stack[-1]
+            child = next(pending, None)
+            if child is None:
+                fields, spreads = fragments[current]
+                sizes[current] = min(cap, fields + sum(count * sizes.get(spread, 0)
+                                                       for spread, count in spreads.items()))
+                visiting.discard(current)
+                stack.pop()
+            elif child in fragments and child not in sizes and child not in visiting:
+                visiting.add(child)
+                stack.append((child, iter(fragments[child][1])))
+        return sizes[name]
+
+    total = 0
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            fields, spreads = direct(definition.selection_set)
+            total = min(cap, total + fields + sum(count * size_of(spread) for spread, count in spreads.items()))
+    return total

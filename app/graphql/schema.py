@@ -21,7 +21,14 @@ from strawberry.types import ExecutionContext, Info
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
 from app.graphql.errors import request_error_code
-from app.graphql.extensions import EventExecutor, MaskUnexpectedErrors, OperationMetrics, RefuseNul, UnitOfWork
+from app.graphql.extensions import (
+    DocumentShape,
+    EventExecutor,
+    MaskUnexpectedErrors,
+    OperationMetrics,
+    RefuseNul,
+    UnitOfWork,
+)
 from app.graphql.node import Node, resolve_node
 from app.graphql.rules import OneMutationFieldPerOperation
 from app.graphql.scalars import SCALAR_MAP
@@ -105,6 +112,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
             # Basic request limits (a fuller cost analysis comes with the public-clients work): deep,
             # alias-heavy or huge documents are refused before they run. Batches travel in variables.
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # Before validation (and before the validation cache, which validates whatever it is given).
+            DocumentShape,
             # The same rule classes every request, so the validation cache keeps hitting (limiter
             # extensions built per request would make new rule classes and miss it every time).
             lambda: AddValidationRules(rules),

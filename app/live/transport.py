@@ -32,6 +32,7 @@ from app.auth.tokens import AuthenticationError
 from app.graphql import http
 from app.graphql.context import Context
 from app.graphql.errors import request_error_code
+from app.graphql.extensions import document_refusal, strings_in
 from app.graphql.trusted import find_document
 from app.live.hub import TRY_AGAIN_LATER
 from app.logs import get_logger
@@ -157,11 +158,20 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         elif principal.client.trusted_documents_only:
             return _error(f"client {principal.client.slug} may only send trusted documents by id "
                           "(documentId: \"sha256:<hex>\")", "TRUSTED_DOCUMENT_REQUIRED")
+        if any("\x00" in text for text in strings_in([payload.get("query"), payload.get("variables")])):
+            return _error("strings must not contain NUL (\\u0000) characters", "BAD_USER_INPUT")  # as over HTTP
         try:
-            operation = get_operation_ast(parse(payload["query"]), request.operation_name)
+            document = parse(payload["query"])
         except GraphQLError as error:  # a syntax error closes the connection (4400), as the protocol says
             raise http.RequestError(error.message) from None
-        if operation is not None and operation.operation is not OperationType.SUBSCRIPTION:
+        refusal = document_refusal(document, request.operation_name)  # several operations, no name
+        if refusal is not None:
+            return _error(refusal, "GRAPHQL_VALIDATION_FAILED")
+        operation = get_operation_ast(document, request.operation_name)
+        if operation is None:
+            return _error(f"unknown operation {request.operation_name!r}: send an operationName that the document "
+                          "defines", "BAD_REQUEST")
+        if operation.operation is not OperationType.SUBSCRIPTION:
             return _error(f"{operation.operation.value} operations are served over HTTP (POST /graphql); "
                           "this websocket serves subscriptions only", "OPERATION_NOT_SUPPORTED")
         return None

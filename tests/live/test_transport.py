@@ -45,6 +45,22 @@ async def test_queries_and_mutations_over_the_websocket_are_refused(api) -> None
     assert closed.code == 4400 and "Syntax Error" in closed.reason
 
 
+async def test_a_document_that_does_not_say_which_operation_runs_nothing(api, database) -> None:
+    account = await consenting_account(api)
+    freeze = 'mutation M { freezeAccount(input: {accountId: "%s"}) { account { status } } } ' % account
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("wuhan-admin", 600)))["type"] == "connection_ack"
+        await client.subscribe("two", freeze + "subscription S { dashboardTick { changes } }")
+        assert await client.error_codes("two") == ["GRAPHQL_VALIDATION_FAILED"]
+        await client.subscribe("unknown", freeze + "subscription S { dashboardTick { changes } }", operationName="Nope")
+        assert await client.error_codes("unknown") == ["BAD_REQUEST"]
+        await client.subscribe("nul", ACTIVITY, {"a": account + "\x00"})
+        assert await client.error_codes("nul") == ["BAD_USER_INPUT"]
+    status = (await api.query("query($id: ID!) { account(id: $id) { status } }", as_="wuhan-app",
+                              variables={"id": account}))["account"]["status"]
+    assert status == "ACTIVE"  # the mutation never ran
+
+
 async def test_an_event_is_read_under_the_subscribers_scope(api, database) -> None:
     account = await consenting_account(api)
     results = await submit(api, "wuhan-tong", [record(account, "bus", 1, local_time(1))])
