@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import NewType
 
+import dateutil.parser
 import strawberry
+from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
@@ -31,4 +34,26 @@ LONG_SCALAR = strawberry.scalar(
     ),
 )
 
-SCALAR_MAP = {Long: LONG_SCALAR}
+
+
+def _parse_datetime(value: str) -> dt.datetime:
+    """strawberry's DateTime (ISO 8601), refusing a moment that has no UTC equivalent in Python's years
+    1 to 9999 (`0001-01-01T00:00:00+14:00` is in year 0 in UTC): it reached the database and failed there
+    as an unexpected error."""
+    moment = dateutil.parser.isoparse(value)
+    if moment.utcoffset() is not None:
+        try:
+            moment.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("it is outside the years 1 to 9999 in UTC") from None
+    return moment
+
+
+DATETIME_SCALAR = strawberry.scalar(
+    name="DateTime",
+    description=DateTimeDefinition.description,
+    serialize=DateTimeDefinition.serialize,
+    parse_value=wrap_parser(_parse_datetime, "DateTime"),
+)
+
+SCALAR_MAP = {Long: LONG_SCALAR, dt.datetime: DATETIME_SCALAR}
