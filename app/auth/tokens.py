@@ -112,6 +112,10 @@ class ClientRegistry:
             raise AuthenticationError("invalid token: wrong audience") from None
         except jwt.PyJWTError:
             raise AuthenticationError("invalid token: signature or claims do not verify") from None
+        # PyJWT checks `exp` and `iat` by converting them, so "1795000000" (a string) passes its checks.
+        if not all(isinstance(claims[name], int | float) and not isinstance(claims[name], bool)
+                   for name in ("exp", "iat")):
+            raise AuthenticationError("invalid token: `exp` and `iat` must be numbers (seconds since the epoch)")
         if claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
             raise AuthenticationError("invalid token: lifetime exceeds the allowed maximum")
         principal = Principal(client=client)

@@ -24,7 +24,8 @@ def _forge(claims: dict, secret: str, algorithm: str = "HS256") -> str:
 
 
 @pytest.mark.parametrize("case", ["bad-signature", "expired", "wrong-audience", "unknown-client", "garbage",
-                                  "no-exp", "basic-scheme", "other-clients-secret", "too-long-lived"])
+                                  "no-exp", "basic-scheme", "other-clients-secret", "too-long-lived",
+                                  "string-exp", "string-iat", "boolean-iat"])
 async def test_invalid_tokens_are_refused(api, case) -> None:
     now = int(time.time())
     secret = api.registry.secrets["wuhan-app"]
@@ -40,6 +41,10 @@ async def test_invalid_tokens_are_refused(api, case) -> None:
         # A client cannot claim to be another with its own secret.
         "other-clients-secret": f"Bearer {_forge(good | {'sub': 'regulator'}, secret)}",
         "too-long-lived": f"Bearer {_forge(good | {'exp': now + 10 * 365 * 86400}, secret)}",
+        # PyJWT converts these to check them: the claims must be numbers, not just convertible.
+        "string-exp": f"Bearer {_forge(good | {'exp': str(now + 600)}, secret)}",
+        "string-iat": f"Bearer {_forge(good | {'iat': str(now)}, secret)}",
+        "boolean-iat": f"Bearer {_forge(good | {'iat': True}, secret)}",
     }[case]
     response = await api.http.post("/graphql", json=QUERY, headers={"authorization": header})
     assert response.status_code == 401, response.text
