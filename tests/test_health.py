@@ -29,6 +29,18 @@ async def test_metrics_count_operations_by_name(api) -> None:
     assert 'carbon_http_requests_total{method="POST",path="/graphql",status="200"}' in text
 
 
+async def test_client_mistakes_are_counted_by_their_code_not_as_internal(api) -> None:
+    await api.errors("query ValidationForMetrics { nosuchfield }", as_="wuhan-app")
+    await api.errors("query ParseForMetrics { tenants {", as_="wuhan-app")
+    text = (await api.http.get("/metrics")).text
+    assert ('carbon_graphql_operation_errors_total{code="GRAPHQL_VALIDATION_FAILED",operation="ValidationForMetrics",'
+            'type="query"} 1.0') in text
+    assert 'code="INTERNAL",operation="ValidationForMetrics"' not in text
+    # A document that does not parse has no operation to name: counted as anonymous, of an invalid type.
+    assert 'carbon_graphql_operation_errors_total{code="GRAPHQL_PARSE_FAILED",operation="anonymous",type="invalid"}' \
+        in text
+
+
 async def test_every_response_carries_a_request_id(api) -> None:
     response = await api.http.get("/healthz", headers={"x-request-id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"

@@ -22,6 +22,15 @@ class Forbidden(GraphQLError):
         super().__init__(message, extensions={"code": "FORBIDDEN"})
 
 
+def error_code(error: GraphQLError) -> str:
+    """The code an error is answered and counted with: a bug (an exception that is not a GraphQLError)
+    is INTERNAL; otherwise the error's own code, or graphql-core's request error's by its message."""
+    original = error.original_error
+    if original is not None and not isinstance(original, GraphQLError):
+        return "INTERNAL"
+    return str((error.extensions or {}).get("code") or request_error_code(error.message))
+
+
 def request_error_code(message: str) -> str:
     """The code of a GraphQL request error from graphql-core (which gives none), by its message."""
     if message.startswith("Syntax Error"):

@@ -16,6 +16,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.db.session import apply_scope
 from app.graphql.context import Context
+from app.graphql.errors import error_code
 from app.logs import get_logger
 
 log = get_logger("app.graphql")
@@ -208,7 +209,16 @@ class OperationMetrics(SchemaExtension):
 
     def on_operation(self):  # type: ignore[override]
         started = time.perf_counter()
-        yield
+        refused: list[GraphQLError] = []
+        try:
+            yield
+        except GraphQLError as error:  # refused by an extension (a parse error from the parser cache, a limit)
+            refused.append(error)
+            raise
+        finally:
+            self._count(started, refused)
+
+    def _count(self, started: float, refused: list[GraphQLError]) -> None:
         context = self.execution_context
         name = _operation_label(context.operation_name)
         try:
@@ -217,10 +227,12 @@ class OperationMetrics(SchemaExtension):
             kind = "invalid"
         GRAPHQL_REQUESTS.labels(name, kind).inc()
         GRAPHQL_LATENCY.labels(name, kind).observe(time.perf_counter() - started)
-        errors = list(getattr(context, "errors", None) or []) + list(getattr(context.result, "errors", None) or [])
-        for error in errors:
-            code = (error.extensions or {}).get("code", "INTERNAL") if isinstance(error, GraphQLError) else "INTERNAL"
-            GRAPHQL_ERRORS.labels(name, kind, str(code)).inc()
+        # Errors before execution (parse, validation) and during it; each counted once, by its code.
+        errors = {id(error): error for error in [*refused, *(context.pre_execution_errors or []),
+                                                 *(getattr(context.result, "errors", None) or [])]}
+        for error in errors.values():
+            code = error_code(error) if isinstance(error, GraphQLError) else "INTERNAL"
+            GRAPHQL_ERRORS.labels(name, kind, code).inc()
 
 
 class MaskUnexpectedErrors(MaskErrors):

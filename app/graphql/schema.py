@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext, Info
 
 from app.graphql.context import Context
 from app.graphql.cost import QueryCost
-from app.graphql.errors import request_error_code
+from app.graphql.errors import error_code
 from app.graphql.extensions import (
     DocumentShape,
     EventExecutor,
@@ -86,13 +86,13 @@ class Schema(strawberry.Schema):
         for error in errors:
             original = error.original_error
             path = ".".join(str(part) for part in error.path) if error.path else None
-            if original is not None and not isinstance(original, GraphQLError):
+            code = error_code(error)
+            if code == "INTERNAL" and original is not None:
                 frames = [f"{frame.filename}:{frame.lineno} {frame.name}"
                           for frame in traceback.extract_tb(original.__traceback__)]
                 log.error("graphql_unexpected_error", operation=operation, path=path, error=type(original).__name__,
                           frames=frames[-12:])
             else:
-                code = (error.extensions or {}).get("code") or request_error_code(error.message)
                 log.info("graphql_error", operation=operation, path=path, code=code)
 
 
