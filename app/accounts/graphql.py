@@ -14,6 +14,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import strawberry
+from sqlalchemy import text
 from strawberry.types import Info
 
 from app.accounts import service
@@ -332,6 +333,36 @@ async def _account_node(info: Info[Context, None], account_id: uuid.UUID) -> Acc
 
 
 register_node("Account", _account_node)
+
+
+async def _activity_entry_node(info: Info[Context, None], transaction_id: uuid.UUID) -> ActivityEntry | None:
+    """An entry of an account's activity (a ledger transaction of a citizen's account): for its city's
+    app and operators, as the account's `activity` shows it."""
+    principal = info.context.principal
+    if principal.role.value not in ("CITY_APP", "TENANT_ADMIN"):
+        return None
+    row = (await info.context.session.execute(text(
+        "SELECT * FROM ledger_transactions WHERE tenant_id = :t AND id = :id AND account_id IS NOT NULL"),
+        {"t": principal.tenant_id, "id": transaction_id})).mappings().first()
+    if row is None:
+        return None
+    tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
+    return ActivityEntry(_row=dict(row), _decimals=tenant.unit_decimals)
+
+
+async def _consent_node(info: Info[Context, None], consent_id: uuid.UUID) -> Consent | None:
+    """A consent, for its city's app and operators (as an account's `consents` shows it)."""
+    principal = info.context.principal
+    if principal.role.value not in ("CITY_APP", "TENANT_ADMIN"):
+        return None
+    row = (await info.context.session.execute(text(
+        "SELECT * FROM consents WHERE tenant_id = :t AND id = :id"),
+        {"t": principal.tenant_id, "id": consent_id})).mappings().first()
+    return None if row is None else Consent(_row=ConsentRow(**row))
+
+
+register_node("ActivityEntry", _activity_entry_node)
+register_node("Consent", _consent_node)
 
 
 # ------------------------------------------------------------------------------------------ mutations

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 import strawberry
+from sqlalchemy import text
 from strawberry.types import Info
 
 from app.accounts.hashing import normalize_bank_ref
@@ -249,5 +250,22 @@ async def _redemption_node(info: Info[Context, None], redemption_id: uuid.UUID) 
 
 
 register_node("Redemption", _redemption_node)
+
+
+async def _entitlement_node(info: Info[Context, None], entitlement_id: uuid.UUID) -> Entitlement | None:
+    """An entitlement, for the bank whose product granted it only (as `entitlements` lists them)."""
+    principal = info.context.principal
+    if principal.role.value != "PARTNER" or principal.tenant_id is None:
+        return None
+    sponsor = await info.context.loaders.issuer_id_by_slug.load((principal.tenant_id, principal.client.issuer_slug))
+    if sponsor is None:
+        return None
+    row = (await info.context.session.execute(text(
+        "SELECT * FROM entitlements WHERE tenant_id = :t AND id = :id AND sponsor_issuer_id = :s"),
+        {"t": principal.tenant_id, "id": entitlement_id, "s": sponsor})).mappings().first()
+    return None if row is None else Entitlement(_row=dict(row))
+
+
+register_node("Entitlement", _entitlement_node)
 
 
