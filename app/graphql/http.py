@@ -168,6 +168,10 @@ def parse_object(document: dict[str, Any]) -> GraphQLRequest:
 def parse_get(params: Any) -> GraphQLRequest:
     """From URL parameters (a Starlette QueryParams or any mapping of str to str)."""
     document: dict[str, Any] = {}
+    getlist = getattr(params, "getlist", None)
+    for name in _PARAMETERS:  # a parameter given twice: refuse, don't guess (as for a POST body)
+        if getlist is not None and len(getlist(name)) > 1:
+            raise RequestError(f"the query string gives `{name}` twice", "BAD_REQUEST")
     for name in ("query", "operationName", "documentId"):
         if name in params:
             document[name] = params[name]

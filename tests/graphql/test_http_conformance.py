@@ -156,6 +156,15 @@ async def test_get_serves_queries_with_json_variables(api) -> None:
     assert bad.status_code == 400
 
 
+async def test_a_get_parameter_given_twice_is_refused_not_guessed(api) -> None:
+    """As a POST body giving a parameter twice: which one was meant is not guessed."""
+    response = await api.http.get("/graphql?query=%7B%20tenants%20%7B%20slug%20%7D%20%7D&query=%7B%20__typename%20%7D",
+                                  headers=api.headers("wuhan-app") | {"accept": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "`query` twice" in response.json()["errors"][0]["message"]
+
+
 async def test_mutations_are_never_executed_by_get(api, database) -> None:
     """9C48: 405 with Allow: POST, and nothing happens."""
     from sqlalchemy import text
