@@ -50,6 +50,8 @@ async def test_every_rejection_code_and_good_records_still_credited(api) -> None
         record(account_id, "walking", "0", local_time(1), "zero"),
         record(account_id, "walking", "-5", local_time(1), "negative"),
         record(account_id, "walking", "10.5", local_time(1), "half-step"),
+        record(account_id, "walking", "1E+999999999", local_time(1), "huge-exponent"),  # froze the process
+        record(account_id, "bus", "1E+5000", local_time(1), "long-message"),  # failed the whole batch
         record(account_id, "shared_bike", "1.2345", local_time(1), "sub-metre"),
         record(account_id, "bus", 1, naive, "naive-time"),
         record(account_id, "bus", 1, local_time(1), ""),
@@ -68,6 +70,8 @@ async def test_every_rejection_code_and_good_records_still_credited(api) -> None
         ("zero", "REJECTED", "INVALID_QUANTITY"),
         ("negative", "REJECTED", "INVALID_QUANTITY"),
         ("half-step", "REJECTED", "INVALID_QUANTITY"),
+        ("huge-exponent", "REJECTED", "INVALID_QUANTITY"),
+        ("long-message", "REJECTED", "INVALID_QUANTITY"),
         ("sub-metre", "REJECTED", "INVALID_QUANTITY"),
         ("naive-time", "REJECTED", "INVALID_TIMESTAMP"),
         ("", "REJECTED", "INVALID_EXTERNAL_ID"),

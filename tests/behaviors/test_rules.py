@@ -41,6 +41,9 @@ def test_per_distance_floors_to_whole_milligrams() -> None:
     ("PER_UNIT", "0"), ("PER_UNIT", "-1"), ("PER_UNIT", "1.5"), ("PER_UNIT", "10000001"),
     ("PER_EVENT", "0.5"), ("PER_DISTANCE", "0"), ("PER_DISTANCE", "1.0001"), ("PER_DISTANCE", "10000.001"),
     ("PER_UNIT", "NaN"), ("PER_DISTANCE", "Infinity"), ("PER_EVENT", "-Infinity"),
+    # Huge exponents: refused from the Decimal (int() of 1E+999999999 never finishes).
+    ("PER_UNIT", "1E+999999999"), ("PER_EVENT", "1E+400000"), ("PER_EVENT", "-1E+999999999"),
+    ("PER_DISTANCE", "1E+999999999"), ("PER_UNIT", "1E-999999999"),
 ])
 def test_invalid_quantities(method, quantity) -> None:
     with pytest.raises(InvalidQuantity):

@@ -45,11 +45,13 @@ class PricingRule:
 
 
 def whole_count(quantity: Decimal, unit: str) -> int:
+    """The quantity as a count, bounds checked on the Decimal first: `int()` of `1E+999999999` builds a
+    billion-digit integer (the process stops answering), and a message quoting one over 4,300 digits
+    fails to format."""
+    if quantity <= 0:
+        raise InvalidQuantity("quantity must be positive")
+    if quantity > MAX_COUNT:
+        raise InvalidQuantity(f"quantity is above the limit of {MAX_COUNT} {unit}s in one record")
     if quantity != quantity.to_integral_value():
         raise InvalidQuantity(f"quantity must be a whole number of {unit}s")
-    count = int(quantity)
-    if count <= 0:
-        raise InvalidQuantity("quantity must be positive")
-    if count > MAX_COUNT:
-        raise InvalidQuantity(f"quantity {count} is above the limit of {MAX_COUNT} {unit}s in one record")
-    return count
+    return int(quantity)
