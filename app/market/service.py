@@ -335,14 +335,20 @@ async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID 
     document = certificate_document(found, certificate_id, kilograms, serial_from, beneficiary, reason, now,
                                     signer.key_id)
     signature = signer.sign(document)
-    await session.execute(text("""
+    # The key is the city's, the lock this lot's: a retirement of another lot with the same key may be
+    # committing now. The insert waits for it and then skips: that key retired other credits.
+    inserted = (await session.execute(text("""
         INSERT INTO market_retirements (id, tenant_id, lot_id, kilograms, serial_from, beneficiary, reason, retired_at,
                                         by_client, document, signature, idempotency_key, request_hash)
         VALUES (:id, :t, :lot, :kg, :serial, :beneficiary, :reason, :now, :by, CAST(:document AS jsonb), :signature,
                 :key, :request)
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id
     """), {"id": certificate_id, "t": tenant_id, "lot": found["id"], "kg": kilograms, "serial": serial_from,
            "beneficiary": beneficiary, "reason": reason, "now": now, "by": by, "document": json.dumps(document),
-           "signature": signature, "key": key, "request": request})
+           "signature": signature, "key": key, "request": request})).first()
+    if inserted is None:
+        raise MarketError(MarketErrorCode.IDEMPOTENCY_CONFLICT, "idempotencyKey",
+                          "this key retired other credits: use a new key for a new retirement")
     await session.execute(text("""
         UPDATE market_lots SET retired_kg = retired_kg + :kg,
                status = CASE WHEN retired_kg + :kg + cancelled_kg = serial_kg THEN 'RETIRED' ELSE status END

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from app.db.server import asyncpg_dsn
 from app.db.session import TenantScope
+from app.graphql.ids import from_global_id
 from app.ledger.signing import verify
 from app.tenants.models import tenant_id_for
 from tests.factories import SHANGHAI, consenting_account, local_time, record, submit
@@ -217,6 +218,44 @@ async def test_concurrent_retirements_never_exceed_the_lot(committed_api, databa
                                    "cancelled_kg AND retired_kg = $1 ORDER BY issued_at DESC LIMIT 1", available)
         assert row is not None and row["status"] == "RETIRED"
     finally:
+        await owner.close()
+
+
+async def test_a_key_raced_on_another_lot_is_a_conflict_not_a_failure(committed_api, database_target) -> None:
+    """The key is the city's and the lock the lot's: a retirement of another lot with the same key,
+    committing while this one runs, makes this one IDEMPOTENCY_CONFLICT (it was an IntegrityError)."""
+    api = committed_api
+    await _rides(api, [20, 20], days_ago=3)
+    await _rides(api, [20, 20], days_ago=4)
+    lot = await _sold(api, (await _issue(api, periodFrom=_day(3), periodTo=_day(3)))["lot"]["id"])
+    other = await _sold(api, (await _issue(api, periodFrom=_day(4), periodTo=_day(4)))["lot"]["id"])
+    key = f"raced-{uuid.uuid4().hex[:8]}"
+    _, kwargs = asyncpg_dsn(database_target.owner_url)
+    owner = await asyncpg.connect(**kwargs)
+    try:
+        racing = owner.transaction()  # the other lot's retirement with the key: inserted, not yet committed
+        await racing.start()
+        await owner.execute("""
+            INSERT INTO market_retirements (id, tenant_id, lot_id, kilograms, serial_from, beneficiary, reason,
+                                            retired_at, by_client, document, signature, idempotency_key, request_hash)
+            SELECT gen_random_uuid(), tenant_id, id, 1, serial_start, 'b', 'r', now(), 'test', '{}', 's', $2, 'other'
+              FROM market_lots WHERE id = $1""", from_global_id(other["id"])[1], key)
+        call = asyncio.create_task(api.query(RETIRE, as_="wuhan-admin", variables={"i": {
+            "lotId": lot["id"], "kilograms": 1, "beneficiary": "b", "reason": "r", "idempotencyKey": key}}))
+        for _ in range(1000):  # until the request waits on the uncommitted key
+            if await owner.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND wait_event = 'transactionid' AND datname = current_database()"):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the retirement never waited on the raced key")
+        await racing.commit()
+        refused = (await asyncio.wait_for(call, 30))["retireCredits"]
+        assert [e["code"] for e in refused["userErrors"]] == ["IDEMPOTENCY_CONFLICT"], refused
+        assert await owner.fetchval("SELECT retired_kg FROM market_lots WHERE id = $1",
+                                    from_global_id(lot["id"])[1]) == 0  # nothing retired, nothing half-written
+    finally:
+        await owner.execute("DELETE FROM market_retirements WHERE idempotency_key = $1", key)
         await owner.close()
 
 
