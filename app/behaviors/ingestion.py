@@ -243,9 +243,11 @@ async def _not_credited_elsewhere(session: AsyncSession, tenant_id: uuid.UUID, p
             (row.id, Report(row.occurred_at, row.local_date, evidence), row.linked))
     if not credited:
         return candidates
-    # A report rejected before (same externalId) keeps its link. Otherwise one credited record answers
-    # for one report of this provider, so two real trips are never one: pairs are taken nearest in time
-    # first across the batch.
+    # A report rejected before (same externalId) keeps its link. A day, a bill or a receipt is one
+    # behaviour however often a provider reports it: every report matching a credited one is its
+    # duplicate. Trips are matched by a time window, so one credited trip answers for one report of this
+    # provider (two real trips within the window are never one): pairs are taken nearest in time first
+    # across the batch.
     links: dict[int, uuid.UUID] = {}
     pairs = []
     for candidate in candidates:
@@ -256,8 +258,12 @@ async def _not_credited_elsewhere(session: AsyncSession, tenant_id: uuid.UUID, p
             links[candidate.index] = replayed
         elif rule is not None:
             mine = Report(command.occurred_at, candidate.local_date, command.evidence)
-            pairs += [(abs(report.occurred_at - mine.occurred_at), candidate.index, record_id)
-                      for record_id, report, linked in options if not linked and is_same(rule, report, mine)]
+            matches = [(abs(report.occurred_at - mine.occurred_at), candidate.index, record_id, linked)
+                       for record_id, report, linked in options if is_same(rule, report, mine)]
+            if rule.match != "TRIP" and matches:
+                links[candidate.index] = min(matches)[2]
+            pairs += [(gap, index, record_id) for gap, index, record_id, linked in matches
+                      if rule.match == "TRIP" and not linked]
     taken = set(links.values())
     for _, index, record_id in sorted(pairs):
         if index not in links and record_id not in taken:

@@ -92,6 +92,22 @@ async def test_one_credited_trip_answers_for_one_report_of_the_other_partner(api
     assert await _contribution(api, account) == Decimal(3 * 80)
 
 
+async def test_a_day_reported_again_and_again_by_the_other_partner_is_credited_once(api) -> None:
+    """A day's steps (DAY), unlike a trip, is one behaviour however many reports of it a partner sends."""
+    account = await consenting_account(api, providers=TRAVEL)
+    day = local_time(2, 21)
+    first = await submit(api, "wuhan-tong", [record(account, "walking", 4000, day, "wt-day")])
+    assert first[0]["status"] == "CREDITED"
+    batch = await submit(api, "amap-travel", [record(account, "walking", 4000, _at(day, minutes=-i), f"am-day-{i}")
+                                              for i in (1, 2)])
+    later = await submit(api, "amap-travel", [record(account, "walking", 4000, _at(day, hours=-5), "am-day-3")])
+    assert [(r["status"], r["code"]) for r in batch + later] == [("REJECTED", "DUPLICATE_ACROSS_PROVIDERS")] * 3
+    assert await _contribution(api, account) == Decimal(80)
+    # Wuhan Tong's own further reports of the day are its own records (externalId decides), as before.
+    again = await submit(api, "wuhan-tong", [record(account, "walking", 1000, day, "wt-day-2")])
+    assert again[0]["status"] == "CREDITED" and await _contribution(api, account) == Decimal(100)
+
+
 async def test_one_partner_alone_is_still_told_apart_by_external_id(api) -> None:
     """Two rides at one instant from one provider are two records (externalId decides), as before."""
     account = await consenting_account(api, providers=TRAVEL)
