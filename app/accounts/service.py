@@ -159,6 +159,9 @@ async def grant_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id:
     if live is not None:
         if list(live.categories) == wanted:
             return live
+        # `now` is when the request began; a request that began earlier may have taken the lock later.
+        # History stays in order: nothing is revoked before it was granted, nor granted before the last.
+        now = max(now, live.granted_at)
         await repo.revoke_consent(session, live.id, now, by_client)
     return await repo.insert_consent(session, {
         "id": uuid.uuid4(), "tenant_id": tenant_id, "account_id": account.id, "provider_issuer_id": provider,
@@ -173,4 +176,4 @@ async def revoke_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id
     if live is None:
         raise AccountError(Code.CONSENT_NOT_FOUND, ["input", "provider"],
                            f"no live consent for provider {provider_slug!r} on this account")
-    return await repo.revoke_consent(session, live.id, now, by_client)
+    return await repo.revoke_consent(session, live.id, max(now, live.granted_at), by_client)

@@ -167,3 +167,27 @@ async def test_a_mutation_rolled_back_by_an_error_reports_nothing_as_saved(api) 
     assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT", "ROLLED_BACK"]
     again = await _open(api, holderRef=ref)
     assert again["created"] is True, "the first call's account must not have been committed"
+
+
+async def test_consent_history_stays_in_order_when_requests_take_the_lock_out_of_order(api, database) -> None:
+    """`now` is when a request began: one that began earlier may take the account's lock later. Nothing
+    is then revoked before it was granted, and the live consent is still the newest."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.accounts import service
+    from app.db.session import TenantScope
+    from app.graphql.ids import from_global_id
+    from app.tenants.models import tenant_id_for
+
+    account = await open_account(api)
+    wuhan, account_id, later = tenant_id_for("wuhan"), from_global_id(account)[1], datetime.now(UTC)
+    async with database.transaction(TenantScope.for_tenant(wuhan)) as session:
+        await service.grant_consent(session, wuhan, account_id, "wuhan-tong", ["TRAVEL"], "wuhan-app", later)
+        await service.grant_consent(session, wuhan, account_id, "wuhan-tong", ["TRAVEL", "LIFE"], "wuhan-app",
+                                    later - timedelta(seconds=1))
+        await service.revoke_consent(session, wuhan, account_id, "wuhan-tong", "wuhan-app", later - timedelta(seconds=2))
+    consents = (await api.query(ACCOUNT, as_="wuhan-app", variables={"id": account}))["account"]["consents"]
+    assert [c["categories"] for c in consents] == [["TRAVEL", "LIFE"], ["TRAVEL"]]  # newest first
+    for consent in consents:
+        assert consent["revokedAt"] >= consent["grantedAt"], consent
+    assert consents[0]["grantedAt"] >= consents[1]["grantedAt"]

@@ -350,3 +350,19 @@ def test_shares_add_up_exactly() -> None:
     assert sum(split.values()) == 10 and sorted(split.values()) == [3, 3, 4]
     assert shares(7, {keys[0]: 3, keys[1]: 1}) == {keys[0]: 5, keys[1]: 2}
     assert shares(0, {keys[0]: 1}) == {} and shares(5, {}) == {}
+
+
+async def test_certificates_stay_in_serial_order_in_time(api, database, settings) -> None:
+    """A request that began earlier but took the lot's lock later does not date its certificate before
+    the one it follows (serials are retired from the bottom)."""
+    from app.ledger.signing import load_signer
+    from app.market import service as market
+
+    await _rides(api, [20, 20])
+    lot = await _sold(api, (await _issue(api))["lot"]["id"])
+    lot_id, signer, later = from_global_id(lot["id"])[1], load_signer(settings), datetime.now(SHANGHAI)
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:
+        first = await market.retire(session, WUHAN, lot_id, 1, "b", "r", "test", later, signer)
+        second = await market.retire(session, WUHAN, lot_id, 1, "b", "r", "test", later - timedelta(seconds=1), signer)
+    assert second.document["serialFrom"] > first.document["serialFrom"]
+    assert datetime.fromisoformat(second.document["retiredAt"]) >= datetime.fromisoformat(first.document["retiredAt"])
