@@ -159,11 +159,18 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        if scope["type"] == "websocket":  # its lines (subscriptions, closing) carry one id for its life
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                structlog.contextvars.unbind_contextvars("request_id")
+            return
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500

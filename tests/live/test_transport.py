@@ -147,3 +147,13 @@ async def test_graphiql_still_loads(api) -> None:
 
 def _uuid(global_id: str) -> uuid.UUID:
     return from_global_id(global_id)[1]
+
+
+async def test_a_websockets_log_lines_carry_its_request_id(api) -> None:
+    import structlog
+
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        async with AsgiClient(api.app, headers={"X-Request-ID": "ws-trace-1"}) as client:
+            assert (await client.init(api.registry.issue("wuhan-app", 600)))["type"] == "connection_ack"
+    closed = [line for line in logs if line["event"] == "websocket_closed"]
+    assert closed and all(line.get("request_id") == "ws-trace-1" for line in closed), logs
