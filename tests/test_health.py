@@ -54,6 +54,8 @@ async def test_unexpected_errors_are_masked(api, monkeypatch) -> None:
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(tenants_graphql, "current_tenants", broken)
-    body = (await api.post("{ tenants { slug } }", as_="wuhan-app")).json()
+    body = (await api.post("query BrokenForMasking { tenants { slug } }", as_="wuhan-app")).json()
     assert body["errors"][0]["message"] == "Unexpected error."
     assert "secret" not in str(body)
+    text = (await api.http.get("/metrics")).text  # counted once (not the original and its masked copy)
+    assert 'carbon_graphql_operation_errors_total{code="INTERNAL",operation="BrokenForMasking",type="query"} 1.0' in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from graphql import get_introspection_query
 
 
@@ -62,11 +63,24 @@ async def test_fragments_cannot_multiply_a_small_document_into_a_huge_one(api) -
                               as_="wuhan-app")
     body = response.json()
     assert "data" not in body and body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
-    assert "expands to more than 20,000 fields" in body["errors"][0]["message"]
+    assert "expands to more than 20,000 selections" in body["errors"][0]["message"]
     # Fragments used within the limit are untouched.
     small = " ".join(f"fragment F{i} on Tenant {{ ...F{i + 1} ...F{i + 1} }}" for i in range(3))
     data = await api.query("{ tenants { ...F0 } } " + small + " fragment F3 on Tenant { slug }", as_="wuhan-app")
     assert [tenant["slug"] for tenant in data["tenants"]] == ["wuhan"]  # a city app sees its own city
+
+
+@pytest.mark.parametrize("document", [
+    # 17 fragments each spreading the next twice, the last spreading the first: no field at all, and
+    # strawberry's depth limiter walked its 2^17 paths before validation refused the cycle.
+    "{ tenants { ...F0 } } " + " ".join(f"fragment F{i} on Tenant {{ ...F{i + 1} ...F{i + 1} }}" for i in range(17))
+    + " fragment F17 on Tenant { ...F0 }",
+    "{ tenants { ...Nope } }",  # the depth limiter raised KeyError: an unexpected error in the log
+])
+async def test_a_spread_of_an_undefined_or_self_spreading_fragment_is_refused_first(api, document) -> None:
+    body = (await api.post(document, as_="wuhan-app")).json()
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
+    assert "does not define, or a fragment that spreads itself" in body["errors"][0]["message"]
 
 
 async def test_several_operations_need_an_operation_name(api) -> None:

@@ -227,10 +227,10 @@ class OperationMetrics(SchemaExtension):
             kind = "invalid"
         GRAPHQL_REQUESTS.labels(name, kind).inc()
         GRAPHQL_LATENCY.labels(name, kind).observe(time.perf_counter() - started)
-        # Errors before execution (parse, validation) and during it; each counted once, by its code.
-        errors = {id(error): error for error in [*refused, *(context.pre_execution_errors or []),
-                                                 *(getattr(context.result, "errors", None) or [])]}
-        for error in errors.values():
+        # The errors answered, each once, by its code: an extension's refusal; else the result's (masked
+        # by now: a bug is INTERNAL); else those found before execution (a parse or validation error).
+        errors = refused or list(getattr(context.result, "errors", None) or context.pre_execution_errors or [])
+        for error in errors:
             code = error_code(error) if isinstance(error, GraphQLError) else "INTERNAL"
             GRAPHQL_ERRORS.labels(name, kind, code).inc()
 
@@ -291,7 +291,7 @@ class RefuseNul(SchemaExtension):
         yield
 
 
-MAX_EXPANDED_FIELDS = 20_000  # what the token limit lets a document spell out without fragments
+MAX_EXPANDED_SELECTIONS = 20_000  # what the token limit lets a document spell out without fragments
 
 
 class DocumentShape(SchemaExtension):
@@ -301,9 +301,11 @@ class DocumentShape(SchemaExtension):
     * **Fragment expansion.** Each spread of a fragment repeats its fields, so 21 fragments each
       spreading the next twice spell a million fields in 860 bytes; validation and the cost analysis
       walk every one (11 s a request, doubling with each fragment, with the event loop blocked). The
-      fields a document expands to are counted here, each fragment once (linear in the document, no
-      recursion), and more than `MAX_EXPANDED_FIELDS` — what the token limit lets a document write out
-      in full — is refused.
+      selections (fields and spreads) a document expands to are counted here, each fragment once (linear
+      in the document, no recursion), and more than `MAX_EXPANDED_SELECTIONS` — what the token limit
+      lets a document write out in full — is refused. So is a spread of a fragment the document does
+      not define, or of one that spreads itself: validation refuses both, but strawberry's depth limiter
+      walks the document before it does, along every path of a cycle.
     * **Several operations and no `operationName`.** The spec makes that a request error; strawberry
       would run the first one (a mutation, even over a websocket)."""
 
@@ -324,48 +326,56 @@ def document_refusal(document: Any, operation_name: str | None) -> str | None:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None and len(operations) > 1:
         return "the document defines several operations: send `operationName` to say which one to run"
-    if expanded_fields(document) > MAX_EXPANDED_FIELDS:
-        return (f"the document expands to more than {MAX_EXPANDED_FIELDS:,} fields through its fragments: "
+    size = expanded_size(document)
+    if size is None:  # validation would refuse it too, but the depth limiter walks it first, without end
+        return "the document spreads a fragment it does not define, or a fragment that spreads itself"
+    if size > MAX_EXPANDED_SELECTIONS:
+        return (f"the document expands to more than {MAX_EXPANDED_SELECTIONS:,} selections through its fragments: "
                 "ask for less, or spread each fragment fewer times")
     return None
 
 
-def expanded_fields(document: Any, cap: int = MAX_EXPANDED_FIELDS + 1) -> int:
-    """The fields of the document's operations with every fragment spread written out (at most `cap`).
-    A fragment that spreads itself, directly or not, counts once (validation refuses it anyway)."""
-    from graphql import FieldNode, FragmentDefinitionNode, FragmentSpreadNode, OperationDefinitionNode
+def expanded_size(document: Any, cap: int = MAX_EXPANDED_SELECTIONS + 1) -> int | None:
+    """The selections (fields and spreads) of the document's operations with every fragment spread
+    written out, at most `cap`; None if a spread names no fragment of the document or a fragment
+    spreads itself, directly or not (each would make the expansion endless)."""
+    from graphql import FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode, OperationDefinitionNode
 
     def direct(selection_set: Any) -> tuple[int, dict[str, int]]:
-        fields, spreads, stack = 0, {}, [selection_set]
+        selections, spreads, stack = 0, {}, [selection_set]
         while stack:
             current = stack.pop()
             for selection in current.selections if current is not None else ():
                 if isinstance(selection, FragmentSpreadNode):
                     spreads[selection.name.value] = spreads.get(selection.name.value, 0) + 1
+                    selections += 1
                     continue
-                if isinstance(selection, FieldNode):
-                    fields += 1
+                if not isinstance(selection, InlineFragmentNode):
+                    selections += 1  # a field
                 stack.append(selection.selection_set)  # a field's, or an inline fragment's
-        return fields, spreads
+        return selections, spreads
 
     fragments = {d.name.value: direct(d.selection_set) for d in document.definitions
                  if isinstance(d, FragmentDefinitionNode)}
+    if any(name not in fragments for _, spreads in fragments.values() for name in spreads):
+        return None
     sizes: dict[str, int] = {}
 
-    def size_of(name: str) -> int:  # iterative depth-first, each fragment once
-        if name in sizes or name not in fragments:
-            return sizes.get(name, 0)
+    def size_of(name: str) -> int | None:  # iterative depth-first, each fragment once
+        if name in sizes:
+            return sizes[name]
         visiting, stack = {name}, [(name, iter(fragments[name][1]))]
         while stack:
             current, pending = stack[-1]
             child = next(pending, None)
             if child is None:
-                fields, spreads = fragments[current]
-                sizes[current] = min(cap, fields + sum(count * sizes.get(spread, 0)
-                                                       for spread, count in spreads.items()))
+                own, spreads = fragments[current]
+                sizes[current] = min(cap, own + sum(count * sizes[spread] for spread, count in spreads.items()))
                 visiting.discard(current)
                 stack.pop()
-            elif child in fragments and child not in sizes and child not in visiting:
+            elif child in visiting:
+                return None  # a cycle
+            elif child not in sizes:
                 visiting.add(child)
                 stack.append((child, iter(fragments[child][1])))
         return sizes[name]
@@ -373,6 +383,13 @@ def expanded_fields(document: Any, cap: int = MAX_EXPANDED_FIELDS + 1) -> int:
     total = 0
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
-            fields, spreads = direct(definition.selection_set)
-            total = min(cap, total + fields + sum(count * size_of(spread) for spread, count in spreads.items()))
+            own, spreads = direct(definition.selection_set)
+            for spread, count in spreads.items():
+                if spread not in fragments:
+                    return None
+                size = size_of(spread)
+                if size is None:
+                    return None
+                own = min(cap, own + count * size)
+            total = min(cap, total + own)
     return total
