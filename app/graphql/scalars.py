@@ -40,7 +40,10 @@ def _parse_datetime(value: str) -> dt.datetime:
     """strawberry's DateTime (ISO 8601), refusing a moment that has no UTC equivalent in Python's years
     1 to 9999 (`0001-01-01T00:00:00+14:00` is in year 0 in UTC): it reached the database and failed there
     as an unexpected error."""
-    moment = dateutil.parser.isoparse(value)
+    try:
+        moment = dateutil.parser.isoparse(value)
+    except OverflowError:  # e.g. 9999-12-31T24:00:00, in year 10000
+        raise ValueError("it is outside the years 1 to 9999") from None
     if moment.utcoffset() is not None:
         try:
             moment.astimezone(dt.UTC)

@@ -47,12 +47,12 @@ async def test_the_future_has_no_values(api) -> None:
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "at"}
 
 
-@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00"])
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00", "9999-12-31T24:00:00"])
 async def test_a_moment_with_no_utc_equivalent_is_bad_input(api, at) -> None:
     account = await consenting_account(api)
     body = (await api.post(AT, as_="wuhan-app", variables={"id": account, "at": at})).json()
     assert "data" not in body and body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
-    assert "outside the years 1 to 9999 in UTC" in body["errors"][0]["message"]
+    assert "outside the years 1 to 9999" in body["errors"][0]["message"]
     inline = (await api.post('query($id: ID!) { account(id: $id) { balance(at: "%s") { amount } } }' % at,
                              as_="wuhan-app", variables={"id": account})).json()
     assert inline["errors"][0]["extensions"]["code"] != "INTERNAL", inline
