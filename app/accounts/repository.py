@@ -110,6 +110,15 @@ async def consents_of(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -
     return found
 
 
+async def latest_consent_change(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                                provider_id: uuid.UUID) -> datetime | None:
+    """When this account's consents to the provider last changed (a grant or a revocation)."""
+    return (await session.execute(text(
+        "SELECT max(greatest(granted_at, coalesce(revoked_at, granted_at))) FROM consents "
+        "WHERE tenant_id = :t AND account_id = :a AND provider_issuer_id = :p"),
+        {"t": tenant_id, "a": account_id, "p": provider_id})).scalar()
+
+
 async def daily_totals_on(session: AsyncSession,
                           keys: Sequence[tuple[uuid.UUID, date]]) -> dict[tuple[uuid.UUID, date], dict[str, int]]:
     rows = await session.execute(text("""

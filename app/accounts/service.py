@@ -156,12 +156,12 @@ async def grant_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id:
         raise AccountError(Code.PROVIDER_NOT_FOUND, ["input", "provider"],
                            f"no data provider {provider_slug!r} in this city")
     live = await repo.live_consent(session, tenant_id, account.id, provider)
+    if live is not None and list(live.categories) == wanted:
+        return live
+    # `now` is when the request began; a request that began earlier may have taken the lock later.
+    # History stays in order: nothing is revoked before it was granted, nor granted before the last change.
+    now = await _after_history(session, tenant_id, account.id, provider, now)
     if live is not None:
-        if list(live.categories) == wanted:
-            return live
-        # `now` is when the request began; a request that began earlier may have taken the lock later.
-        # History stays in order: nothing is revoked before it was granted, nor granted before the last.
-        now = max(now, live.granted_at)
         await repo.revoke_consent(session, live.id, now, by_client)
     return await repo.insert_consent(session, {
         "id": uuid.uuid4(), "tenant_id": tenant_id, "account_id": account.id, "provider_issuer_id": provider,
@@ -176,4 +176,13 @@ async def revoke_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id
     if live is None:
         raise AccountError(Code.CONSENT_NOT_FOUND, ["input", "provider"],
                            f"no live consent for provider {provider_slug!r} on this account")
-    return await repo.revoke_consent(session, live.id, max(now, live.granted_at), by_client)
+    return await repo.revoke_consent(session, live.id, await _after_history(session, tenant_id, account.id, provider,
+                                                                            now), by_client)
+
+
+async def _after_history(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID, provider: uuid.UUID,
+                         now: datetime) -> datetime:
+    """`now`, or the last grant or revocation of this account's consents to `provider` if that is later
+    (read under the account's lock, which every consent change takes)."""
+    latest = await repo.latest_consent_change(session, tenant_id, account_id, provider)
+    return max(now, latest) if latest is not None else now

@@ -186,8 +186,12 @@ async def test_consent_history_stays_in_order_when_requests_take_the_lock_out_of
         await service.grant_consent(session, wuhan, account_id, "wuhan-tong", ["TRAVEL", "LIFE"], "wuhan-app",
                                     later - timedelta(seconds=1))
         await service.revoke_consent(session, wuhan, account_id, "wuhan-tong", "wuhan-app", later - timedelta(seconds=2))
+        # A grant after the revocation (no live consent now), begun before all of them.
+        await service.grant_consent(session, wuhan, account_id, "wuhan-tong", ["TRAVEL"], "wuhan-app",
+                                    later - timedelta(seconds=3))
     consents = (await api.query(ACCOUNT, as_="wuhan-app", variables={"id": account}))["account"]["consents"]
-    assert [c["categories"] for c in consents] == [["TRAVEL", "LIFE"], ["TRAVEL"]]  # newest first
-    for consent in consents:
+    assert [c["categories"] for c in consents] == [["TRAVEL"], ["TRAVEL", "LIFE"], ["TRAVEL"]]  # newest first
+    assert consents[0]["revokedAt"] is None and consents[0]["grantedAt"] >= consents[1]["revokedAt"]
+    for consent in consents[1:]:
         assert consent["revokedAt"] >= consent["grantedAt"], consent
-    assert consents[0]["grantedAt"] >= consents[1]["grantedAt"]
+    assert consents[0]["grantedAt"] >= consents[1]["grantedAt"] >= consents[2]["grantedAt"]
