@@ -63,17 +63,17 @@ async def test_an_argument_asyncpg_cannot_encode_keeps_the_connection(database_t
 
 
 async def test_connections_idle_for_idle_seconds_are_closed(database_target) -> None:
-    connections = _connections(database_target, 3, idle_seconds=0.3)
+    connections = _connections(database_target, 3, idle_seconds=1.0)
     try:
         pids = set(await asyncio.gather(*(connections.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.05)")
                                           for _ in range(3))))
         assert len(pids) == 3 and await _backends(database_target, pids) == pids
         busy = await connections.fetchval("SELECT pg_backend_pid()")  # the most recent is lent first
-        for _ in range(8):  # one connection kept in use past the others' idle limit
+        for _ in range(15):  # one connection kept in use past the others' idle limit
             await asyncio.sleep(0.1)
             assert await connections.fetchval("SELECT pg_backend_pid()") == busy
         assert connections.idle == 1 and await _backends(database_target, pids) == {busy}
-        for _ in range(100):  # then it too goes, with no call to trigger it
+        for _ in range(200):  # then it too goes, with no call to trigger it
             if connections.idle == 0 and not await _backends(database_target, {busy}):
                 break
             await asyncio.sleep(0.05)
