@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -182,7 +182,8 @@ async def revoke_consent(session: AsyncSession, tenant_id: uuid.UUID, account_id
 
 async def _after_history(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID, provider: uuid.UUID,
                          now: datetime) -> datetime:
-    """`now`, or the last grant or revocation of this account's consents to `provider` if that is later
-    (read under the account's lock, which every consent change takes)."""
+    """`now`, or just after the last grant or revocation of this account's consents to `provider` if that
+    is not earlier (read under the account's lock, which every consent change takes): strictly after, so
+    the newest consent is first in a list ordered by time, never tied with the one it replaced."""
     latest = await repo.latest_consent_change(session, tenant_id, account_id, provider)
-    return max(now, latest) if latest is not None else now
+    return max(now, latest + timedelta(microseconds=1)) if latest is not None else now
