@@ -22,7 +22,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -333,11 +333,11 @@ async def retire(session: AsyncSession, tenant_id: uuid.UUID, lot_id: uuid.UUID 
     certificate_id = uuid.uuid4()
     serial_from = found["serial_start"] + found["retired_kg"]  # retired from the bottom, cancelled from the top
     # `now` is when the request began; one that began earlier may have taken the lot's lock later. The
-    # certificates of a lot stay in serial order in time too.
+    # certificates of a lot stay in serial order in time too (strictly: never tied).
     latest = (await session.execute(text(
         "SELECT max(retired_at) FROM market_retirements WHERE tenant_id = :t AND lot_id = :lot"),
         {"t": tenant_id, "lot": found["id"]})).scalar()
-    now = max(now, latest) if latest is not None else now
+    now = max(now, latest + timedelta(microseconds=1)) if latest is not None else now
     document = certificate_document(found, certificate_id, kilograms, serial_from, beneficiary, reason, now,
                                     signer.key_id)
     signature = signer.sign(document)
