@@ -171,8 +171,9 @@ def browser(browser_available) -> Iterator:
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # A regulator in China: the page's default period ends on today's date there, as for the cities.
-    service = Service(executable_path=str(chromium.CHROMEDRIVER), env=os.environ | {"TZ": "Asia/Shanghai"})
+    # A regulator whose browser is far behind the cities (15 or 16 hours behind China): the page's default
+    # period still ends on today's date in the cities, read from their time zones, not the browser's.
+    service = Service(executable_path=str(chromium.CHROMEDRIVER), env=os.environ | {"TZ": "America/Los_Angeles"})
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
     try:

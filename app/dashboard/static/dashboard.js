@@ -6,7 +6,8 @@
 
 (() => {
   const TOKEN_KEY = "carbon-inclusive.dashboard.token";
-  const { BUCKET_NAMES, formatAmount, formatCount, formatMass, isoDate, localToday, bucketStarts } = DashboardFormat;
+  const { BUCKET_NAMES, formatAmount, formatCount, formatMass, isoDate, localToday, latestToday, bucketStarts } =
+    DashboardFormat;
   const { element } = DashboardCharts;
   const QUERY = `query Dashboard($from: Date!, $to: Date!, $g: Granularity!) {
   crossCityDashboard(from: $from, to: $to, granularity: $g) {
@@ -187,9 +188,36 @@
     return `The API refused the request (HTTP ${status}). ${errors.join(" · ") || "No error details."}`;
   }
 
+  // The default period ends today in the city furthest ahead (the cities' time zones, read once), unless
+  // the reader has chosen dates meanwhile.
+  let periodChosen = false;
+  let periodDefaulted = false;
+  async function defaultPeriod(token) {
+    if (periodDefaulted || periodChosen) return;
+    let zones = [];
+    try {
+      const response = await fetch("/graphql", {
+        method: "POST", cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
+        headers: { "Content-Type": "application/json", Accept: "application/graphql-response+json, application/json;q=0.9",
+          Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: "query CityZones { tenants { timezone } }", operationName: "CityZones" }),
+      });
+      const body = await response.json().catch(() => null);
+      zones = (body && body.data && body.data.tenants || []).map((tenant) => tenant.timezone);
+    } catch (error) { /* the dashboard's own request reports what is wrong */ }
+    if (periodChosen || !zones.length) return;  // tried again at the next load (another token, say)
+    periodDefaulted = true;
+    setPeriod(latestToday(zones));
+  }
+  function setPeriod(today) {
+    $("to").value = isoDate(today);
+    $("from").value = isoDate(new Date(today.getTime() - 29 * 86400000));
+  }
+
   async function load() {
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) { showSignedOut(); return; }
+    await defaultPeriod(token);
     const variables = { from: $("from").value, to: $("to").value, g: $("granularity").value };
     if (!variables.from || !variables.to) { showMessage("Choose both dates of the period."); return; }
     const mine = ++requestNumber;
@@ -251,9 +279,8 @@
   }
 
   function start() {
-    const today = localToday();
-    $("to").value = isoDate(today);
-    $("from").value = isoDate(new Date(today.getTime() - 29 * 86400000));
+    setPeriod(localToday());  // until the cities' zones are known
+    for (const id of ["from", "to"]) $(id).addEventListener("change", () => { periodChosen = true; });
     $("sign-in-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", signOut);
     $("period-form").addEventListener("submit", (event) => { event.preventDefault(); load(); });

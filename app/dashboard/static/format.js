@@ -65,6 +65,21 @@ const DashboardFormat = (() => {
     const now = new Date();
     return new Date(Date.UTC(now.getFullYear(), now.getMonth(), now.getDate()));
   }
+  // The latest calendar date now in any of these IANA zones (the cities'), else the browser's: a period
+  // ending "today" must include today in every city, wherever the browser is.
+  function latestToday(zones) {
+    const now = new Date();
+    const dates = [];
+    for (const zone of zones) {
+      try {
+        const parts = new Intl.DateTimeFormat("en-US", { timeZone: zone, year: "numeric", month: "2-digit",
+          day: "2-digit" }).formatToParts(now);
+        const part = (type) => parts.find((p) => p.type === type).value;
+        dates.push(`${part("year")}-${part("month")}-${part("day")}`);
+      } catch (error) { /* an unknown zone: left out */ }
+    }
+    return dates.length ? parseDate(dates.sort()[dates.length - 1]) : localToday();
+  }
   function truncate(date, granularity) {
     if (granularity === "WEEK") return new Date(date.getTime() - ((date.getUTCDay() + 6) % 7) * 86400000);
     if (granularity === "MONTH") return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1));
@@ -90,5 +105,5 @@ const DashboardFormat = (() => {
   }
 
   return Object.freeze({ BUCKET_NAMES, formatAmount, formatCount, formatMass, massAxis, shortNumber, percent, isoDate,
-    localToday, bucketStarts, bucketLabel });
+    localToday, latestToday, bucketStarts, bucketLabel });
 })();
