@@ -8,9 +8,12 @@ BEHAVIOR_REVERSAL transaction takes back the contribution in full (contribution 
 as many of the record's points as the balance still holds; the balance floor stays 0 and what could not
 be taken back is recorded on the transaction as `shortfall_points` (visible to admins, not recovered
 from later credits). The day's totals and the day's earning lot shrink by what was credited, so the
-cap frees up and expiry never expires reversed points. Conversion carry is untouched: the reversal is a
-debit of its own, not an undo of the conversion. A record pooled into a market lot is answered for by
-the lot's buffer (`app.market.service`, ADR 0011).
+cap frees up and expiry never expires reversed points. The record's grams that its credit did not
+convert are taken out of the conversion carry too (recorded as the reversal's `converted_mg`, so
+credited = converted + carry still holds): left there, they would earn a point later. Where later credits
+have converted them already, the carry goes below zero, grams owed that the next credits repay before
+they earn points (migration 0020). A record pooled into a market lot is answered for by the lot's buffer
+(`app.market.service`, ADR 0011).
 """
 
 from __future__ import annotations
@@ -70,6 +73,12 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
     taken_points = min(record["points"], points_row.balance)
     shortfall = record["points"] - taken_points
+    # Its grams less those its credit converted: what it left in the carry (negative: its point also
+    # converted earlier carried grams, which go back to the carry with the point taken back).
+    credit_converted = (await session.execute(text(
+        "SELECT coalesce(sum(converted_mg), 0) FROM ledger_transactions WHERE tenant_id = :t "
+        "AND behavior_record_id = :r AND kind = 'BEHAVIOR_CREDIT'"), {"t": tenant_id, "r": record["id"]})).scalar()
+    uncarried = record["reduction_mg"] - int(credit_converted)
     system = await ledger.system_accounts(session, tenant_id)
     postings = []
     if record["reduction_mg"]:
@@ -81,11 +90,13 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     transaction = ledger.NewTransaction(
         tenant_id=tenant_id, kind="BEHAVIOR_REVERSAL", status="REVERSED", occurred_at=now,
         account_id=record["account_id"], behavior_record_id=record["id"], behavior_code=record["behavior_code"],
-        reduction_mg=-record["reduction_mg"], points=-taken_points, shortfall_points=shortfall, postings=postings)
+        reduction_mg=-record["reduction_mg"], points=-taken_points, converted_mg=uncarried,
+        shortfall_points=shortfall, postings=postings)
     # The lot shrinks by all the record's points but the balance only by what was taken: the untaken rest
     # was consumed (spent or expired), so consumption shrinks by it too (lots - consumed = balance), and
     # it is owed until a cancelled redemption gives points back.
     await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id},
+                      carries={points_row.id: points_row.unconverted_mg - uncarried} if uncarried else None,
                       consumed={points_row.id: -shortfall} if shortfall else None,
                       owed={points_row.id: shortfall} if shortfall else None)
     key = (record["account_id"], record["behavior_code"], record["local_date"])

@@ -103,7 +103,7 @@ CHECKS: dict[str, str] = {
                           sum(converted_mg) AS converted
                    FROM ledger_transactions GROUP BY account_id) t ON t.account_id = la.account_id
         WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS'
-          AND (coalesce(t.credited, 0) <> coalesce(t.converted, 0) + la.unconverted_mg OR la.unconverted_mg < 0)
+          AND coalesce(t.credited, 0) <> coalesce(t.converted, 0) + la.unconverted_mg
         LIMIT :limit""",
     "points_equal_lots_minus_consumption": """
         SELECT la.account_id::text, la.balance::text,

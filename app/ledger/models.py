@@ -53,7 +53,6 @@ class LedgerAccount(SQLModel, table=True):
         # The database, not only the code, keeps citizens out of the red.
         CheckConstraint("account_id IS NULL OR balance >= 0", name="citizen_balance_non_negative"),
         CheckConstraint("tracks_balance OR balance = 0", name="untracked_balance_zero"),
-        CheckConstraint("unconverted_mg >= 0", name="unconverted_non_negative"),
         CheckConstraint("points_consumed >= 0 AND earned_matured >= 0 AND points_owed >= 0", name="lots_non_negative"),
         UniqueConstraint("tenant_id", "id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["accounts.tenant_id", "accounts.id"]),

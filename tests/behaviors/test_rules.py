@@ -50,6 +50,14 @@ def test_invalid_quantities(method, quantity) -> None:
         requested_mg(rule(method), Decimal(quantity))
 
 
+def test_a_negative_carry_is_repaid_before_points_are_earned() -> None:
+    from app.ledger.conversion import Conversion
+
+    assert convert(-5_000, 3_000, 10_000) == Conversion(points=0, converted_mg=0, carry_mg=-2_000)  # still owing
+    assert convert(-5_000, 5_000, 10_000) == Conversion(points=0, converted_mg=0, carry_mg=0)
+    assert convert(-5_000, 26_000, 10_000) == Conversion(points=2, converted_mg=20_000, carry_mg=1_000)
+
+
 def test_caps_each_kind() -> None:
     assert capped_mg(rule(event=50), 80, 0, 0) == 50
     assert capped_mg(rule(day=200_000), 300_000, 0, 0) == 200_000

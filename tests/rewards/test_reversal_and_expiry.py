@@ -38,6 +38,38 @@ async def test_reversal_takes_back_contribution_and_points(api) -> None:
     assert [e["code"] for e in again["userErrors"]] == ["ALREADY_REVERSED"]
 
 
+async def test_a_reversed_records_unconverted_grams_earn_nothing_later(api) -> None:
+    """Wuhan: 10 g a coin, walking 0.02 g a step. 450 steps (9 g) earn no coin: their grams wait in the
+    carry. Reversed, they leave the carry too: a later 1 g earns nothing (it earned a coin before)."""
+    account_id = await consenting_account(api)
+    [walk] = await submit(api, "wuhan-tong", [record(account_id, "walking", 450, local_time(1, 7))])
+    assert (walk["reductionGrams"], walk["points"]) == ("9", "0")
+    await api.query(REVERSE, as_="wuhan-admin", variables={"input": {"recordId": walk["recordId"], "reason": "fraud"}})
+    [later] = await submit(api, "wuhan-tong", [record(account_id, "walking", 50, local_time(1, 8))])
+    assert (later["reductionGrams"], later["points"]) == ("1", "0")
+    account = await _account(api, account_id)
+    assert account["contribution"] == {"grams": "1"} and account["balance"] == {"amount": "0"}
+
+
+async def test_grams_a_later_credit_already_converted_are_owed_by_the_carry(api) -> None:
+    """9 g (no coin, carried), then 5 g: 14 g make a coin, 4 g carried. Reversing the 9 g leaves 5 g of
+    contribution and the coin its 5 g could not have bought alone: the carry owes 5 g, and the next
+    credits repay them before earning. In the end, coins = floor(contribution / 10 g) again."""
+    account_id = await consenting_account(api)
+    [first] = await submit(api, "wuhan-tong", [record(account_id, "walking", 450, local_time(2, 7))])
+    [second] = await submit(api, "wuhan-tong", [record(account_id, "walking", 250, local_time(2, 8))])
+    assert (first["points"], second["points"]) == ("0", "1")
+    await api.query(REVERSE, as_="wuhan-admin", variables={"input": {"recordId": first["recordId"], "reason": "fraud"}})
+    account = await _account(api, account_id)
+    assert account["contribution"] == {"grams": "5"} and account["balance"] == {"amount": "1"}
+    [repaying] = await submit(api, "wuhan-tong", [record(account_id, "walking", 500, local_time(1, 7))])
+    assert repaying["points"] == "0"  # 10 g: 5 g repay the carry, 5 g carried
+    [earning] = await submit(api, "wuhan-tong", [record(account_id, "walking", 250, local_time(1, 8))])
+    assert earning["points"] == "1"
+    account = await _account(api, account_id)
+    assert account["contribution"] == {"grams": "20"} and account["balance"] == {"amount": "2"}
+
+
 async def test_reversal_of_spent_points_keeps_the_floor_and_records_the_shortfall(api, database) -> None:
     account_id = await consenting_account(api)
     results = await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])
