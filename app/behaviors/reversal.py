@@ -73,12 +73,15 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
     taken_points = min(record["points"], points_row.balance)
     shortfall = record["points"] - taken_points
-    # Its grams less those its credit converted: what it left in the carry (negative: its point also
-    # converted earlier carried grams, which go back to the carry with the point taken back).
+    # Out of the carry: its grams less those its credit converted. Negative when its points also converted
+    # earlier carried grams: those go back to the carry, but only with every point taken back; a point
+    # not taken back (the shortfall, owed) stays converted, and so do the grams behind it.
     credit_converted = (await session.execute(text(
         "SELECT coalesce(sum(converted_mg), 0) FROM ledger_transactions WHERE tenant_id = :t "
         "AND behavior_record_id = :r AND kind = 'BEHAVIOR_CREDIT'"), {"t": tenant_id, "r": record["id"]})).scalar()
     uncarried = record["reduction_mg"] - int(credit_converted)
+    if shortfall:
+        uncarried = max(0, uncarried)
     system = await ledger.system_accounts(session, tenant_id)
     postings = []
     if record["reduction_mg"]:

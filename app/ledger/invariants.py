@@ -7,8 +7,8 @@
    and every posting belongs to its transaction: same time, and a citizen posting on its account (so
    the hash chain over transactions also binds their postings).
 5. Behaviour records agree with their credit transaction.
-6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry, and the
-   carry is non-negative.
+6. Conversion loses nothing: per account, Σ credited contribution = Σ converted mg + carry (a
+   reversal's `converted_mg` is what it took out of the carry, which may owe grams: ADR 0005).
 7. Earning lots: points balance = Σ the days' earned points − points consumed; matured earnings equal
    the days before the cut-off; daily totals equal their (unreversed) records; a record is reversed in
    the ledger exactly when it is marked reversed.

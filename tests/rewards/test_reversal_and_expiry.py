@@ -70,6 +70,24 @@ async def test_grams_a_later_credit_already_converted_are_owed_by_the_carry(api)
     assert account["contribution"] == {"grams": "20"} and account["balance"] == {"amount": "2"}
 
 
+async def test_a_point_not_taken_back_keeps_the_grams_behind_it_converted(api, database) -> None:
+    """9 g carried, then a fraudulent 1 g makes the coin (with the 9 g), which is spent. The reversal cannot
+    take the coin back (a shortfall, owed): the 9 g behind it stay converted, not back in the carry, so a
+    later 1 g earns nothing (giving them back let 10 g of real walking earn 2 coins)."""
+    account_id = await consenting_account(api)
+    [walk] = await submit(api, "wuhan-tong", [record(account_id, "walking", 450, local_time(2, 7))])
+    [fraud] = await submit(api, "wuhan-tong", [record(account_id, "walking", 50, local_time(2, 8))])
+    assert (walk["points"], fraud["points"]) == ("0", "1")
+    assert (await redeem(api, account_id, await make_reward(database, cost=1)))["userErrors"] == []
+    payload = (await api.query(REVERSE, as_="wuhan-admin", variables={"input": {
+        "recordId": fraud["recordId"], "reason": "fraud"}}))["reverseBehaviorRecord"]
+    assert (payload["points"], payload["shortfallPoints"]) == ("0", "1")
+    [later] = await submit(api, "wuhan-tong", [record(account_id, "walking", 50, local_time(1, 7))])
+    assert later["points"] == "0"
+    account = await _account(api, account_id)
+    assert account["contribution"] == {"grams": "10"} and account["balance"] == {"amount": "0"}
+
+
 async def test_reversal_of_spent_points_keeps_the_floor_and_records_the_shortfall(api, database) -> None:
     account_id = await consenting_account(api)
     results = await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])

@@ -27,5 +27,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("UPDATE ledger_accounts SET unconverted_mg = 0 WHERE unconverted_mg < 0")
+    # Zeroing a carry that owes grams would forgive them and break the ledger's conversion check: refuse.
+    op.execute("""
+        DO $$ BEGIN
+            IF EXISTS (SELECT 1 FROM ledger_accounts WHERE unconverted_mg < 0) THEN
+                RAISE EXCEPTION 'accounts owe grams in their conversion carry (unconverted_mg < 0): '
+                                'revision 0019 cannot hold them';
+            END IF;
+        END $$""")
     op.create_check_constraint("unconverted_non_negative", "ledger_accounts", "unconverted_mg >= 0")
