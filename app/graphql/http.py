@@ -21,6 +21,7 @@ test_http_conformance.py covers what it checks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +206,10 @@ def _parameters(document: dict[str, Any]) -> GraphQLRequest:
         document_id = f"sha256:{persisted['sha256Hash']}"
     if not query and document_id is None:
         raise RequestError("missing `query`: send the operation's text (or a trusted document's `documentId`)")
+    if query and document_id is not None and document_id != f"sha256:{hashlib.sha256(query.encode()).hexdigest()}":
+        # Both given: the text runs, so the id must be its hash (as Apollo's persisted queries check it).
+        raise RequestError("`documentId` (or `persistedQuery.sha256Hash`) is not the SHA-256 of `query`: send "
+                           "one of them, or the pair that match", "DOCUMENT_ID_MISMATCH", well_formed=True)
     return GraphQLRequest(query=query or None, operation_name=operation_name, variables=variables,
                           extensions=extensions, document_id=document_id if not query else None)
 

@@ -107,6 +107,19 @@ async def test_unknown_hash_is_refused(api) -> None:
     assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
 
 
+async def test_a_document_id_that_is_not_the_querys_hash_is_refused(api) -> None:
+    """Both sent: the text would run, so the id must be its hash (a client could otherwise label any text
+    with a trusted document's id)."""
+    listed, other = "{ tenants { slug name } }", "{ tenants { timezone } }"
+    for body in ({"documentId": f"sha256:{document_hash(listed)}", "query": other},
+                 {"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": document_hash(listed)}}}):
+        answer = (await api.http.post("/graphql", json=body, headers=api.headers("wuhan-app"))).json()
+        assert "data" not in answer and answer["errors"][0]["extensions"]["code"] == "DOCUMENT_ID_MISMATCH", answer
+    matching = {"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": document_hash(other)}}}
+    answer = (await api.http.post("/graphql", json=matching, headers=api.headers("wuhan-app"))).json()
+    assert answer["data"] == {"tenants": [{"timezone": "Asia/Shanghai"}]}
+
+
 async def test_fast_path_edges_answer_like_full_execution(api, database, monkeypatch) -> None:
     account_id = await consenting_account(api)
     await earn(api, account_id, 80)
