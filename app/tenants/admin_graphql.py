@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation, localcontext
 
@@ -126,9 +127,14 @@ def _error(error: CatalogueError) -> RewardPayload:
         code=error.code, field=["input", error.field], message=error.message)])
 
 
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
+    """A plain decimal in ASCII digits ("5", "2.5"): Python's Decimal also takes "1e3", "1_000", "+5",
+    " 5 " and other scripts' digits, which a catalogue amount must not be."""
     try:
-        if len(value) > 40:
+        if len(value) > 40 or not _PLAIN_DECIMAL.fullmatch(value):
             raise InvalidOperation
         with localcontext() as context:
             context.traps[InvalidOperation] = True
@@ -138,7 +144,8 @@ def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
                 raise InvalidOperation
     except (ArithmeticError, ValueError):  # InvalidOperation, Overflow (e.g. "1E+1000000000")
         raise CatalogueError(CatalogueCode.INVALID_COST, field,
-                             f"{field} must be a number with at most {decimals} decimals") from None
+                             f"{field} must be a plain number in digits, 0 or more, below 10^15 in the smallest "
+                             f"unit, with at most {decimals} decimals") from None
     return int(minor)
 
 

@@ -180,6 +180,9 @@ async def test_the_file_and_the_api_each_keep_what_they_manage(api, database, tm
     ({"minContributionGrams": "1E+1000000000"}, "INVALID_COST"),
     ({"code": "Upper_Case"}, "INVALID_CODE"),  # the file's slug rule
     ({"cancellationWindowHours": 8784}, "INVALID_WINDOW"),
+    # Python's Decimal reads these; a catalogue amount is plain ASCII digits.
+    ({"cost": "\u0661\u0662"}, "INVALID_COST"), ({"cost": "1_000"}, "INVALID_COST"), ({"cost": "+5"}, "INVALID_COST"),
+    ({"cost": " 5 "}, "INVALID_COST"), ({"cost": "1e3"}, "INVALID_COST"), ({"minContributionGrams": "0x10"}, "INVALID_COST"),
 ])
 async def test_more_refused_inputs(api, overrides, code) -> None:
     refused = await _create(api, **overrides)
