@@ -417,7 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     from app.logs import configure_logging
     from app.tenants.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives `documents register --city wuhan a.graphql` no place for the files after an option
+    # (its FILE... list was filled, empty, before it); they are the files all the same.
+    if extra and getattr(args, "command", None) == "documents" and args.action == "register" \
+            and not any(item.startswith("-") for item in extra):
+        args.files = [*args.files, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = get_settings()
     except ValidationError as error:

@@ -236,8 +236,9 @@ def test_the_register_command(database_target, tmp_path) -> None:
     digest = document_hash(good.read_text(encoding="utf-8"))
     assert first.returncode == 0, first.stderr
     assert f"sha256:{digest}" in first.stdout and "(beijing: registered, wuhan: registered)" in first.stdout
-    again = run("register", str(good), "--city", "wuhan")
-    assert "(wuhan: already registered)" in again.stdout
+    again = run("register", "--city", "wuhan", str(good))  # the files after the option, as the README writes it
+    assert again.returncode == 0 and "(wuhan: already registered)" in again.stdout, again.stderr
+    assert run("register", "--city", "wuhan", str(good), "--nope").returncode == 2  # still an error
     listed = run("list", "--city", "wuhan")
     assert f"wuhan\tsha256:{digest}" in listed.stdout
     # The hash is of the file's bytes (CRLF kept), and one text named twice is registered once.
