@@ -188,6 +188,16 @@
     return `The API refused the request (HTTP ${status}). ${errors.join(" · ") || "No error details."}`;
   }
 
+  // Every request of the page: POST /graphql with the token, no cookies, no cache, no referrer.
+  function postGraphQL(token, request) {
+    return fetch("/graphql", {
+      method: "POST", cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
+      headers: { "Content-Type": "application/json", Accept: "application/graphql-response+json, application/json;q=0.9",
+        Authorization: `Bearer ${token}` },
+      body: JSON.stringify(request),
+    });
+  }
+
   // The default period ends today in the city furthest ahead (the cities' time zones, read once), unless
   // the reader has chosen dates meanwhile.
   let periodChosen = false;
@@ -196,12 +206,8 @@
     if (periodDefaulted || periodChosen) return;
     let zones = [];
     try {
-      const response = await fetch("/graphql", {
-        method: "POST", cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
-        headers: { "Content-Type": "application/json", Accept: "application/graphql-response+json, application/json;q=0.9",
-          Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query: "query CityZones { tenants { timezone } }", operationName: "CityZones" }),
-      });
+      const response = await postGraphQL(token, { query: "query CityZones { tenants { timezone } }",
+        operationName: "CityZones" });
       const body = await response.json().catch(() => null);
       zones = (body && body.data && body.data.tenants || []).map((tenant) => tenant.timezone);
     } catch (error) { /* the dashboard's own request reports what is wrong */ }
@@ -225,12 +231,7 @@
     $("refresh").disabled = true;
     let response, body;
     try {
-      response = await fetch("/graphql", {
-        method: "POST", cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
-        headers: { "Content-Type": "application/json", Accept: "application/graphql-response+json, application/json;q=0.9",
-          Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query: QUERY, variables, operationName: "Dashboard" }),
-      });
+      response = await postGraphQL(token, { query: QUERY, variables, operationName: "Dashboard" });
       body = await response.json().catch(() => null);
     } catch (error) {
       if (mine === requestNumber) {
