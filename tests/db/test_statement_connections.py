@@ -40,23 +40,17 @@ async def test_at_most_size_connections_and_they_are_kept(database_target) -> No
         await connections.close()
 
 
-async def test_a_postgres_error_keeps_the_connection(database_target) -> None:
+@pytest.mark.parametrize(("sql", "args", "error"), [
+    ("SELECT 1 / 0", (), asyncpg.DivisionByZeroError),
+    # asyncpg's DataError (an argument it cannot encode) is a PostgresError too: nothing was sent.
+    ("SELECT $1::int", ("seven",), asyncpg.DataError),
+], ids=["server-error", "argument-not-encoded"])
+async def test_a_postgres_error_keeps_the_connection(database_target, sql, args, error) -> None:
     connections = _connections(database_target, 1)
     try:
         pid = await connections.fetchval("SELECT pg_backend_pid()")
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await connections.fetchval("SELECT 1 / 0")
-        assert await connections.fetchval("SELECT pg_backend_pid()") == pid
-    finally:
-        await connections.close()
-
-
-async def test_an_argument_asyncpg_cannot_encode_keeps_the_connection(database_target) -> None:
-    connections = _connections(database_target, 1)
-    try:
-        pid = await connections.fetchval("SELECT pg_backend_pid()")
-        with pytest.raises(asyncpg.DataError):
-            await connections.fetchval("SELECT $1::int", "seven")
+        with pytest.raises(error):
+            await connections.fetchval(sql, *args)
         assert connections.idle == 1 and await connections.fetchval("SELECT pg_backend_pid()") == pid
     finally:
         await connections.close()
