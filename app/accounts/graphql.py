@@ -335,29 +335,28 @@ async def _account_node(info: Info[Context, None], account_id: uuid.UUID) -> Acc
 register_node("Account", _account_node)
 
 
-async def _activity_entry_node(info: Info[Context, None], transaction_id: uuid.UUID) -> ActivityEntry | None:
-    """An entry of an account's activity (a ledger transaction of a citizen's account): for its city's
-    app and operators, as the account's `activity` shows it."""
+async def _city_row(info: Info[Context, None], sql: str, object_id: uuid.UUID) -> dict | None:
+    """A row of the caller's city by `sql` (`:t` the tenant, `:id` the object), for its app and operators
+    only: what an account's fields show them."""
     principal = info.context.principal
     if principal.role.value not in ("CITY_APP", "TENANT_ADMIN"):
         return None
-    row = (await info.context.session.execute(text(
-        "SELECT * FROM ledger_transactions WHERE tenant_id = :t AND id = :id AND account_id IS NOT NULL"),
-        {"t": principal.tenant_id, "id": transaction_id})).mappings().first()
+    row = (await info.context.session.execute(text(sql), {"t": principal.tenant_id, "id": object_id})).mappings().first()
+    return None if row is None else dict(row)
+
+
+async def _activity_entry_node(info: Info[Context, None], transaction_id: uuid.UUID) -> ActivityEntry | None:
+    """An entry of an account's activity (a ledger transaction of a citizen's account)."""
+    row = await _city_row(info, "SELECT * FROM ledger_transactions WHERE tenant_id = :t AND id = :id "
+                                "AND account_id IS NOT NULL", transaction_id)
     if row is None:
         return None
-    tenant = await info.context.loaders.tenant_by_id.load(principal.tenant_id)
-    return ActivityEntry(_row=dict(row), _decimals=tenant.unit_decimals)
+    tenant = await info.context.loaders.tenant_by_id.load(row["tenant_id"])
+    return ActivityEntry(_row=row, _decimals=tenant.unit_decimals)
 
 
 async def _consent_node(info: Info[Context, None], consent_id: uuid.UUID) -> Consent | None:
-    """A consent, for its city's app and operators (as an account's `consents` shows it)."""
-    principal = info.context.principal
-    if principal.role.value not in ("CITY_APP", "TENANT_ADMIN"):
-        return None
-    row = (await info.context.session.execute(text(
-        "SELECT * FROM consents WHERE tenant_id = :t AND id = :id"),
-        {"t": principal.tenant_id, "id": consent_id})).mappings().first()
+    row = await _city_row(info, "SELECT * FROM consents WHERE tenant_id = :t AND id = :id", consent_id)
     return None if row is None else Consent(_row=ConsentRow(**row))
 
 
