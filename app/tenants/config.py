@@ -349,9 +349,23 @@ class CityConfig(_Strict):
         return int(whole * (Decimal(10) ** self.point_unit.decimals))
 
     def content_hash(self) -> str:
-        """Stable hash of the validated content: an unchanged file publishes no new version."""
-        document = self.model_dump(mode="json", exclude={"effective_from"})
-        return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        """Stable hash of what a configuration version holds: an unchanged file publishes no new version."""
+        return versioned_hash(self.model_dump(mode="json"))
+
+
+# Parts of a city's file that are not configuration versions: issuers, catalogue items and clients are
+# current-state entities, refreshed in place on every load (ADR 0003, 0007), and `effective_from` is
+# when a version starts, not what it says. A change to these alone publishes no version: a version
+# made from the file would also carry the file's rules and unit back over those an administrator
+# published through the API. Migration 0021 repeats this list (it cannot import the app): keep both.
+NOT_VERSIONED = frozenset({"effective_from", "issuers", "clients", "rewards"})
+
+
+def versioned_hash(document: dict[str, Any]) -> str:
+    """SHA-256 of a city document (`CityConfig.model_dump(mode="json")`, or a version's stored
+    `document`) without its `NOT_VERSIONED` parts: keys sorted, UTF-8."""
+    versioned = {key: value for key, value in document.items() if key not in NOT_VERSIONED}
+    return hashlib.sha256(json.dumps(versioned, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _unique(items: list[Any], key: str, where: str) -> None:

@@ -1,9 +1,10 @@
 """Loading city configuration into the database: publish versions, keep catalogue and issuers current.
 
-Rules of publication (ADR 0003):
+Rules of publication (ADR 0002, 0007):
 
 * The first load of a city publishes version 1, effective from the file's `effective_from`.
-* A later load whose validated content differs from the latest version publishes version n+1,
+* A later load whose versioned content (all but issuers, catalogue and clients:
+  `app.tenants.config.NOT_VERSIONED`) differs from the last version the file published publishes version n+1,
   effective from `max(file effective_from, now, latest effective_from)`: a change can take effect now
   or be scheduled, never backdated, so a record already priced keeps its price.
 * An unchanged file publishes nothing. Old versions are kept forever: a record priced by version 3
@@ -98,6 +99,10 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
     if published:
         version = _version_row(city, tenant_id, number, effective_from, source)
         await repository.insert_version(session, version, _rule_rows(city, tenant_id, version.id))
+        behaviors = len(city.behaviors)
+    else:
+        assert latest is not None
+        behaviors = len(latest.document["behaviors"])  # the latest version's rules (it may be the API's)
 
     issuer_ids = await repository.upsert_issuers(session, tenant_id, [
         {"slug": issuer.slug, "kind": issuer.kind.value, "name_en": issuer.name.en, "name_zh": issuer.name.zh,
@@ -125,7 +130,7 @@ async def load_city(session: AsyncSession, city: CityConfig, *, now: datetime, s
             await ensure_donation_account(session, tenant_id, item.code)
     await apply_scope(session, NO_TENANT)
     return CityLoadResult(slug=city.slug, version=number, published=published, effective_from=effective_from,
-                          behaviors=len(city.behaviors), rewards=len(city.rewards), retired_rewards=retired)
+                          behaviors=behaviors, rewards=len(city.rewards), retired_rewards=retired)
 
 
 async def load_cities(session: AsyncSession, cities: list[CityConfig], *, now: datetime,

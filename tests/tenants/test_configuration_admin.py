@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.tenants.test_loading import _copy, _load, _versions
+from tests.tenants.test_loading import _copy, _edit, _load, _versions
 
 PUBLISH = """mutation($input: PublishConfigurationInput!) { publishConfiguration(input: $input) {
     version { version effectiveFrom } userErrors { code field message } } }"""
@@ -116,3 +116,27 @@ async def test_an_api_version_survives_restarts_until_the_file_changes(api, data
     wuhan.write_text(text.replace("claim_window_days = 7", "claim_window_days = 6", 1), encoding="utf-8")
     results = {r.slug: r for r in await _load(database, config, now=datetime.now(UTC) + timedelta(seconds=1))}
     assert results["wuhan"].published  # the file changed: it wins from then on
+
+
+async def test_a_catalogue_only_file_change_keeps_the_api_version(api, database, tmp_path) -> None:
+    """A file whose catalogue (or issuers, or clients) alone changed publishes no version: a version
+    made from it would carry the file's rules and unit back over those published through the API."""
+    rules = [rule for rule in await _current_rules(api) if rule["code"] != "walking"]
+    published = await _publish(api, effectiveFrom=_soon(), rules=rules,
+                               pointUnitName={"en": "operator coins", "zh": "运营币"})
+    assert published["userErrors"] == [], published
+    await asyncio.sleep(1.6)
+    before = await _versions(database, "wuhan")
+    config = _copy(tmp_path)
+    wuhan = config / "tenants" / "wuhan.toml"
+    _edit(wuhan, 'name = { en = "East Lake wetland protection"', 'name = { en = "East Lake wetland fund"')
+    results = {r.slug: r for r in await _load(database, config)}
+
+    assert not results["wuhan"].published and results["wuhan"].version == published["version"]["version"]
+    assert results["wuhan"].behaviors == len(rules)  # what is in force, not what the file lists
+    assert await _versions(database, "wuhan") == before
+    city = (await api.query(CITY, as_="wuhan-app"))["tenant"]
+    assert city["pointUnit"] == {"name": "operator coins"} and "walking" not in {b["code"] for b in city["behaviors"]}
+    names = await api.query('{ tenant(slug: "wuhan") { rewards(first: 100, kind: DONATION) { edges { node { name } } } } }',
+                            as_="wuhan-app")
+    assert "East Lake wetland fund" in {e["node"]["name"] for e in names["tenant"]["rewards"]["edges"]}
