@@ -19,7 +19,7 @@ from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
 from app.tenants import catalogue
-from app.tenants.catalogue import CatalogueCode, CatalogueError, ItemChanges
+from app.tenants.catalogue import CatalogueCode, CatalogueError, CatalogueRefused, ItemChanges
 from app.tenants import service
 from app.tenants.graphql import (BehaviorCategory, CalculationMethod, ConfigVersion, LimitPeriod, Reward, RewardKind,
                                  SameBehaviorMatch)
@@ -122,9 +122,11 @@ class AuditEventConnection:
     page_info: PageInfo
 
 
-def _error(error: CatalogueError) -> RewardPayload:
+def _error(refused: CatalogueError | CatalogueRefused) -> RewardPayload:
+    """Every refused part of the change, each with its path in the mutation's arguments."""
+    errors = refused.errors if isinstance(refused, CatalogueRefused) else [refused]
     return RewardPayload(reward=None, user_errors=[CatalogueUserError(
-        code=error.code, field=["input", error.field], message=error.message)])
+        code=error.code, field=["input", *error.field], message=error.message) for error in errors])
 
 
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -132,7 +134,7 @@ _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
     """A plain decimal in ASCII digits ("5", "2.5"): Python's Decimal also takes "1e3", "1_000", "+5",
-    " 5 " and other scripts' digits, which a catalogue amount must not be."""
+    " 5 " and other scripts' digits, which a catalogue amount must not be. `field` is the input field."""
     try:
         if len(value) > 40 or not _PLAIN_DECIMAL.fullmatch(value):
             raise InvalidOperation
@@ -143,24 +145,35 @@ def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
             if not amount.is_finite() or minor != minor.to_integral_value() or abs(minor) > 10**15:
                 raise InvalidOperation
     except (ArithmeticError, ValueError):  # InvalidOperation, Overflow (e.g. "1E+1000000000")
-        raise CatalogueError(CatalogueCode.INVALID_COST, field,
+        raise CatalogueError(CatalogueCode.INVALID_COST, ["fields", field],
                              f"{field} must be a plain number in digits, 0 or more, below 10^15 in the smallest "
                              f"unit, with at most {decimals} decimals") from None
     return int(minor)
 
 
 async def _changes(info: Info[Context, None], fields: RewardFieldsInput) -> ItemChanges:
+    """The input's changes; amounts that do not read are kept in `refused`, to be reported with
+    everything else wrong in the change."""
     tenant = await info.context.loaders.tenant_by_id.load(info.context.principal.tenant_id)
+    refused: list[CatalogueError] = []
+
+    def amount(value: str | None, decimals: int, field: str) -> int | None:
+        try:
+            return None if value is None else _amount(value, decimals, field)
+        except CatalogueError as error:
+            refused.append(error)
+            return None
+
     changes = ItemChanges(
         name_en=fields.name.en if fields.name else None, name_zh=fields.name.zh if fields.name else None,
         description_en=fields.description.en if fields.description else None,
         description_zh=fields.description.zh if fields.description else None,
-        cost_points=_amount(fields.cost, tenant.unit_decimals, "cost") if fields.cost is not None else None,
+        cost_points=amount(fields.cost, tenant.unit_decimals, "cost"),
         limit_period=fields.limit_period.value if fields.limit_period else None,
         sponsor=fields.sponsor, cancellation_window_hours=fields.cancellation_window_hours,
         bank_linked_only=fields.bank_linked_only,
-        min_contribution_mg=(_amount(fields.min_contribution_grams, 3, "minContributionGrams")
-                             if fields.min_contribution_grams is not None else None),
+        min_contribution_mg=amount(fields.min_contribution_grams, 3, "minContributionGrams"),
+        refused=refused,
     )
     for name in ("per_account_limit", "valid_from", "valid_to"):
         value = getattr(fields, name)
@@ -182,8 +195,8 @@ class CatalogueMutations:
             row = await catalogue.create_item(
                 info.context.session, principal.tenant_id, principal.client.slug, code=input.code,
                 kind=input.kind.value, stock_total=input.total_stock, changes=await _changes(info, input.fields))
-        except CatalogueError as error:
-            return _error(error)
+        except (CatalogueError, CatalogueRefused) as refused:
+            return _error(refused)
         return RewardPayload(reward=Reward(_row=row), user_errors=[])
 
     @strawberry.mutation(description="Edit an item of the city's catalogue; visible at once. Audited.",
@@ -193,8 +206,8 @@ class CatalogueMutations:
         try:
             row = await catalogue.update_item(info.context.session, principal.tenant_id, principal.client.slug,
                                               try_global_id(input.id, "Reward"), await _changes(info, input.fields))
-        except CatalogueError as error:
-            return _error(error)
+        except (CatalogueError, CatalogueRefused) as refused:
+            return _error(refused)
         return RewardPayload(reward=Reward(_row=row), user_errors=[])
 
     @strawberry.mutation(description="Set an item's total stock (null: unlimited); never below the units "
@@ -204,8 +217,8 @@ class CatalogueMutations:
         try:
             row = await catalogue.set_stock(info.context.session, principal.tenant_id, principal.client.slug,
                                             try_global_id(input.id, "Reward"), input.total_stock)
-        except CatalogueError as error:
-            return _error(error)
+        except (CatalogueError, CatalogueRefused) as refused:
+            return _error(refused)
         return RewardPayload(reward=Reward(_row=row), user_errors=[])
 
     @strawberry.mutation(description="Retire an item: it leaves the catalogue; redemptions already made stay "
@@ -216,8 +229,8 @@ class CatalogueMutations:
         try:
             row = await catalogue.retire_item(info.context.session, principal.tenant_id, principal.client.slug,
                                               try_global_id(input.id, "Reward"))
-        except CatalogueError as error:
-            return _error(error)
+        except (CatalogueError, CatalogueRefused) as refused:
+            return _error(refused)
         return RewardPayload(reward=Reward(_row=row), user_errors=[])
 
 
@@ -312,7 +325,8 @@ class ConfigurationMutations:
                 behaviors=[_rule_document(rule) for rule in input.rules] if input.rules is not None else None)
         except service.PublicationRefused as refused:
             return PublishConfigurationPayload(version=None, user_errors=[PublicationUserError(
-                code=PublicationErrorCode(refused.code), field=["input", refused.field], message=refused.message)])
+                code=PublicationErrorCode(error.code), field=["input", *error.field], message=error.message)
+                for error in refused.errors])
         return PublishConfigurationPayload(
             version=ConfigVersion(version=version.version, effective_from=version.effective_from), user_errors=[])
 

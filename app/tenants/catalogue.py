@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -54,8 +54,24 @@ class CatalogueCode(str, enum.Enum):
 
 
 class CatalogueError(UserError):
+    """One refused part of a change. `field` is its path inside the mutation's `input`, e.g.
+    ["fields", "name", "en"]."""
+
     code: CatalogueCode
-    field: str
+    field: list[str]
+
+
+class CatalogueRefused(Exception):
+    """A refused change with everything wrong in it, in input order (nothing was written)."""
+
+    def __init__(self, errors: list[CatalogueError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
+def _refuse(errors: list[CatalogueError]) -> None:
+    if errors:
+        raise CatalogueRefused(errors)
 
 
 @dataclass
@@ -78,6 +94,9 @@ class ItemChanges:
     cancellation_window_hours: int | None = None
     bank_linked_only: bool | None = None
     min_contribution_mg: int | None = None
+    # Parts of the input already refused while reading it (e.g. a cost that is not a number): reported
+    # with the rest, and their fields are not checked again.
+    refused: list[CatalogueError] = field(default_factory=list)
 
 
 _AUDITED = ("code", "kind", "name_en", "name_zh", "description_en", "description_zh", "cost_points", "stock_total",
@@ -126,83 +145,102 @@ async def _locked(session: AsyncSession, tenant_id: uuid.UUID, reward_id: uuid.U
         "SELECT * FROM rewards WHERE tenant_id = :t AND id = :id FOR UPDATE"),
         {"t": tenant_id, "id": reward_id})).mappings().first()
     if row is None:
-        raise CatalogueError(CatalogueCode.REWARD_NOT_FOUND, "id", "no such item in this city")
+        raise CatalogueError(CatalogueCode.REWARD_NOT_FOUND, ["id"], "no such item in this city")
     return dict(row)
 
 
-async def _sponsor_id(session: AsyncSession, tenant_id: uuid.UUID, slug: str) -> uuid.UUID:
-    sponsor = (await session.execute(text("SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s AND active"),
-                                     {"t": tenant_id, "s": slug})).scalar()
-    if sponsor is None:
-        raise CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, "sponsor", f"no issuer {slug!r} in this city")
-    return sponsor
+def _active(row: dict[str, Any]) -> None:
+    if not row["active"]:
+        raise CatalogueError(CatalogueCode.ALREADY_RETIRED, ["id"],
+                             "the item is retired: it can no longer be changed (a file item comes back when "
+                             "its file declares it again)")
 
 
-def _check(values: dict[str, Any]) -> None:
-    """The rules every item obeys after a change (the database's CHECKs, with clear messages)."""
-    for key, label in (("name_en", "name.en"), ("name_zh", "name.zh")):
+def _problems(values: dict[str, Any], skip: set[str]) -> list[CatalogueError]:
+    """Every rule an item breaks after a change (the database's CHECKs, with clear messages), in input
+    order; fields in `skip` were refused already."""
+    found = []
+
+    def refuse(code: CatalogueCode, path: str, message: str) -> None:
+        if path.split(".")[0] not in skip:
+            found.append(CatalogueError(code, ["fields", *path.split(".")], message))
+
+    for key, path in (("name_en", "name.en"), ("name_zh", "name.zh")):
         if not values[key] or len(values[key]) > MAX_TEXT or "\x00" in values[key]:
-            raise CatalogueError(CatalogueCode.INVALID_NAME, "name", f"{label} must have 1 to {MAX_TEXT} characters")
-    for key in ("description_en", "description_zh"):
+            refuse(CatalogueCode.INVALID_NAME, path, f"{path} must have 1 to {MAX_TEXT} characters, without NUL")
+    for key, path in (("description_en", "description.en"), ("description_zh", "description.zh")):
         if values[key] is not None and (len(values[key]) > 4 * MAX_TEXT or "\x00" in values[key]):
-            raise CatalogueError(CatalogueCode.INVALID_NAME, "description", "a description has at most 800 characters")
-    if not 0 <= values["cost_points"] <= MAX_STOCK:
-        raise CatalogueError(CatalogueCode.INVALID_COST, "cost", "cost must be 0 or more")
+            refuse(CatalogueCode.INVALID_NAME, path, f"{path} has at most {4 * MAX_TEXT} characters, without NUL")
+    if values["cost_points"] is not None and not 0 <= values["cost_points"] <= MAX_STOCK:
+        refuse(CatalogueCode.INVALID_COST, "cost", "cost must be 0 or more")
     if values["per_account_limit"] is not None and not 1 <= values["per_account_limit"] <= 10**6:
-        raise CatalogueError(CatalogueCode.INVALID_LIMIT, "perAccountLimit", "a limit must be 1 to 1,000,000")
+        refuse(CatalogueCode.INVALID_LIMIT, "perAccountLimit", "a limit must be 1 to 1,000,000")
     if values["limit_period"] not in PERIODS:
-        raise CatalogueError(CatalogueCode.INVALID_LIMIT, "limitPeriod", f"limit period must be one of {PERIODS}")
-    for key in ("valid_from", "valid_to"):
+        refuse(CatalogueCode.INVALID_LIMIT, "limitPeriod", f"limit period must be one of {PERIODS}")
+    aware = True
+    for key, path in (("valid_from", "validFrom"), ("valid_to", "validTo")):
         if values[key] is not None and values[key].utcoffset() is None:
-            raise CatalogueError(CatalogueCode.INVALID_VALIDITY, key.replace("_f", "F").replace("_t", "T"),
-                                 "give a time with its UTC offset, e.g. 2026-12-01T00:00:00+08:00")
-    if values["valid_from"] and values["valid_to"] and values["valid_to"] <= values["valid_from"]:
-        raise CatalogueError(CatalogueCode.INVALID_VALIDITY, "validTo", "validTo must be after validFrom")
+            aware = False
+            refuse(CatalogueCode.INVALID_VALIDITY, path, "give a time with its UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+    if aware and values["valid_from"] and values["valid_to"] and values["valid_to"] <= values["valid_from"]:
+        refuse(CatalogueCode.INVALID_VALIDITY, "validTo", "validTo must be after validFrom")
     if not 0 <= values["cancellation_window_hours"] <= 24 * 365:
-        raise CatalogueError(CatalogueCode.INVALID_WINDOW, "cancellationWindowHours",
-                             "the cancellation window is 0 to 8,760 hours (as in a city file)")
+        refuse(CatalogueCode.INVALID_WINDOW, "cancellationWindowHours",
+               "the cancellation window is 0 to 8,760 hours (as in a city file)")
     if not 0 <= values["min_contribution_mg"] <= 10**15:
-        raise CatalogueError(CatalogueCode.INVALID_COST, "minContributionGrams", "must be 0 or more")
+        refuse(CatalogueCode.INVALID_COST, "minContributionGrams", "must be 0 or more")
+    return found
 
 
-async def _apply(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, Any],
-                 changes: ItemChanges) -> dict[str, Any]:
+async def _apply(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, Any], changes: ItemChanges,
+                 errors: list[CatalogueError]) -> dict[str, Any]:
+    """`values` with `changes` applied; every problem found (with `errors`, found before) is refused
+    together."""
     for item in fields(changes):
         value = getattr(changes, item.name)
-        if item.name.startswith("clear_") or item.name == "sponsor" or value is None:
+        if item.name.startswith("clear_") or item.name in ("sponsor", "refused") or value is None:
             continue
         values[item.name] = value
     for name in ("per_account_limit", "valid_from", "valid_to"):
         if getattr(changes, f"clear_{name}"):
             values[name] = None
     if changes.sponsor is not None:
-        values["sponsor_issuer_id"] = await _sponsor_id(session, tenant_id, changes.sponsor)
-    _check(values)
+        sponsor = (await session.execute(text("SELECT id FROM issuers WHERE tenant_id = :t AND slug = :s AND active"),
+                                         {"t": tenant_id, "s": changes.sponsor})).scalar()
+        if sponsor is None:
+            errors.append(CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, ["fields", "sponsor"],
+                                         f"no issuer {changes.sponsor!r} in this city"))
+        values["sponsor_issuer_id"] = sponsor
+    errors = [*errors, *changes.refused]
+    errors += _problems(values, {error.field[1] for error in errors if error.field[:1] == ["fields"]})
+    _refuse(errors)
     return values
 
 
 async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, code: str, kind: str,
                       stock_total: int | None, changes: ItemChanges) -> Reward:
+    errors = []
     if not re.fullmatch(SLUG_PATTERN, code) or len(code) > 63:
-        raise CatalogueError(CatalogueCode.INVALID_CODE, "code",
-                             "code: 1 to 63 lowercase letters, digits and '-', starting with a letter (as in a file)")
+        errors.append(CatalogueError(CatalogueCode.INVALID_CODE, ["code"], "code: 1 to 63 lowercase letters, "
+                                     "digits and '-', starting with a letter (as in a file)"))
     if kind not in KINDS:
-        raise CatalogueError(CatalogueCode.INVALID_CODE, "kind", f"kind must be one of {KINDS}")
+        errors.append(CatalogueError(CatalogueCode.INVALID_CODE, ["kind"], f"kind must be one of {KINDS}"))
     if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:
-        raise CatalogueError(CatalogueCode.INVALID_STOCK, "stock", "stock must be 0 or more (null: unlimited)")
+        errors.append(CatalogueError(CatalogueCode.INVALID_STOCK, ["totalStock"],
+                                     "stock must be 0 or more (null: unlimited)"))
+    refused = {error.field[1] for error in changes.refused}
+    if changes.cost_points is None and "cost" not in refused:
+        errors.append(CatalogueError(CatalogueCode.INVALID_COST, ["fields", "cost"], "an item needs a cost"))
     if changes.sponsor is None:
-        raise CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, "sponsor", "name the sponsoring issuer")
+        errors.append(CatalogueError(CatalogueCode.SPONSOR_NOT_FOUND, ["fields", "sponsor"],
+                                     "name the sponsoring issuer"))
     values: dict[str, Any] = {
         "code": code, "kind": kind, "name_en": None, "name_zh": None, "description_en": None, "description_zh": None,
         "cost_points": None, "stock_total": stock_total, "per_account_limit": None, "limit_period": "LIFETIME",
         "valid_from": None, "valid_to": None, "sponsor_issuer_id": None, "cancellation_window_hours": 0,
         "bank_linked_only": False, "min_contribution_mg": 0, "active": True,
     }
-    if changes.cost_points is None:
-        raise CatalogueError(CatalogueCode.INVALID_COST, "cost", "an item needs a cost")
-    if not changes.name_en or not changes.name_zh:
-        raise CatalogueError(CatalogueCode.INVALID_NAME, "name", "name.en and name.zh are required")
-    values = await _apply(session, tenant_id, values, changes)
+    values = await _apply(session, tenant_id, values, changes, errors)
     reward_id = uuid.uuid4()
     position = (await session.execute(text("SELECT coalesce(max(position), 0) + 1 FROM rewards WHERE tenant_id = :t"),
                                       {"t": tenant_id})).scalar()
@@ -216,7 +254,7 @@ async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, c
         ON CONFLICT (tenant_id, code) DO NOTHING RETURNING *"""),
         {"id": reward_id, "t": tenant_id, "position": position, **values})).mappings().first()
     if inserted is None:
-        raise CatalogueError(CatalogueCode.CODE_TAKEN, "code", f"the city already has an item {code!r}")
+        raise CatalogueError(CatalogueCode.CODE_TAKEN, ["code"], f"the city already has an item {code!r}")
     if kind == "DONATION":
         await ensure_donation_account(session, tenant_id, code)
     await _audit(session, tenant_id, by, "CREATE", reward_id, None, _snapshot(dict(inserted)))
@@ -226,8 +264,9 @@ async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, c
 async def update_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None,
                       changes: ItemChanges) -> Reward:
     row = await _locked(session, tenant_id, reward_id)
+    _active(row)
     before = _snapshot(row)
-    values = await _apply(session, tenant_id, dict(row), changes)
+    values = await _apply(session, tenant_id, dict(row), changes, [])
     updated = (await session.execute(text("""
         UPDATE rewards SET name_en = :name_en, name_zh = :name_zh, description_en = :description_en,
             description_zh = :description_zh, cost_points = :cost_points, per_account_limit = :per_account_limit,
@@ -244,10 +283,11 @@ async def update_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, rewa
 async def set_stock(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None,
                     stock_total: int | None) -> Reward:
     row = await _locked(session, tenant_id, reward_id)
+    _active(row)
     if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:
-        raise CatalogueError(CatalogueCode.INVALID_STOCK, "totalStock", "stock must be 0 or more (null: unlimited)")
+        raise CatalogueError(CatalogueCode.INVALID_STOCK, ["totalStock"], "stock must be 0 or more (null: unlimited)")
     if stock_total is not None and stock_total < row["stock_taken"]:
-        raise CatalogueError(CatalogueCode.STOCK_BELOW_TAKEN, "totalStock",
+        raise CatalogueError(CatalogueCode.STOCK_BELOW_TAKEN, ["totalStock"],
                              f"{row['stock_taken']} units are already handed out; the total cannot be less")
     updated = (await session.execute(text(
         "UPDATE rewards SET stock_total = :s, updated_at = now() WHERE id = :id RETURNING *"),
@@ -260,7 +300,7 @@ async def set_stock(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward
 async def retire_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, reward_id: uuid.UUID | None) -> Reward:
     row = await _locked(session, tenant_id, reward_id)
     if not row["active"]:
-        raise CatalogueError(CatalogueCode.ALREADY_RETIRED, "id", "the item is already retired")
+        raise CatalogueError(CatalogueCode.ALREADY_RETIRED, ["id"], "the item is already retired")
     updated = (await session.execute(text(
         "UPDATE rewards SET active = false, updated_at = now() WHERE id = :id RETURNING *"),
         {"id": row["id"]})).mappings().one()

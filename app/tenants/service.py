@@ -140,10 +140,33 @@ async def load_cities(session: AsyncSession, cities: list[CityConfig], *, now: d
 
 
 class PublicationRefused(UserError):
-    """An administrator's configuration version that cannot be published (nothing is written)."""
+    """An administrator's configuration version that cannot be published (nothing is written). `field`
+    is the path inside the mutation's `input`; `also` holds further problems of the same document."""
 
     code: str
-    field: str
+    field: list[str]
+
+    def __init__(self, code: str, field: list[str], message: str,
+                 also: list[PublicationRefused] | None = None) -> None:
+        super().__init__(code, field, message)
+        self.errors = [self, *(also or [])]
+
+
+def _input_path(location: tuple[Any, ...]) -> list[str]:
+    """A place in a city document (pydantic's `loc`) as a path in `publishConfiguration`'s input:
+    ("behaviors", 0, "factor_g") -> ["rules", "0", "factorGrams"], ("point_unit", "name", "en") ->
+    ["pointUnitName", "en"]."""
+    def camel(key: str) -> str:
+        head, *rest = key.replace("_g_", "_grams_").removesuffix("_g").split("_") + (
+            ["grams"] if key.endswith("_g") else [])
+        return head + "".join(part.title() for part in rest)
+
+    parts = [str(part) for part in location]
+    if parts[:1] == ["behaviors"]:
+        return ["rules", *(part if part.isdigit() else camel(part) for part in parts[1:])]
+    if parts[:1] == ["point_unit"] and len(parts) > 1 and parts[1] in ("name", "singular"):
+        return ["pointUnit" + parts[1].title(), *parts[2:]]
+    return [camel(part) if not part.isdigit() else part for part in parts]
 
 
 
@@ -164,18 +187,18 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
     await repository.lock_tenant_configuration(session, tenant_id)
     latest = await repository.latest_version(session, tenant_id)
     if latest is None:
-        raise PublicationRefused("NOT_CONFIGURED", "input", "the city has no configuration yet: load its file first")
+        raise PublicationRefused("NOT_CONFIGURED", [], "the city has no configuration yet: load its file first")
     if effective_from.utcoffset() is None:
-        raise PublicationRefused("INVALID_CONFIGURATION", "effectiveFrom",
+        raise PublicationRefused("INVALID_CONFIGURATION", ["effectiveFrom"],
                                  "give a time with its UTC offset, e.g. 2026-12-01T00:00:00+08:00")
     if effective_from < now:
-        raise PublicationRefused("RETROACTIVE", "effectiveFrom", "a version cannot take effect in the past")
+        raise PublicationRefused("RETROACTIVE", ["effectiveFrom"], "a version cannot take effect in the past")
     if effective_from > now + MAX_SCHEDULE_AHEAD:
         # A version scheduled far ahead could only be corrected after it (versions are never withdrawn).
-        raise PublicationRefused("TOO_FAR_AHEAD", "effectiveFrom",
+        raise PublicationRefused("TOO_FAR_AHEAD", ["effectiveFrom"],
                                  f"a version can be scheduled at most {MAX_SCHEDULE_AHEAD.days} days ahead")
     if effective_from <= latest.effective_from:
-        raise PublicationRefused("NOT_AFTER_LATEST", "effectiveFrom",
+        raise PublicationRefused("NOT_AFTER_LATEST", ["effectiveFrom"],
                                  f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
                                  "a new version must take effect after it")
     document = dict(latest.document) | {"effective_from": effective_from.isoformat()}
@@ -190,11 +213,13 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
     try:
         city = CityConfig.model_validate(document)
     except ValidationError as error:
-        problem = error.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise PublicationRefused("INVALID_CONFIGURATION", where, f"{where}: {problem['msg']}") from None
+        refused = []
+        for problem in error.errors(include_url=False, include_input=False):
+            path = _input_path(problem["loc"])
+            refused.append(PublicationRefused("INVALID_CONFIGURATION", path, f"{'.'.join(path)}: {problem['msg']}"))
+        raise PublicationRefused(refused[0].code, refused[0].field, refused[0].message, also=refused[1:]) from None
     if city.content_hash() == latest.content_hash:
-        raise PublicationRefused("NOTHING_CHANGED", "input", "this is the configuration already published")
+        raise PublicationRefused("NOTHING_CHANGED", [], "this is the configuration already published")
     version = _version_row(city, tenant_id, latest.version + 1, effective_from, f"{API_SOURCE}{by}")
     await repository.insert_version(session, version, _rule_rows(city, tenant_id, version.id))
     published_document = city.model_dump(mode="json")

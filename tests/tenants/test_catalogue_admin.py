@@ -80,6 +80,12 @@ async def test_edits_stock_and_retirement_take_effect_at_once_and_are_audited(ap
     assert (await redeem(api, account, reward["id"]))["userErrors"][0]["code"] == "REWARD_UNAVAILABLE"
     again = await api.query(RETIRE, as_=ADMIN, variables={"input": {"id": reward["id"]}})
     assert again["retireReward"]["userErrors"][0]["code"] == "ALREADY_RETIRED"
+    # A retired item is out of the catalogue: it is no longer edited or restocked.
+    late_edit = await api.query(UPDATE, as_=ADMIN, variables={"input": {"id": reward["id"], "fields": {"cost": "9"}}})
+    late_stock = await api.query(STOCK, as_=ADMIN, variables={"input": {"id": reward["id"], "totalStock": 50}})
+    assert [(e["code"], e["field"]) for e in late_edit["updateReward"]["userErrors"]] == [
+        ("ALREADY_RETIRED", ["input", "id"])] and late_edit["updateReward"]["reward"] is None
+    assert [e["code"] for e in late_stock["setRewardStock"]["userErrors"]] == ["ALREADY_RETIRED"]
 
     actions = [e["action"] for e in await _audit(api) if e["targetId"] == reward["id"]]
     assert actions == ["RETIRE", "SET_STOCK", "UPDATE", "CREATE"]  # newest first; refused changes left none
@@ -135,6 +141,37 @@ async def test_refused_changes_write_nothing(api, overrides, code) -> None:
     refused = await _create(api, **overrides)
     assert refused["reward"] is None and refused["userErrors"][0]["code"] == code
     assert await _audit(api) == before
+
+
+async def test_every_refused_part_of_a_change_is_reported_at_its_input_path(api) -> None:
+    before = await _audit(api)
+    refused = await _create(api, code="bad code!", totalStock=-1, cost="1.5", sponsor="no-such-bank",
+                            name={"en": "", "zh": "名"}, perAccountLimit=0, validTo="2026-12-01T00:00:00",
+                            minContributionGrams="lots")
+    assert refused["reward"] is None
+    assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [
+        ("INVALID_CODE", ["input", "code"]),
+        ("INVALID_STOCK", ["input", "totalStock"]),
+        ("SPONSOR_NOT_FOUND", ["input", "fields", "sponsor"]),
+        ("INVALID_COST", ["input", "fields", "cost"]),
+        ("INVALID_COST", ["input", "fields", "minContributionGrams"]),
+        ("INVALID_NAME", ["input", "fields", "name", "en"]),
+        ("INVALID_LIMIT", ["input", "fields", "perAccountLimit"]),
+        ("INVALID_VALIDITY", ["input", "fields", "validTo"]),
+    ], refused["userErrors"]
+    assert await _audit(api) == before
+
+    reward = (await _create(api))["reward"]
+    edit = (await api.query(UPDATE, as_=ADMIN, variables={"input": {"id": reward["id"], "fields": {
+        "cost": "-1", "description": {"en": "x" * 801, "zh": "说明"}, "cancellationWindowHours": -1}}}))["updateReward"]
+    assert [(e["code"], e["field"]) for e in edit["userErrors"]] == [
+        ("INVALID_COST", ["input", "fields", "cost"]),
+        ("INVALID_NAME", ["input", "fields", "description", "en"]),
+        ("INVALID_WINDOW", ["input", "fields", "cancellationWindowHours"]),
+    ], edit["userErrors"]
+    catalogue = {e["node"]["id"]: e["node"] for e in (await api.query(CATALOGUE, as_="wuhan-app"))
+                 ["tenant"]["rewards"]["edges"]}
+    assert catalogue[reward["id"]]["cost"] == {"amount": "3"}
 
 
 async def test_a_code_is_unique_in_its_city(api) -> None:

@@ -73,27 +73,38 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
 
 @pytest.mark.parametrize(("change", "code", "field"), [
     ({"effectiveFrom": "2020-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "RETROACTIVE",
-     "effectiveFrom"),
-    ({"pointUnitName": {"en": "", "zh": "空"}}, "INVALID_CONFIGURATION", "point_unit.name.en"),
+     ["effectiveFrom"]),
+    ({"pointUnitName": {"en": "", "zh": "空"}}, "INVALID_CONFIGURATION", ["pointUnitName", "en"]),
     ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_DISTANCE",
                  "unit": "km", "source": "test", "sameBehavior": {"match": "TRIP", "windowMinutes": 5}}]},
-     "INVALID_CONFIGURATION", "behaviors.0"),
+     "INVALID_CONFIGURATION", ["rules", "0"]),
     ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_EVENT",
                  "unit": "ride", "source": "test", "factorGrams": "80", "sameBehavior": {"match": "TRIP"}}]},
-     "INVALID_CONFIGURATION", "behaviors.0.same_behavior"),  # a trip needs its window
-    ({"rules": []}, "INVALID_CONFIGURATION", "behaviors"),
-    ({}, "NOTHING_CHANGED", "input"),
+     "INVALID_CONFIGURATION", ["rules", "0", "sameBehavior"]),  # a trip needs its window
+    ({"rules": []}, "INVALID_CONFIGURATION", ["rules"]),
+    ({}, "NOTHING_CHANGED", []),
     ({"effectiveFrom": "2027-06-01T00:00:00", "pointUnitName": {"en": "x", "zh": "x"}}, "INVALID_CONFIGURATION",
-     "effectiveFrom"),  # no UTC offset
+     ["effectiveFrom"]),  # no UTC offset
     ({"effectiveFrom": "2999-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "TOO_FAR_AHEAD",
-     "effectiveFrom"),
+     ["effectiveFrom"]),
 ])
 async def test_refused_publications_write_nothing(api, database, change, code, field) -> None:
     before = await _versions(database, "wuhan")
     refused = await _publish(api, **({"effectiveFrom": _soon(60)} | change))
     assert refused["version"] is None and refused["userErrors"][0]["code"] == code, refused
-    assert refused["userErrors"][0]["field"][1].startswith(field), refused
+    assert refused["userErrors"][0]["field"][: len(field) + 1] == ["input", *field], refused
     assert await _versions(database, "wuhan") == before
+
+
+async def test_every_problem_of_a_rule_set_is_reported_at_its_input_path(api) -> None:
+    rules = await _current_rules(api)
+    rules[0]["factorGrams"] = "lots"
+    rules[1]["name"] = {"en": "", "zh": "空"}
+    refused = await _publish(api, effectiveFrom=_soon(60), rules=rules)
+    fields = [error["field"] for error in refused["userErrors"]]
+    assert refused["version"] is None and ["input", "rules", "0", "factorGrams"] in fields, refused
+    assert any(field[:4] == ["input", "rules", "1", "name"] for field in fields), refused
+    assert all(error["code"] == "INVALID_CONFIGURATION" for error in refused["userErrors"])
 
 
 async def test_versions_follow_each_other(api) -> None:
