@@ -26,7 +26,7 @@ from app.graphql.context import Context
 from app.graphql.errors import BadUserInput, Forbidden
 from app.graphql.ids import object_id_of, to_global_id, try_global_id
 from app.graphql.node import Node, register_node
-from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_info, page_request
+from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.tenants.graphql import Behavior, BehaviorCategory, Contribution, Issuer, PointAmount, Tenant, grams
@@ -280,14 +280,15 @@ class Account(Node):
     @strawberry.field(description="Newest first. At most 100 a page.")
     async def activity(self, info: Info[Context, None], first: int | None = None, after: str | None = None,
                        last: int | None = None, before: str | None = None) -> ActivityConnection:
-        page = page_request(first, after, last, before, key=TIME_KEY)
+        scope = CursorScope("activity", self._row.id)
+        page = page_request(first, after, last, before, scope=scope, key=TIME_KEY)
         loaders = info.context.loaders
         found = await loaders.activity_pages.load((self._row.id, self._row.tenant_id, page))
         tenant = await loaders.tenant_by_id.load(self._row.tenant_id)
         rows = found[: page.size]
         if page.backwards:
             rows = list(reversed(rows))
-        edges = [ActivityEdge(cursor=encode_cursor(row["occurred_at"], row["id"]),
+        edges = [ActivityEdge(cursor=encode_cursor(row["occurred_at"], row["id"], scope=scope),
                               node=ActivityEntry(_row=row, _decimals=tenant.unit_decimals)) for row in rows]
         return ActivityConnection(edges=edges, page_info=page_info(len(found), page, [e.cursor for e in edges]))
 

@@ -16,7 +16,7 @@ from app.auth.permissions import PARTNER, TENANT_ADMIN
 from app.behaviors import ingestion, repository, reversal
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
-from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
 from app.tenants.graphql import grams
 
@@ -244,10 +244,11 @@ class BehaviorAdminQuery:
                       permission_classes=[TENANT_ADMIN])
     async def cross_provider_duplicates(self, info: Info[Context, None], first: int | None = None,
                                         after: str | None = None) -> CrossProviderDuplicateConnection:
-        page = page_request(first, after, None, None, key=TIME_KEY)
+        scope = CursorScope("crossProviderDuplicates", info.context.principal.tenant_id)
+        page = page_request(first, after, None, None, scope=scope, key=TIME_KEY)
         rows = await repository.cross_provider_duplicates(info.context.session, info.context.principal.tenant_id,
                                                           page.size + 1, page.after)
-        edges = [CrossProviderDuplicateEdge(cursor=encode_cursor(row["received_at"], row["id"]), node=CrossProviderDuplicate(
+        edges = [CrossProviderDuplicateEdge(cursor=encode_cursor(row["received_at"], row["id"], scope=scope), node=CrossProviderDuplicate(
             account_id=strawberry.ID(to_global_id("Account", row["account_id"])), behavior=row["behavior_code"],
             rejected=BehaviorReport(provider=row["provider"], external_id=row["external_id"],
                                     occurred_at=row["occurred_at"], received_at=row["received_at"],

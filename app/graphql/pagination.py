@@ -4,12 +4,19 @@ A cursor encodes the row's sort key (here `(position, id)`), so a page starts ex
 row seen, whatever was inserted before it, and costs an index range scan, never an OFFSET. Page size
 is `first` or `last`, at most `MAX_PAGE_SIZE`; asking for more is an error, as on GitHub and Shopify,
 rather than a silently shorter page.
+
+A cursor is also bound to the list it came from: its connection and the owner of the list (the city,
+the account, the partner), as a short hash (`CursorScope`). A cursor from another list is refused
+(`BAD_USER_INPUT`) instead of quietly positioning this one; it could never show anything the caller may
+not read (the keyset only positions a query that is already scoped), so the binding is about clear
+errors for a client's mistakes, not secrecy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -33,10 +40,22 @@ class PageInfo:
     end_cursor: str | None
 
 
-def encode_cursor(*key: object) -> str:
-    """An opaque cursor for a row's sort key, e.g. (position, id) or (occurred_at, id)."""
-    values = [value.isoformat() if isinstance(value, datetime) else
-              str(value) if isinstance(value, uuid.UUID) else value for value in key]
+@dataclass(frozen=True)
+class CursorScope:
+    """The list a cursor belongs to: a connection and what owns it (e.g. ("activity", account id))."""
+
+    connection: str
+    owner: object
+
+    @property
+    def tag(self) -> str:
+        return hashlib.sha256(f"{self.connection}:{self.owner}".encode()).hexdigest()[:12]
+
+
+def encode_cursor(*key: object, scope: CursorScope) -> str:
+    """An opaque cursor for a row's sort key, e.g. (position, id) or (occurred_at, id), in `scope`."""
+    values = [scope.tag, *(value.isoformat() if isinstance(value, datetime) else
+                           str(value) if isinstance(value, uuid.UUID) else value for value in key)]
     payload = json.dumps(values, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
@@ -60,13 +79,17 @@ POSITION_KEY = _decode_position_key
 TIME_KEY = _decode_time_key
 
 
-def decode_cursor(cursor: str, argument: str, key: Callable[[list], Any] = POSITION_KEY) -> Any:
+def decode_cursor(cursor: str, argument: str, scope: CursorScope, key: Callable[[list], Any] = POSITION_KEY) -> Any:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list):
+        if not isinstance(values, list) or not values:
             raise ValueError
-        return key(values)
+        tag, *sort_key = values
+        if tag != scope.tag:
+            raise BadUserInput(f"`{argument}` is a cursor of another list (connection, city or account); use a "
+                               "cursor this list returned", argument=argument)
+        return key(sort_key)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise BadUserInput(f"`{argument}` is not a cursor returned by this connection", argument=argument) from None
 
@@ -79,9 +102,9 @@ class PageRequest:
     backwards: bool
 
 
-def page_request(first: int | None, after: str | None, last: int | None, before: str | None,
-                 key: Callable[[list], Any] = POSITION_KEY) -> PageRequest:
-    """Validate Relay arguments; raises BAD_USER_INPUT with the argument's name."""
+def page_request(first: int | None, after: str | None, last: int | None, before: str | None, *,
+                 scope: CursorScope, key: Callable[[list], Any] = POSITION_KEY) -> PageRequest:
+    """Validate Relay arguments (cursors must be of `scope`); raises BAD_USER_INPUT with the argument's name."""
     if first is not None and last is not None:
         raise BadUserInput("pass `first` or `last`, not both", argument="last")
     for name, value in (("first", first), ("last", last)):
@@ -92,8 +115,8 @@ def page_request(first: int | None, after: str | None, last: int | None, before:
     backwards = last is not None
     size = last if backwards else (first if first is not None else DEFAULT_PAGE_SIZE)
     return PageRequest(
-        after=decode_cursor(after, "after", key) if after is not None else None,
-        before=decode_cursor(before, "before", key) if before is not None else None,
+        after=decode_cursor(after, "after", scope, key) if after is not None else None,
+        before=decode_cursor(before, "before", scope, key) if before is not None else None,
         size=size,
         backwards=backwards,
     )

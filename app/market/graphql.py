@@ -18,7 +18,7 @@ from app.auth.permissions import ANY_CLIENT, TENANT_ADMIN, allow
 from app.behaviors.rules.calendar import local_date
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
-from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
 from app.graphql.scalars import Long
 from app.market import service
@@ -227,7 +227,8 @@ class MarketQuery:
                       permission_classes=[LOT_READERS])
     async def market_lots(self, info: Info[Context, None], first: int | None = None,
                           after: str | None = None) -> MarketLotConnection:
-        page = page_request(first, after, None, None, key=TIME_KEY)
+        scope = CursorScope("marketLots", info.context.principal.tenant_id)  # None: a regulator's, every city
+        page = page_request(first, after, None, None, scope=scope, key=TIME_KEY)
         condition = "AND (l.issued_at, l.id) < (:after_at, :after_id)" if page.after is not None else ""
         params: dict[str, Any] = {"limit": page.size + 1}
         if page.after is not None:
@@ -235,7 +236,7 @@ class MarketQuery:
         rows = (await info.context.session.execute(text(
             f"SELECT {service.LOT_COLUMNS} FROM {service.LOTS} WHERE true {condition} "
             "ORDER BY l.issued_at DESC, l.id DESC LIMIT :limit"), params)).mappings().all()
-        edges = [MarketLotEdge(cursor=encode_cursor(row["issued_at"], row["id"]), node=MarketLot(_row=dict(row)))
+        edges = [MarketLotEdge(cursor=encode_cursor(row["issued_at"], row["id"], scope=scope), node=MarketLot(_row=dict(row)))
                  for row in rows[: page.size]]
         return MarketLotConnection(edges=edges, page_info=page_info_of(len(rows), page, [e.cursor for e in edges]))
 

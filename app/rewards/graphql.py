@@ -16,7 +16,7 @@ from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
 from app.graphql.ids import object_id_of, to_global_id, try_global_id
 from app.graphql.node import Node, register_node
-from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
 from app.rewards import repository as repo
 from app.rewards import service
@@ -134,9 +134,10 @@ class RedemptionConnection:
 
 async def account_redemptions(info: Info[Context, None], account_id: uuid.UUID, tenant_id: uuid.UUID,
                               first: int | None, after: str | None) -> RedemptionConnection:
-    page = page_request(first, after, None, None, key=TIME_KEY)
+    scope = CursorScope("redemptions", account_id)
+    page = page_request(first, after, None, None, scope=scope, key=TIME_KEY)
     found = await info.context.loaders.redemption_pages.load((account_id, tenant_id, page))
-    edges = [RedemptionEdge(cursor=encode_cursor(row.created_at, row.id), node=Redemption(_row=row))
+    edges = [RedemptionEdge(cursor=encode_cursor(row.created_at, row.id, scope=scope), node=Redemption(_row=row))
              for row in found[: page.size]]
     return RedemptionConnection(edges=edges, page_info=page_info_of(len(found), page, [e.cursor for e in edges]))
 
@@ -161,8 +162,9 @@ class RewardQuery:
     async def entitlements(self, info: Info[Context, None], first: int | None = None, after: str | None = None,
                            account_id: strawberry.ID | None = None, bank_account_ref: str | None = None,
                            status: EntitlementStatus | None = None) -> EntitlementConnection:
-        page = page_request(first, after, None, None, key=TIME_KEY)
         principal = info.context.principal
+        scope = CursorScope("entitlements", (principal.tenant_id, principal.client.issuer_slug))
+        page = page_request(first, after, None, None, scope=scope, key=TIME_KEY)
         session = info.context.session
         sponsor = await info.context.loaders.issuer_id_by_slug.load((principal.tenant_id, principal.client.issuer_slug))
         account_ids: list[uuid.UUID] | None = None
@@ -178,7 +180,7 @@ class RewardQuery:
         rows = [] if sponsor is None else await repo.entitlement_page(
             session, principal.tenant_id, sponsor, account_ids=account_ids, status=status.value if status else None,
             after=page.after, limit=page.size + 1)
-        edges = [EntitlementEdge(cursor=encode_cursor(row["granted_at"], row["id"]), node=Entitlement(_row=row))
+        edges = [EntitlementEdge(cursor=encode_cursor(row["granted_at"], row["id"], scope=scope), node=Entitlement(_row=row))
                  for row in rows[: page.size]]
         return EntitlementConnection(edges=edges, page_info=page_info_of(len(rows), page, [e.cursor for e in edges]))
 

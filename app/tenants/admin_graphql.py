@@ -16,7 +16,7 @@ from strawberry.types import Info
 from app.auth.permissions import TENANT_ADMIN
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
-from app.graphql.pagination import TIME_KEY, PageInfo, encode_cursor, page_request
+from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_request
 from app.graphql.pagination import page_info as page_info_of
 from app.tenants import catalogue
 from app.tenants.catalogue import CatalogueCode, CatalogueError, CatalogueRefused, ItemChanges
@@ -337,7 +337,8 @@ class AdminQuery:
                       permission_classes=[TENANT_ADMIN])
     async def audit_log(self, info: Info[Context, None], first: int | None = None,
                         after: str | None = None) -> AuditEventConnection:
-        page = page_request(first, after, None, None, key=TIME_KEY)
+        scope = CursorScope("auditLog", info.context.principal.tenant_id)
+        page = page_request(first, after, None, None, scope=scope, key=TIME_KEY)
         condition = "AND (at, id) < (:after_at, :after_id)" if page.after is not None else ""
         params: dict = {"t": info.context.principal.tenant_id, "limit": page.size + 1}
         if page.after is not None:
@@ -345,7 +346,7 @@ class AdminQuery:
         rows = (await info.context.session.execute(text(
             f"SELECT * FROM admin_audit_events WHERE tenant_id = :t {condition} ORDER BY at DESC, id DESC "
             "LIMIT :limit"), params)).mappings().all()
-        edges = [AuditEventEdge(cursor=encode_cursor(row["at"], row["id"]), node=AuditEvent(
+        edges = [AuditEventEdge(cursor=encode_cursor(row["at"], row["id"], scope=scope), node=AuditEvent(
             at=row["at"], by_client=row["by_client"], action=AuditAction(row["action"]),
             target_type=row["target_type"], target_id=strawberry.ID(to_global_id(row["target_type"], row["target_id"])),
             changes=row["changes"] if isinstance(row["changes"], dict) else json.loads(row["changes"])))

@@ -24,7 +24,7 @@ from app.rewards.service import MAX_QUANTITY, check_eligibility, period_start
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.node import Node, register_node
-from app.graphql.pagination import PageInfo, encode_cursor, page_info, page_request
+from app.graphql.pagination import CursorScope, PageInfo, encode_cursor, page_info, page_request
 from app.graphql.scalars import Long
 from app.tenants import config as cfg
 from app.tenants import models
@@ -390,14 +390,15 @@ class Tenant(Node):
     async def rewards(self, info: Info[Context, None], first: int | None = None, after: str | None = None,
                       last: int | None = None, before: str | None = None,
                       kind: RewardKind | None = None) -> RewardConnection:
-        page = page_request(first, after, last, before)
+        scope = CursorScope("rewards", self._view.id)
+        page = page_request(first, after, last, before, scope=scope)
         query = RewardPageQuery(kind=kind.value if kind else None, after=page.after, before=page.before,
                                 limit=page.size, backwards=page.backwards)
         found = await info.context.loaders.reward_pages.load((self._view.id, query))
         rows = found[: page.size]
         if page.backwards:
             rows.reverse()
-        edges = [RewardEdge(cursor=encode_cursor(row.position, row.id), node=Reward(_row=row, _tenant=self._view))
+        edges = [RewardEdge(cursor=encode_cursor(row.position, row.id, scope=scope), node=Reward(_row=row, _tenant=self._view))
                  for row in rows]
         return RewardConnection(edges=edges, page_info=page_info(len(found), page, [e.cursor for e in edges]))
 

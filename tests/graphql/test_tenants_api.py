@@ -147,6 +147,29 @@ async def test_bad_page_arguments_are_typed_errors(api, variables, argument) -> 
     assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
 
 
+async def test_a_cursor_of_another_list_is_refused(api, committed_api) -> None:
+    """A cursor is bound to its connection and owner: another city's catalogue cursor, or an activity
+    cursor, is a typed error naming the argument, not a quiet position in this list."""
+    wuhan = (await api.query('{ tenant(slug: "wuhan") { rewards(first: 1) { pageInfo { endCursor } } } }',
+                             as_="wuhan-app"))["tenant"]["rewards"]["pageInfo"]["endCursor"]
+    own = (await _page(api, first=1))["pageInfo"]["endCursor"]
+    assert (await _page(api, first=1, after=own))["edges"]  # its own cursor still pages
+    for variables, argument in (({"first": 1, "after": wuhan}, "after"), ({"last": 1, "before": wuhan}, "before")):
+        errors = await api.errors(PAGE, as_="beijing-app", variables=variables)
+        assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
+        assert "another list" in errors[0]["message"]
+    created = await api.query("""mutation { createReward(input: {code: "cursor-badge", kind: REWARD, fields: {
+        name: {en: "Badge", zh: "徽章"}, cost: "1", sponsor: "hankou-bank"}}) { userErrors { code } } }""",
+                              as_="wuhan-admin")
+    assert created["createReward"]["userErrors"] == []
+    log = await api.query("{ auditLog(first: 1) { pageInfo { endCursor } } }", as_="wuhan-admin")
+    audit_cursor = log["auditLog"]["pageInfo"]["endCursor"]  # a time-keyed cursor of another city's log
+    audit = "query($a: String) { auditLog(first: 1, after: $a) { edges { cursor } } }"
+    await api.query(audit, as_="wuhan-admin", variables={"a": audit_cursor})  # pages its own log
+    errors = await api.errors(audit, as_="beijing-admin", variables={"a": audit_cursor})
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+
+
 async def test_node_lookup_respects_tenants(api) -> None:
     data = await api.query('{ tenant(slug: "wuhan") { id rewards(first: 1) { edges { node { id code } } } } }',
                            as_="wuhan-app")
