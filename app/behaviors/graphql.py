@@ -175,6 +175,10 @@ class ReverseBehaviorRecordPayload:
     points: Decimal | None = strawberry.field(default=None, description="Points taken back.")
     shortfall_points: Decimal | None = strawberry.field(
         default=None, description="Points already spent that could not be taken back (the balance stays >= 0).")
+    expired_points: Decimal | None = strawberry.field(
+        default=None, description="Points of the record that had already expired: given back by the city's expired "
+                                  "account, not taken from the balance (without the record they would not have "
+                                  "expired).")
     user_errors: list[ReversalUserError] = strawberry.field(default_factory=list)
 
 
@@ -197,7 +201,8 @@ class ReversalMutations:
         return ReverseBehaviorRecordPayload(
             reduction_grams=grams(result.reduction_mg),
             points=Decimal(result.points).scaleb(-tenant.unit_decimals),
-            shortfall_points=Decimal(result.shortfall_points).scaleb(-tenant.unit_decimals))
+            shortfall_points=Decimal(result.shortfall_points).scaleb(-tenant.unit_decimals),
+            expired_points=Decimal(result.unexpired_points).scaleb(-tenant.unit_decimals))
 
 
 @strawberry.type(description="What one provider reported about a behaviour.")

@@ -338,7 +338,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
         row = ledgers[(account_id, POINTS)]
         if points and row.matured_through is not None and day < row.matured_through:
             matured[row.id] = matured.get(row.id, 0) + points
-    await _post(session, tenant_id, candidates, records, ledgers, changed_carries, matured)
+    await _post(session, tenant_id, candidates, records, ledgers, changed_carries, matured, now)
     # Keep a day whose credit is 0 mg when points came from the carry: they belong to that day's lot.
     await repo.add_to_daily_totals(session, tenant_id, {k: (v, day_points[k]) for k, v in day_delta.items()
                                                         if v or day_points[k]})
@@ -346,7 +346,7 @@ async def _credit(session: AsyncSession, tenant_id: uuid.UUID, provider_id: uuid
 
 async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate],
                 records: list[repo.NewRecord], ledgers: dict[tuple[uuid.UUID, str], ledger.CitizenLedger],
-                carries: dict[uuid.UUID, int], matured: dict[uuid.UUID, int]) -> None:
+                carries: dict[uuid.UUID, int], matured: dict[uuid.UUID, int], now: datetime) -> None:
     system = await ledger.system_accounts(session, tenant_id)
     citizen = {key: row.id for key, row in ledgers.items()}
     transactions = []
@@ -369,4 +369,19 @@ async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_C
             converted_mg=candidate.converted_mg,
             postings=postings,
         ))
-    await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries, matured=matured)
+    # Points of a day that has matured are past their expiry when they arrive: they expire at once, as the
+    # last expiry run would have expired them (matured lots never hold unexpired points: consumed >=
+    # matured earnings, an invariant `verify-ledger` checks). The credit and its expiry both show.
+    consumed: dict[uuid.UUID, int] = {}
+    rows = {row.id: row for row in ledgers.values()}
+    for ledger_id, points in matured.items():
+        row = rows[ledger_id]
+        due = min(points, max(0, row.earned_matured + points - row.points_consumed))
+        if due:
+            consumed[ledger_id] = due
+            transactions.append(ledger.NewTransaction(
+                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now, account_id=row.account_id, points=-due,
+                postings=[ledger.Posting(ledger_id, POINTS, -due),
+                          ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, due)]))
+    await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries, matured=matured,
+                      consumed=consumed or None)

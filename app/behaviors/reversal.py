@@ -14,6 +14,14 @@ credited = converted + carry still holds): left there, they would earn a point l
 have converted them already, the carry goes below zero, grams owed that the next credits repay before
 they earn points (migration 0020). A record pooled into a market lot is answered for by the lot's buffer
 (`app.market.service`, ADR 0011).
+
+A record whose day has matured (expiry has passed over it) no longer has its points in the balance: its
+lot was spent or expired. The reversal then does what the ledger would show had the record never been
+credited: points its lot still held (matured but not yet expired) are taken back from the balance; of
+the rest, as much as the account's expiries took are returned from the `expired` account to issuance
+(without the record they would never have expired), and only what remains, points spent, is the
+shortfall. Taking them from the balance instead would take the citizen's later, legitimate points a
+second time.
 """
 
 from __future__ import annotations
@@ -51,6 +59,16 @@ class Reversed:
     reduction_mg: int
     points: int
     shortfall_points: int
+    unexpired_points: int = 0  # expired points of the record returned to issuance (not from the balance)
+
+
+async def _expired_not_returned(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                                expired_ledger: uuid.UUID) -> int:
+    """The account's points held by the `expired` system account: expiries less what reversals returned."""
+    return int((await session.execute(text(
+        "SELECT coalesce(sum(p.amount), 0) FROM ledger_transactions t JOIN ledger_postings p "
+        "ON p.tenant_id = t.tenant_id AND p.transaction_id = t.id AND p.ledger_account_id = :expired "
+        "WHERE t.tenant_id = :t AND t.account_id = :a AND t.kind IN ('EXPIRY', 'BEHAVIOR_REVERSAL')"), {"t": tenant_id, "a": account_id, "expired": expired_ledger})).scalar())
 
 
 async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID | None, reason: str,
@@ -71,8 +89,19 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     await market.on_record_reversed(session, tenant_id, record["id"])  # a pooled record: the buffer answers
     points_row = ledgers[(record["account_id"], POINTS)]
     contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
-    taken_points = min(record["points"], points_row.balance)
-    shortfall = record["points"] - taken_points
+    system = await ledger.system_accounts(session, tenant_id)
+    matured = points_row.matured_through is not None and record["local_date"] < points_row.matured_through
+    unexpired = 0
+    if matured:
+        # Only what the matured lots still hold (not yet expired) is in the balance; the rest was spent or
+        # expired: expired first, as without the record those expiries would not have happened.
+        in_balance = max(0, points_row.earned_matured - points_row.points_consumed)
+        taken_points = min(record["points"], in_balance, points_row.balance)
+        unexpired = min(record["points"] - taken_points, await _expired_not_returned(
+            session, tenant_id, record["account_id"], system[(ledger.EXPIRED, POINTS)]))
+    else:
+        taken_points = min(record["points"], points_row.balance)
+    shortfall = record["points"] - taken_points - unexpired
     # Out of the carry: its grams less those its credit converted. Negative when its points also converted
     # earlier carried grams: those go back to the carry, but only with every point taken back; a point
     # not taken back (the shortfall, owed) stays converted, and so do the grams behind it.
@@ -82,7 +111,6 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     uncarried = record["reduction_mg"] - int(credit_converted)
     if shortfall:
         uncarried = max(0, uncarried)
-    system = await ledger.system_accounts(session, tenant_id)
     postings = []
     if record["reduction_mg"]:
         postings += [ledger.Posting(contribution_row.id, CONTRIBUTION, -record["reduction_mg"]),
@@ -90,17 +118,21 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     if taken_points:
         postings += [ledger.Posting(points_row.id, POINTS, -taken_points),
                      ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, taken_points)]
+    if unexpired:
+        postings += [ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, -unexpired),
+                     ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, unexpired)]
     transaction = ledger.NewTransaction(
         tenant_id=tenant_id, kind="BEHAVIOR_REVERSAL", status="REVERSED", occurred_at=now,
         account_id=record["account_id"], behavior_record_id=record["id"], behavior_code=record["behavior_code"],
         reduction_mg=-record["reduction_mg"], points=-taken_points, converted_mg=uncarried,
         shortfall_points=shortfall, postings=postings)
     # The lot shrinks by all the record's points but the balance only by what was taken: the untaken rest
-    # was consumed (spent or expired), so consumption shrinks by it too (lots - consumed = balance), and
-    # it is owed until a cancelled redemption gives points back.
+    # was consumed (spent or expired), so consumption shrinks by it too (lots - consumed = balance). What
+    # was spent is owed until a cancelled redemption gives points back; what expired is returned above.
+    untaken = shortfall + unexpired
     await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id},
                       carries={points_row.id: points_row.unconverted_mg - uncarried} if uncarried else None,
-                      consumed={points_row.id: -shortfall} if shortfall else None,
+                      consumed={points_row.id: -untaken} if untaken else None,
                       owed={points_row.id: shortfall} if shortfall else None)
     key = (record["account_id"], record["behavior_code"], record["local_date"])
     await behaviors_repo.subtract_from_daily_total(session, tenant_id, key, record["reduction_mg"], record["points"])
@@ -109,4 +141,4 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
             "UPDATE ledger_accounts SET earned_matured = GREATEST(earned_matured - :p, 0) WHERE id = :id"),
             {"p": record["points"], "id": points_row.id})
     return Reversed(transaction_id=transaction.id, record_id=record["id"], reduction_mg=record["reduction_mg"],
-                    points=taken_points, shortfall_points=shortfall)
+                    points=taken_points, shortfall_points=shortfall, unexpired_points=unexpired)

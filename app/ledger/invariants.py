@@ -122,6 +122,14 @@ CHECKS: dict[str, str] = {
         GROUP BY la.account_id, la.earned_matured
         HAVING la.earned_matured <> coalesce(sum(d.credited_points), 0)
         LIMIT :limit""",
+    # Matured lots hold nothing unexpired: expiry, a late credit for a matured day and a refund into a
+    # matured lot all expire what matured lots would still hold (ADR 0005).
+    "matured_lots_expired": """
+        SELECT la.account_id::text, la.points_consumed::text || ' consumed',
+               la.earned_matured::text || ' matured'
+        FROM ledger_accounts la
+        WHERE la.account_id IS NOT NULL AND la.asset = 'POINTS' AND la.points_consumed < la.earned_matured
+        LIMIT :limit""",
     "daily_totals_match_records": """
         SELECT t.account_id::text, t.behavior_code || ' ' || t.local_date::text,
                t.credited_mg::text || '/' || t.credited_points::text || ' <> ' ||

@@ -200,6 +200,10 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
     refund = redemption.points
     repay = min(points_row.points_owed, refund)  # a reversal's unpaid shortfall is settled first
     to_citizen = refund - repay
+    # Points given back go back to the oldest lots (FIFO consumption shrinks): where those lots have
+    # matured since, the points are past their expiry and expire at once, as the expiry run would have
+    # expired them had they not been spent (matured lots hold nothing unexpired: consumed >= matured).
+    expired = min(to_citizen, max(0, points_row.earned_matured - (points_row.points_consumed - to_citizen)))
     if refund:
         system = await ledger.system_accounts(session, tenant_id)
         postings = [ledger.Posting(redemption.counterparty_ledger_id, POINTS, -refund)]
@@ -207,10 +211,16 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
             postings.append(ledger.Posting(points_row.id, POINTS, to_citizen))
         if repay:
             postings.append(ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, repay))
-        await ledger.post(session, [ledger.NewTransaction(
+        transactions = [ledger.NewTransaction(
             tenant_id=tenant_id, kind="REDEMPTION_CANCELLED", status="CANCELLED", occurred_at=now,
-            account_id=redemption.account_id, points=to_citizen, redemption_id=redemption.id, postings=postings,
-        )], tracked={points_row.id, redemption.counterparty_ledger_id},
-            consumed={points_row.id: -to_citizen} if to_citizen else None,
-            owed={points_row.id: -repay} if repay else None)
-    return Redeemed(redemption=cancelled, balance_points=points_row.balance + to_citizen, replayed=False)
+            account_id=redemption.account_id, points=to_citizen, redemption_id=redemption.id, postings=postings)]
+        if expired:
+            transactions.append(ledger.NewTransaction(
+                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now + timedelta(microseconds=1),
+                account_id=redemption.account_id, points=-expired,
+                postings=[ledger.Posting(points_row.id, POINTS, -expired),
+                          ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, expired)]))
+        await ledger.post(session, transactions, tracked={points_row.id, redemption.counterparty_ledger_id},
+                          consumed={points_row.id: expired - to_citizen} if to_citizen else None,
+                          owed={points_row.id: -repay} if repay else None)
+    return Redeemed(redemption=cancelled, balance_points=points_row.balance + to_citizen - expired, replayed=False)
