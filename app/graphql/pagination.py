@@ -21,7 +21,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -60,19 +60,31 @@ def encode_cursor(*key: object, scope: CursorScope) -> str:
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
+def _row_id(raw_id: object) -> uuid.UUID:
+    if not isinstance(raw_id, str):
+        raise ValueError
+    return uuid.UUID(raw_id)
+
+
 def _decode_position_key(values: list) -> tuple[int, uuid.UUID]:
     position, raw_id = values
     if not isinstance(position, int) or isinstance(position, bool) or not -(2**31) <= position < 2**31:
         raise ValueError
-    return position, uuid.UUID(raw_id)
+    return position, _row_id(raw_id)
 
 
 def _decode_time_key(values: list) -> tuple[datetime, uuid.UUID]:
     raw_time, raw_id = values
+    if not isinstance(raw_time, str):
+        raise ValueError
     moment = datetime.fromisoformat(raw_time)
     if moment.tzinfo is None:
         raise ValueError
-    return moment, uuid.UUID(raw_id)
+    try:
+        moment.astimezone(UTC)  # a moment outside years 1-9999 in UTC cannot reach the database
+    except OverflowError:
+        raise ValueError from None
+    return moment, _row_id(raw_id)
 
 
 POSITION_KEY = _decode_position_key
@@ -90,7 +102,7 @@ def decode_cursor(cursor: str, argument: str, scope: CursorScope, key: Callable[
             raise BadUserInput(f"`{argument}` is a cursor of another list (connection, city or account); use a "
                                "cursor this list returned", argument=argument)
         return key(sort_key)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise BadUserInput(f"`{argument}` is not a cursor returned by this connection", argument=argument) from None
 
 

@@ -170,6 +170,51 @@ async def test_a_cursor_of_another_list_is_refused(api, committed_api) -> None:
     assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
 
 
+def _forged(scope, *values) -> str:
+    """A cursor carrying the right list's tag but a sort key the server never made."""
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps([scope.tag, *values]).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("key", [
+    (1, 2), (1, ["a"]), (True, "00000000-0000-0000-0000-000000000000"), (2**40, "00000000-0000-0000-0000-000000000000"),
+    (1,), (1, "not-a-uuid"),
+])
+async def test_a_forged_position_cursor_is_bad_input(api, key) -> None:
+    from app.graphql.pagination import CursorScope
+    from app.tenants.models import tenant_id_for
+
+    cursor = _forged(CursorScope("rewards", tenant_id_for("beijing")), *key)
+    errors = await api.errors(PAGE, as_="beijing-app", variables={"first": 1, "after": cursor})
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+
+
+@pytest.mark.parametrize("key", [
+    ("2026-01-01T00:00:00+00:00", 5), (5, "00000000-0000-0000-0000-000000000000"),
+    ("9999-12-31T23:59:59-23:59", "00000000-0000-0000-0000-000000000000"),
+    ("0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"),
+    ("2026-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"),  # no offset
+])
+async def test_a_forged_time_cursor_is_bad_input(api, key) -> None:
+    from app.graphql.pagination import CursorScope
+    from app.tenants.models import tenant_id_for
+
+    cursor = _forged(CursorScope("auditLog", tenant_id_for("wuhan")), *key)
+    errors = await api.errors("query($a: String) { auditLog(first: 1, after: $a) { edges { cursor } } }",
+                              as_="wuhan-admin", variables={"a": cursor})
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+
+
+async def test_a_deeply_nested_cursor_is_bad_input(api) -> None:
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode()
+    errors = await api.errors(PAGE, as_="beijing-app", variables={"first": 1, "after": cursor})
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+
+
 async def test_node_lookup_respects_tenants(api) -> None:
     data = await api.query('{ tenant(slug: "wuhan") { id rewards(first: 1) { edges { node { id code } } } } }',
                            as_="wuhan-app")
