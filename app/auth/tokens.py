@@ -23,6 +23,7 @@ from app.tenants.models import tenant_id_for
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 VERIFIED_CACHE_SIZE = 10_000
+MAX_AUTHORIZATION_LENGTH = 4096  # ours are about 250; a token carries no payload of its own
 
 
 class AuthenticationError(Exception):
@@ -82,6 +83,10 @@ class ClientRegistry:
         if not authorization:
             raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>' "
                                       "(get one with `carbon-inclusive token CLIENT`)")
+        if len(authorization) > MAX_AUTHORIZATION_LENGTH:
+            # Before decoding or caching: a valid signature on megabytes of claims would otherwise be
+            # decoded and kept in the cache below (a client's secret is enough to fill memory).
+            raise AuthenticationError(f"invalid token: longer than {MAX_AUTHORIZATION_LENGTH} characters")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")

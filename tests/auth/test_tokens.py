@@ -25,7 +25,7 @@ def _forge(claims: dict, secret: str, algorithm: str = "HS256") -> str:
 
 @pytest.mark.parametrize("case", ["bad-signature", "expired", "wrong-audience", "unknown-client", "garbage",
                                   "no-exp", "basic-scheme", "other-clients-secret", "too-long-lived",
-                                  "string-exp", "string-iat", "boolean-iat"])
+                                  "string-exp", "string-iat", "boolean-iat", "huge-but-signed"])
 async def test_invalid_tokens_are_refused(api, case) -> None:
     now = int(time.time())
     secret = api.registry.secrets["wuhan-app"]
@@ -45,11 +45,24 @@ async def test_invalid_tokens_are_refused(api, case) -> None:
         "string-exp": f"Bearer {_forge(good | {'exp': str(now + 600)}, secret)}",
         "string-iat": f"Bearer {_forge(good | {'iat': str(now)}, secret)}",
         "boolean-iat": f"Bearer {_forge(good | {'iat': True}, secret)}",
+        # Validly signed, but megabytes: it would be decoded and cached (memory) before this limit.
+        "huge-but-signed": f"Bearer {_forge(good | {'pad': 'x' * 1_000_000}, secret)}",
     }[case]
     response = await api.http.post("/graphql", json=QUERY, headers={"authorization": header})
     assert response.status_code == 401, response.text
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert "data" not in response.json()
+
+
+async def test_a_huge_token_is_refused_before_it_is_decoded_or_cached(api) -> None:
+    now = int(time.time())
+    secret = api.registry.secrets["wuhan-app"]
+    token = _forge({"sub": "wuhan-app", "aud": "carbon-inclusive", "iat": now, "exp": now + 600, "pad": "x" * 5000},
+                   secret)
+    before = len(api.registry._verified)
+    response = await api.http.post("/graphql", json=QUERY, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and "longer than" in response.json()["errors"][0]["message"]
+    assert len(api.registry._verified) == before
 
 
 async def test_valid_token_is_accepted(api) -> None:
