@@ -131,6 +131,10 @@ def _validate(command: RecordCommand, accounts: dict[uuid.UUID, str],
     status = accounts.get(command.account_id) if command.account_id else None
     if status is None:
         return _rejected(command, "ACCOUNT_NOT_FOUND", "no such account in this city")
+    if not consents.get(command.account_id):
+        # Before anything about the account: a provider without live consent (e.g. revoked) learns
+        # nothing more of it, not even whether it was closed since.
+        return _rejected(command, "CONSENT_MISSING", "no live consent from this account for this provider")
     if status == "CLOSED":
         return _rejected(command, "ACCOUNT_CLOSED", "the account is closed and takes no new credits")
     window = current.claim_window_days if current else 0

@@ -84,6 +84,18 @@ async def test_every_rejection_code_and_good_records_still_credited(api) -> None
     assert await _totals(api, account_id) == ("240", "24")  # 80 + 2 × 80
 
 
+async def test_a_provider_without_consent_learns_nothing_more_about_the_account(api) -> None:
+    """amap-travel holds no consent from these accounts: whether one was closed since, or what it sends,
+    the answer is the same CONSENT_MISSING (a revoked partner may still hold the id)."""
+    open_id, closed_id = await consenting_account(api), await consenting_account(api)
+    await api.query('mutation($id: ID!) { closeAccount(input: {accountId: $id}) { userErrors { code } } }',
+                    as_="wuhan-app", variables={"id": closed_id})
+    results = await submit(api, "amap-travel", [
+        record(open_id, "bus", 1, local_time(1)), record(closed_id, "bus", 1, local_time(1)),
+        record(open_id, "teleportation", 1, local_time(1)), record(closed_id, "walking", "-5", local_time(1))])
+    assert [r["code"] for r in results] == ["CONSENT_MISSING"] * 4
+
+
 async def test_same_batch_twenty_times_has_one_effect(api) -> None:
     account_id = await consenting_account(api)
     batch = [record(account_id, "walking", 12000, local_time(1), "walk-1"),
