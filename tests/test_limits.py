@@ -98,6 +98,11 @@ async def test_several_operations_need_an_operation_name(api) -> None:
     assert chosen["tenants"]
 
 
+async def test_suggestions_are_given_while_introspection_is_on(api) -> None:
+    message = (await api.post("{ tenants { slugg } }", as_="wuhan-app")).json()["errors"][0]["message"]
+    assert "Did you mean 'slug'?" in message
+
+
 async def test_introspection_and_graphiql_can_be_switched_off(settings, database, registry) -> None:
     from httpx import ASGITransport, AsyncClient
 
@@ -111,6 +116,11 @@ async def test_introspection_and_graphiql_can_be_switched_off(settings, database
         body = (await api.post("{ __schema { types { name } } }", as_="wuhan-app")).json()
         assert body["errors"] and "introspection" in body["errors"][0]["message"].lower()
         assert (await api.query("{ __typename tenants { slug } }", as_="wuhan-app"))["tenants"] == [{"slug": "wuhan"}]
+        # Suggestions would rebuild the schema one guess at a time: gone with introspection.
+        for guess in ("{ tenants { slugg } }", '{ tenant(slugg: "wuhan") { slug } }',
+                      '{ tenant(slug: "wuhan") { rewards(kind: REWARDS) { edges { cursor } } } }'):
+            message = (await api.post(guess, as_="wuhan-app")).json()["errors"][0]["message"]
+            assert "Did you mean" not in message and message.strip(), message
         page = await http.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 401 and "graphiql" not in page.text.lower()
 

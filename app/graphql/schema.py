@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 
 import strawberry
@@ -70,6 +71,9 @@ class Mutation(AccountMutations, BehaviorMutations, RewardMutations, ReversalMut
     pass
 
 
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 class Schema(strawberry.Schema):
     """strawberry's Schema, logging errors without what the client sent.
 
@@ -79,11 +83,17 @@ class Schema(strawberry.Schema):
     goes to the log (app.logs), so here an error is logged by what it is, not by what it says: a client's
     mistake (a code of ours, or graphql-core's request errors) at INFO with its code and path; a bug at
     ERROR with the exception's type and where it was raised (file, line and function of each frame; not
-    its message, which may quote a value either). Clients still get the full message."""
+    its message, which may quote a value either). Clients still get the full message, except graphql-core's
+    "Did you mean ...?" suggestions when introspection is off (`hide_suggestions`): they name fields and
+    types near a wrong guess, enough to rebuild the schema one guess at a time."""
+
+    hide_suggestions = False
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         operation = execution_context.operation_name if execution_context is not None else None
         for error in errors:
+            if self.hide_suggestions and "Did you mean" in error.message:
+                error.message = SUGGESTION.sub("", error.message)
             original = error.original_error
             path = ".".join(str(part) for part in error.path) if error.path else None
             code = error_code(error)
@@ -100,7 +110,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     """The schema; without introspection for production deployments that want it off
     (`CARBON_INTROSPECTION=false`)."""
     rules = EXTRA_RULES if introspection else [*EXTRA_RULES, NoSchemaIntrospectionCustomRule]
-    return Schema(
+    built = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -128,6 +138,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
             MaskUnexpectedErrors,
         ],
     )
+    built.hide_suggestions = not introspection
+    return built
 
 
 schema = build_schema()
