@@ -21,6 +21,7 @@ from typing import Any
 
 from strawberry.types.graphql import OperationType
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
@@ -45,6 +46,14 @@ _QUERIES_ONLY = frozenset({OperationType.QUERY})
 _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
+GRAPHIQL_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 class GraphQLView(GraphQL):
     """Strawberry's ASGI view, kept for the GraphiQL page and the websocket transport of subscriptions
     (`app.live.transport`); HTTP execution is ours."""
@@ -66,6 +75,14 @@ class GraphQLView(GraphQL):
         self.limiter = limiter
         self.hub = hub
         self.max_subscriptions = max_subscriptions
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL, never inside another site's frame (where a page could trick a developer into sending
+        requests with a pasted token). Only framing is restricted: the page's own scripts come from unpkg
+        with integrity hashes, and a stricter policy could not be checked against it here."""
+        response = await super().render_graphql_ide(request)
+        response.headers.update(GRAPHIQL_HEADERS)
+        return response
 
     async def get_context(self, request: Request, response: Any) -> Context:  # type: ignore[override]
         return Context(

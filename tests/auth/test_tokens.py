@@ -76,6 +76,10 @@ async def test_graphiql_page_loads_without_a_token(api) -> None:
     response = await api.http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
+    # Never framed by another site (a developer's pasted token would send its requests).
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["referrer-policy"] == "no-referrer"
 
 
 async def test_get_query_without_token_is_401(api) -> None:
