@@ -92,18 +92,31 @@ class TodayProgress:
     behavior: Behavior
     _credited_mg: strawberry.Private[int]
     _cap_mg: strawberry.Private[int | None]
+    _month_credited_mg: strawberry.Private[int] = 0
+    _month_cap_mg: strawberry.Private[int | None] = None
 
-    @strawberry.field
+    @strawberry.field(description="Credited today (local day).")
     def credited_grams(self) -> Decimal:
         return grams(self._credited_mg)
 
-    @strawberry.field(description="Daily cap; null when the behaviour is uncapped.")
+    @strawberry.field(description="Daily cap; null when the behaviour has no daily cap.")
     def cap_grams(self) -> Decimal | None:
         return grams(self._cap_mg)
 
-    @strawberry.field(description="What can still be credited today; null when uncapped.")
+    @strawberry.field(description="Credited this local month, today included.")
+    def month_credited_grams(self) -> Decimal:
+        return grams(self._month_credited_mg)
+
+    @strawberry.field(description="Monthly cap; null when the behaviour has no monthly cap.")
+    def month_cap_grams(self) -> Decimal | None:
+        return grams(self._month_cap_mg)
+
+    @strawberry.field(description="What can still be credited today under every cap that applies (daily and "
+                                  "monthly: the smaller); null only when the behaviour has neither.")
     def remaining_grams(self) -> Decimal | None:
-        return None if self._cap_mg is None else grams(max(self._cap_mg - self._credited_mg, 0))
+        left = [cap - done for cap, done in ((self._cap_mg, self._credited_mg),
+                                             (self._month_cap_mg, self._month_credited_mg)) if cap is not None]
+        return grams(max(min(left), 0)) if left else None
 
 
 @strawberry.type(description="One entry of an account's activity: a movement of its contribution or points.")
@@ -274,8 +287,10 @@ class Account(Node):
         local_day = info.context.now.astimezone(ZoneInfo(tenant.timezone)).date()
         rules = await loaders.rules_by_version.load(tenant.version_id)
         credited = await loaders.daily_totals.load((self._row.id, local_day))
+        monthly = await loaders.month_totals.load((self._row.id, local_day))
         return [TodayProgress(behavior=Behavior(_row=rule), _credited_mg=credited.get(rule.code, 0),
-                              _cap_mg=rule.cap_mg_per_day) for rule in rules]
+                              _cap_mg=rule.cap_mg_per_day, _month_credited_mg=monthly.get(rule.code, 0),
+                              _month_cap_mg=rule.cap_mg_per_month) for rule in rules]
 
     @strawberry.field(description="Newest first. At most 100 a page.")
     async def activity(self, info: Info[Context, None], first: int | None = None, after: str | None = None,

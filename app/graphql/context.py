@@ -163,6 +163,14 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
+    def month_totals(self) -> DataLoader[tuple[uuid.UUID, date], dict[str, int]]:
+        """Credited mg per behaviour in the key day's local month, through that day."""
+        async def load(keys: list[tuple[uuid.UUID, date]]) -> list[dict[str, int]]:
+            found = await accounts_repository.month_totals_through(self._session(), keys)
+            return [found.get(key, {}) for key in keys]
+        return DataLoader(load_fn=load)
+
+    @cached_property
     def rule_by_record(self) -> DataLoader[uuid.UUID, BehaviorRule | None]:
         async def load(keys: list[uuid.UUID]) -> list[BehaviorRule | None]:
             found = await tenants_repository.rules_of_records(self._session(), keys)

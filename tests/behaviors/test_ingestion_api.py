@@ -141,6 +141,25 @@ async def test_monthly_cap(api) -> None:
     assert results[-1]["status"] == "CAPPED"
 
 
+async def test_today_shows_a_used_up_monthly_cap(api) -> None:
+    """online_living_payment has no daily cap but 1,310 g a month: once the month's cap is used up,
+    `remainingGrams` is 0, not null ("uncapped")."""
+    account_id = await consenting_account(api)
+    now = datetime.now(UTC)
+    payments = [record(account_id, "online_living_payment", 1, (now - timedelta(seconds=10 - i)).isoformat())
+                for i in range(6)]
+    assert [r["status"] for r in await submit(api, "hankou-bank", payments)] == ["CREDITED"] * 5 + ["CAPPED"]
+    query = """query($id: ID!) { account(id: $id) { today { behavior { code } creditedGrams capGrams
+        monthCreditedGrams monthCapGrams remainingGrams } } }"""
+    today = {t["behavior"]["code"]: t for t in (await api.query(query, as_="wuhan-app", variables={
+        "id": account_id}))["account"]["today"]}
+    assert today["online_living_payment"] == {
+        "behavior": {"code": "online_living_payment"}, "creditedGrams": "1310", "capGrams": None,
+        "monthCreditedGrams": "1310", "monthCapGrams": "1310", "remainingGrams": "0"}
+    assert today["walking"]["remainingGrams"] == "200" and today["walking"]["monthCapGrams"] is None
+    assert today["bus"]["remainingGrams"] == "800" and today["bus"]["monthCreditedGrams"] == "0"
+
+
 async def test_per_distance_and_per_event_cap(api) -> None:
     account_id = await consenting_account(api)
     results = await submit(api, "wuhan-tong", [
