@@ -201,6 +201,10 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
         raise PublicationRefused("NOT_AFTER_LATEST", ["effectiveFrom"],
                                  f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
                                  "a new version must take effect after it")
+    if unit_name is not None and unit_singular is None:
+        # The singular ("carbon coin") would stay the old name's beside the new plural.
+        raise PublicationRefused("INVALID_CONFIGURATION", ["pointUnitSingular"],
+                                 "a renamed unit needs its singular too (give pointUnitSingular with pointUnitName)")
     document = dict(latest.document) | {"effective_from": effective_from.isoformat()}
     unit = dict(document["point_unit"])
     if unit_name is not None:

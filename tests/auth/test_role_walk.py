@@ -63,7 +63,8 @@ async def _documents(api, database) -> dict[str, tuple[str, dict]]:
         "Mutation.retireReward": ("""mutation($id: ID!) { retireReward(input: {id: $id}) { userErrors { code } } }""",
                                   {"id": reward_id}),
         "Mutation.publishConfiguration": ("""mutation($t: DateTime!) { publishConfiguration(input: {
-            effectiveFrom: $t, pointUnitName: {en: "walk coins", zh: "步行币"}}) { userErrors { code } } }""",
+            effectiveFrom: $t, pointUnitName: {en: "walk coins", zh: "步行币"},
+            pointUnitSingular: {en: "walk coin", zh: "步行币"}}) { userErrors { code } } }""",
                                           {"t": (datetime.now(UTC) + timedelta(days=30)).isoformat()}),
         "Mutation.reverseBehaviorRecord": ("""mutation($id: ID!) { reverseBehaviorRecord(input: {recordId: $id,
             reason: "test"}) { userErrors { code } } }""", {"id": recorded[0]["recordId"]}),

@@ -19,6 +19,9 @@ RULES = """{ tenant(slug: "wuhan") { behaviors { code name category method unit 
     sameBehavior { match windowMinutes } } } }"""
 
 
+SINGULAR = {"en": "coin", "zh": "币"}
+
+
 def _soon(seconds: float = 1.5) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
@@ -44,12 +47,15 @@ async def _current_rules(api) -> list[dict]:
 
 async def test_a_renamed_point_unit_takes_effect_when_scheduled_and_is_audited(api) -> None:
     before = (await api.query(CITY, as_="wuhan-app"))["tenant"]
-    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "green coins", "zh": "绿色币"})
+    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "green coins", "zh": "绿色币"},
+                               pointUnitSingular={"en": "green coin", "zh": "绿色币"})
     assert published["userErrors"] == [] and published["version"]["version"] == before["configVersion"]["version"] + 1
     assert (await api.query(CITY, as_="wuhan-app"))["tenant"]["pointUnit"] == before["pointUnit"]  # not yet
     await asyncio.sleep(1.6)
     after = (await api.query(CITY, as_="wuhan-app"))["tenant"]
     assert after["pointUnit"] == {"name": "green coins"} and after["behaviors"] == before["behaviors"]
+    singular = await api.query('{ tenant(slug: "wuhan") { pointUnit { singular } } }', as_="wuhan-app")
+    assert singular["tenant"]["pointUnit"] == {"singular": "green coin"}
     log = (await api.query("{ auditLog(first: 5) { edges { node { action byClient changes } } } }",
                            as_="wuhan-admin"))["auditLog"]["edges"]
     assert log[0]["node"]["action"] == "PUBLISH_CONFIGURATION" and log[0]["node"]["byClient"] == "wuhan-admin"
@@ -72,9 +78,12 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
 
 
 @pytest.mark.parametrize(("change", "code", "field"), [
-    ({"effectiveFrom": "2020-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "RETROACTIVE",
+    ({"effectiveFrom": "2020-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"},
+      "pointUnitSingular": SINGULAR}, "RETROACTIVE",
      ["effectiveFrom"]),
-    ({"pointUnitName": {"en": "", "zh": "空"}}, "INVALID_CONFIGURATION", ["pointUnitName", "en"]),
+    ({"pointUnitName": {"en": "", "zh": "空"}, "pointUnitSingular": SINGULAR}, "INVALID_CONFIGURATION",
+     ["pointUnitName", "en"]),
+    ({"pointUnitName": {"en": "leaf coins", "zh": "叶币"}}, "INVALID_CONFIGURATION", ["pointUnitSingular"]),
     ({"rules": [{"code": "bus", "name": {"en": "Bus", "zh": "公交"}, "category": "TRAVEL", "method": "PER_DISTANCE",
                  "unit": "km", "source": "test", "sameBehavior": {"match": "TRIP", "windowMinutes": 5}}]},
      "INVALID_CONFIGURATION", ["rules", "0"]),
@@ -83,9 +92,11 @@ async def test_a_new_rule_set_replaces_the_rules_from_its_time(api) -> None:
      "INVALID_CONFIGURATION", ["rules", "0", "sameBehavior"]),  # a trip needs its window
     ({"rules": []}, "INVALID_CONFIGURATION", ["rules"]),
     ({}, "NOTHING_CHANGED", []),
-    ({"effectiveFrom": "2027-06-01T00:00:00", "pointUnitName": {"en": "x", "zh": "x"}}, "INVALID_CONFIGURATION",
+    ({"effectiveFrom": "2027-06-01T00:00:00", "pointUnitName": {"en": "x", "zh": "x"},
+      "pointUnitSingular": SINGULAR}, "INVALID_CONFIGURATION",
      ["effectiveFrom"]),  # no UTC offset
-    ({"effectiveFrom": "2999-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"}}, "TOO_FAR_AHEAD",
+    ({"effectiveFrom": "2999-01-01T00:00:00Z", "pointUnitName": {"en": "x", "zh": "x"},
+      "pointUnitSingular": SINGULAR}, "TOO_FAR_AHEAD",
      ["effectiveFrom"]),
 ])
 async def test_refused_publications_write_nothing(api, database, change, code, field) -> None:
@@ -108,14 +119,17 @@ async def test_every_problem_of_a_rule_set_is_reported_at_its_input_path(api) ->
 
 
 async def test_versions_follow_each_other(api) -> None:
-    later = await _publish(api, effectiveFrom=_soon(3600), pointUnitName={"en": "later coins", "zh": "后币"})
+    later = await _publish(api, effectiveFrom=_soon(3600), pointUnitName={"en": "later coins", "zh": "后币"},
+                           pointUnitSingular=SINGULAR)
     assert later["userErrors"] == []
-    earlier = await _publish(api, effectiveFrom=_soon(60), pointUnitName={"en": "early coins", "zh": "早币"})
+    earlier = await _publish(api, effectiveFrom=_soon(60), pointUnitName={"en": "early coins", "zh": "早币"},
+                             pointUnitSingular=SINGULAR)
     assert earlier["userErrors"][0]["code"] == "NOT_AFTER_LATEST"
 
 
 async def test_an_api_version_survives_restarts_until_the_file_changes(api, database, tmp_path) -> None:
-    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "kept coins", "zh": "留币"})
+    published = await _publish(api, effectiveFrom=_soon(), pointUnitName={"en": "kept coins", "zh": "留币"},
+                               pointUnitSingular=SINGULAR)
     assert published["userErrors"] == []
     await asyncio.sleep(1.6)
     config = _copy(tmp_path)
@@ -134,7 +148,7 @@ async def test_a_catalogue_only_file_change_keeps_the_api_version(api, database,
     made from it would carry the file's rules and unit back over those published through the API."""
     rules = [rule for rule in await _current_rules(api) if rule["code"] != "walking"]
     published = await _publish(api, effectiveFrom=_soon(), rules=rules,
-                               pointUnitName={"en": "operator coins", "zh": "运营币"})
+                               pointUnitName={"en": "operator coins", "zh": "运营币"}, pointUnitSingular=SINGULAR)
     assert published["userErrors"] == [], published
     await asyncio.sleep(1.6)
     before = await _versions(database, "wuhan")
