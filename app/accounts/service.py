@@ -131,7 +131,8 @@ async def set_status(session: AsyncSession, tenant_id: uuid.UUID, account_id: uu
     if account.status == status:
         return account
     if account.status == CLOSED:
-        raise AccountError(Code.ACCOUNT_CLOSED, ["input", "accountId"], "a closed account cannot be reopened")
+        raise AccountError(Code.ACCOUNT_CLOSED, ["input", "accountId"],
+                           "the account is closed: it can no longer be frozen or unfrozen")
     values: dict[str, object] = {"status": status}
     if status == CLOSED:
         values["closed_at"] = now

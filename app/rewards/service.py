@@ -189,7 +189,10 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
     points_row = ledgers[(redemption.account_id, POINTS)]
     if redemption.status == "CANCELLED":
         return Redeemed(redemption=redemption, balance_points=points_row.balance, replayed=True)
-    if redemption.cancellable_until is None or now > redemption.cancellable_until:
+    if redemption.cancellable_until is None:
+        raise RewardError(Code.NOT_CANCELLABLE, ["input", "redemptionId"],
+                          "this item cannot be cancelled (its cancellation window is 0 hours)")
+    if now > redemption.cancellable_until:
         raise RewardError(Code.CANCELLATION_WINDOW_CLOSED, ["input", "redemptionId"],
                           "this redemption can no longer be cancelled")
     # Undo exactly what the redemption did, whatever the item has become since.

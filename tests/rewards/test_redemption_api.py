@@ -161,9 +161,23 @@ async def test_cancellation_refunds_points_and_stock_within_the_window_only(api,
     kept = await redeem(api, account_id, final)
     refused = (await api.query(CANCEL, as_="wuhan-app", variables={"input": {
         "redemptionId": kept["redemption"]["id"]}}))["cancelRedemption"]
-    assert [e["code"] for e in refused["userErrors"]] == ["CANCELLATION_WINDOW_CLOSED"]
+    assert [e["code"] for e in refused["userErrors"]] == ["NOT_CANCELLABLE"]  # a window of 0 hours
     activity = (await api.query(ACCOUNT, as_="wuhan-app", variables={"id": account_id}))["account"]["activity"]["nodes"]
     assert [a["kind"] for a in activity[:3]] == ["REDEMPTION", "REDEMPTION_CANCELLED", "REDEMPTION"]
+
+    late = await redeem(api, account_id, cancellable)  # its 24 hours have passed (moved back below)
+    from sqlalchemy import text
+
+    from app.db.session import TenantScope
+    from app.graphql.ids import from_global_id
+    from app.tenants.models import tenant_id_for
+
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for("wuhan"))) as session:
+        await session.execute(text("UPDATE redemptions SET cancellable_until = now() - interval '1 second' "
+                                   "WHERE id = :id"), {"id": from_global_id(late["redemption"]["id"])[1]})
+    closed = (await api.query(CANCEL, as_="wuhan-app", variables={"input": {
+        "redemptionId": late["redemption"]["id"]}}))["cancelRedemption"]
+    assert [e["code"] for e in closed["userErrors"]] == ["CANCELLATION_WINDOW_CLOSED"]
 
 
 async def test_financial_service_entitlement_is_visible_to_the_sponsoring_bank_only(api) -> None:
