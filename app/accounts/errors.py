@@ -19,6 +19,7 @@ class AccountErrorCode(str, enum.Enum):
     PROVIDER_NOT_FOUND = "PROVIDER_NOT_FOUND"
     INVALID_CATEGORIES = "INVALID_CATEGORIES"
     CONSENT_NOT_FOUND = "CONSENT_NOT_FOUND"
+    ACCOUNT_EXISTS = "ACCOUNT_EXISTS"
 
 
 class AccountError(UserError):

@@ -81,6 +81,14 @@ async def open_account(session: AsyncSession, hasher: HolderHasher, command: Ope
     if new_id is None:
         existing = await repo.account_by_holder(session, command.tenant_id, holder_hash)
         assert existing is not None
+        # The same request again is answered with the account; a different one would be silently dropped.
+        if existing.kind != command.kind:
+            raise AccountError(Code.ACCOUNT_EXISTS, ["input", "kind"],
+                               f"this holder already has a {existing.kind} account"
+                               + (": link the bank account with linkBankAccount" if existing.kind == GUEST else ""))
+        if bank_hash is not None and existing.bank_account_hash != bank_hash:
+            raise AccountError(Code.ACCOUNT_EXISTS, ["input", "bankAccountRef"],
+                               "this holder already has an account linked to another bank account")
         return Opened(account=existing, created=False)
     await open_citizen_accounts(session, command.tenant_id, new_id)
     await repo.add_event(session, command.tenant_id, new_id, "OPENED", command.by_client, now)

@@ -39,9 +39,27 @@ async def test_a_tourist_opens_a_guest_account_and_it_reads_back(api) -> None:
 async def test_opening_again_returns_the_same_account(api) -> None:
     ref = holder()
     first = await _open(api, holderRef=ref)
-    again = await _open(api, holderRef=ref, kind="BANK_LINKED", bankAccountRef="6222020200112233")
+    again = await _open(api, holderRef=ref)
     assert again["account"]["id"] == first["account"]["id"]
-    assert again["created"] is False and again["account"]["kind"] == "GUEST"
+    assert again["created"] is False and again["account"]["kind"] == "GUEST" and again["userErrors"] == []
+
+
+async def test_opening_again_differently_is_refused_not_dropped(api) -> None:
+    """The same holder again with another kind or bank account: the difference would have been silently
+    dropped (the GUEST account came back, the bank number ignored); it is a userError instead."""
+    guest = holder()
+    await _open(api, holderRef=guest)
+    linked = await _open(api, holderRef=guest, kind="BANK_LINKED", bankAccountRef="6222020200112233")
+    assert linked["account"] is None
+    assert [(e["code"], e["field"]) for e in linked["userErrors"]] == [("ACCOUNT_EXISTS", ["input", "kind"])]
+    assert "linkBankAccount" in linked["userErrors"][0]["message"]
+
+    banked = holder()
+    first = await _open(api, holderRef=banked, kind="BANK_LINKED", bankAccountRef="6222020200112233")
+    other = await _open(api, holderRef=banked, kind="BANK_LINKED", bankAccountRef="6222020200119999")
+    assert [(e["code"], e["field"]) for e in other["userErrors"]] == [("ACCOUNT_EXISTS", ["input", "bankAccountRef"])]
+    same = await _open(api, holderRef=banked, kind="BANK_LINKED", bankAccountRef="6222 0202 0011 2233")
+    assert same["userErrors"] == [] and same["account"]["id"] == first["account"]["id"] and not same["created"]
 
 
 async def test_the_same_holder_in_two_cities_has_two_accounts(api) -> None:
