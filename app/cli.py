@@ -377,7 +377,7 @@ def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="carbon-inclusive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="carbon-inclusive", description=" ".join(__doc__.split("\n\n")[0].split()))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate, load the cities and serve GraphQL (CARBON_HOST/CARBON_PORT)")
     commands.add_parser("migrate", help="apply database migrations")

@@ -26,7 +26,8 @@ def from_global_id(global_id: str, *, expected: str | None = None, argument: str
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"`{argument}` is not a valid id", argument=argument) from None
     if expected is not None and type_name != expected:
-        raise BadUserInput(f"`{argument}` is not the id of a {expected}", argument=argument)
+        article = "an" if expected[:1].upper() in "AEIOU" else "a"
+        raise BadUserInput(f"`{argument}` is not the id of {article} {expected}", argument=argument)
     return type_name, object_id
 
 

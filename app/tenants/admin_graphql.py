@@ -145,9 +145,10 @@ def _amount(value: str, decimals: int, field: str, scale: int = 1) -> int:
             if not amount.is_finite() or minor != minor.to_integral_value() or abs(minor) > 10**15:
                 raise InvalidOperation
     except (ArithmeticError, ValueError):  # InvalidOperation, Overflow (e.g. "1E+1000000000")
+        precision = "a whole number" if decimals == 0 else f"with at most {decimals} decimals"
         raise CatalogueError(CatalogueCode.INVALID_COST, ["fields", field],
                              f"{field} must be a plain number in digits, 0 or more, below 10^15 in the smallest "
-                             f"unit, with at most {decimals} decimals") from None
+                             f"unit, {precision}") from None
     return int(minor)
 
 
