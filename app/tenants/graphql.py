@@ -368,6 +368,11 @@ class Tenant(Node):
     def claim_window_days(self) -> int:
         return self._view.claim_window_days
 
+    @strawberry.field(description="Points earned on a local day expire at the start of the same day this many "
+                                  "months later (oldest earnings first); null: points never expire.")
+    def point_expiry_months(self) -> int | None:
+        return self._view.point_expiry_months
+
     @strawberry.field
     def point_unit(self) -> PointUnit:
         return PointUnit(_view=self._view)

@@ -40,6 +40,7 @@ class TenantView:
     unit_singular_zh: str
     unit_decimals: int
     grams_per_point: int
+    point_expiry_months: int | None = None
 
 
 # The version in force at :at: the latest to take effect by then; of those taking effect at one moment,
@@ -49,7 +50,7 @@ _IN_FORCE = "effective_from <= :at ORDER BY effective_from DESC, version DESC LI
 _CURRENT_TENANTS = f"""
 SELECT t.id, t.slug, v.id AS version_id, v.version, v.effective_from, v.name_en, v.name_zh, v.timezone,
        v.claim_window_days, v.unit_name_en, v.unit_name_zh, v.unit_singular_en, v.unit_singular_zh,
-       v.unit_decimals, v.grams_per_point
+       v.unit_decimals, v.grams_per_point, v.point_expiry_months
 FROM tenants t
 JOIN LATERAL (
     SELECT * FROM tenant_config_versions WHERE tenant_id = t.id AND {_IN_FORCE}

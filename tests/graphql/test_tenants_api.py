@@ -22,6 +22,12 @@ async def test_city_app_sees_only_its_own_tenant(api) -> None:
     ]
 
 
+async def test_each_city_shows_its_expiry_policy(api) -> None:
+    data = await api.query("{ tenants { slug pointExpiryMonths claimWindowDays } }", as_="regulator")
+    expiry = {tenant["slug"]: tenant["pointExpiryMonths"] for tenant in data["tenants"]}
+    assert expiry == {"beijing": 12, "guizhou": 24, "shanghai": None, "wuhan": 24}  # as in the README
+
+
 async def test_regulator_sees_all_four_cities(api) -> None:
     data = await api.query(TENANTS, as_="regulator")
     units = {tenant["slug"]: tenant["pointUnit"]["name"] for tenant in data["tenants"]}
