@@ -8,6 +8,7 @@ newly published version shows on the next query without a restart.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +41,12 @@ IssuerKind = strawberry.enum(cfg.IssuerKind)
 SameBehaviorMatch = strawberry.enum(cfg.SameBehaviorMatch, description=cfg.SameBehaviorMatch.__doc__)
 RewardKind = strawberry.enum(cfg.RewardKind, description="The article's three kinds of rights.")
 LimitPeriod = strawberry.enum(cfg.LimitPeriod)
+
+
+@strawberry.enum(description="Whether an item is in the catalogue.")
+class RewardStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    RETIRED = "RETIRED"
 
 
 def grams(milligrams: int | None) -> Decimal | None:
@@ -245,6 +252,11 @@ class Reward(Node):
     @strawberry.field
     def kind(self) -> RewardKind:
         return cfg.RewardKind(self._row.kind)
+
+    @strawberry.field(description="RETIRED: out of the catalogue (no longer listed, redeemed or edited); "
+                                  "redemptions already made stay. Reached by `node(id:)` or a redemption.")
+    def status(self) -> RewardStatus:
+        return RewardStatus.ACTIVE if self._row.active else RewardStatus.RETIRED
 
     @strawberry.field(description="Price per unit, in the city's current point unit.")
     async def cost(self, info: Info[Context, None]) -> PointAmount:

@@ -12,7 +12,7 @@ from tests.tenants.test_loading import _copy, _edit, _load
 
 ADMIN = "wuhan-admin"
 CREATE = """mutation($input: CreateRewardInput!) { createReward(input: $input) {
-    reward { id code name kind cost { amount } totalStock remainingStock perAccountLimit }
+    reward { id code name kind status cost { amount } totalStock remainingStock perAccountLimit }
     userErrors { code field message } } }"""
 UPDATE = """mutation($input: UpdateRewardInput!) { updateReward(input: $input) {
     reward { id name cost { amount } perAccountLimit } userErrors { code field message } } }"""
@@ -45,6 +45,7 @@ async def test_an_item_created_is_in_the_catalogue_at_once_redeemable_and_audite
     assert created["userErrors"] == []
     reward = created["reward"]
     assert reward["cost"] == {"amount": "3"} and reward["remainingStock"] == 2 and reward["perAccountLimit"] == 1
+    assert reward["status"] == "ACTIVE"
     catalogue = await api.query(CATALOGUE, as_="wuhan-app")
     assert reward["id"] in [edge["node"]["id"] for edge in catalogue["tenant"]["rewards"]["edges"]]
     account = await consenting_account(api)
@@ -80,6 +81,8 @@ async def test_edits_stock_and_retirement_take_effect_at_once_and_are_audited(ap
     assert (await redeem(api, account, reward["id"]))["userErrors"][0]["code"] == "REWARD_UNAVAILABLE"
     again = await api.query(RETIRE, as_=ADMIN, variables={"input": {"id": reward["id"]}})
     assert again["retireReward"]["userErrors"][0]["code"] == "ALREADY_RETIRED"
+    status = 'query($id: ID!) { node(id: $id) { ... on Reward { status } } }'
+    assert (await api.query(status, as_="wuhan-app", variables={"id": reward["id"]}))["node"] == {"status": "RETIRED"}
     # A retired item is out of the catalogue: it is no longer edited or restocked.
     late_edit = await api.query(UPDATE, as_=ADMIN, variables={"input": {"id": reward["id"], "fields": {"cost": "9"}}})
     late_stock = await api.query(STOCK, as_=ADMIN, variables={"input": {"id": reward["id"], "totalStock": 50}})
