@@ -384,7 +384,8 @@ async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_C
         if due:
             consumed[ledger_id] = due
             transactions.append(ledger.NewTransaction(
-                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now, account_id=row.account_id, points=-due,
+                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now, account_id=row.account_id,
+                points=-due,
                 postings=[ledger.Posting(ledger_id, POINTS, -due),
                           ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, due)]))
     await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries, matured=matured,

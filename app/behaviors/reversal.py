@@ -68,7 +68,8 @@ async def _expired_not_returned(session: AsyncSession, tenant_id: uuid.UUID, acc
     return int((await session.execute(text(
         "SELECT coalesce(sum(p.amount), 0) FROM ledger_transactions t JOIN ledger_postings p "
         "ON p.tenant_id = t.tenant_id AND p.transaction_id = t.id AND p.ledger_account_id = :expired "
-        "WHERE t.tenant_id = :t AND t.account_id = :a AND t.kind IN ('EXPIRY', 'BEHAVIOR_REVERSAL')"), {"t": tenant_id, "a": account_id, "expired": expired_ledger})).scalar())
+        "WHERE t.tenant_id = :t AND t.account_id = :a AND t.kind IN ('EXPIRY', 'BEHAVIOR_REVERSAL')"),
+        {"t": tenant_id, "a": account_id, "expired": expired_ledger})).scalar())
 
 
 async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID | None, reason: str,
