@@ -15,6 +15,11 @@ The order of decisions (close codes are the protocol's where it has one):
    PERSISTED_QUERY_NOT_FOUND), and subscriptions only: queries and mutations are served by HTTP
    (OPERATION_NOT_SUPPORTED). Each refusal is an `error` message whose errors carry `extensions.code`;
    then permissions and arguments, as for any field (FORBIDDEN, ACCOUNT_NOT_FOUND, ...).
+
+At any stage a message the protocol does not define closes 4400, as the reference server (graphql-ws)
+checks them: not a JSON object (or nested deeper than the decoder follows), `type` not a string, a
+`subscribe` or `complete` without a non-empty string `id`, a `subscribe` without a `payload` object, a
+`payload` elsewhere neither an object nor null. Every close reason is cut to what a close frame carries.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, Message, SubscribeMessage
 
@@ -57,6 +63,15 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         self._subscribed = 0
         self._held = False
 
+    # ---------------------------------------------------------------------------------- messages
+
+    async def handle_message(self, message: Message) -> None:
+        problem = _malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)  # closes 4400, as the protocol says
+            return
+        await super().handle_message(message)
+
     # --------------------------------------------------------------------------- connection_init
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -64,10 +79,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
             return
         if self.connection_init_timeout_task:
             self.connection_init_timeout_task.cancel()
-        payload = message.get("payload") or {}
-        if not isinstance(payload, dict):
-            await self.websocket.close(code=4400, reason="Invalid connection init payload")
-            return
+        payload = message.get("payload") or {}  # an object or null (handle_message)
         if self.connection_init_received:
             await self.websocket.close(code=4429, reason="Too many initialisation requests")
             return
@@ -78,7 +90,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             principal, expires_at = self.view.registry.authenticate_until(authorization)
         except AuthenticationError as error:
-            await self.websocket.close(code=FORBIDDEN, reason=_reason(f"Forbidden: {error}"))
+            await self.websocket.close(code=FORBIDDEN, reason=f"Forbidden: {error}")
             return
         self.context.principal = principal
         self.context.disconnect = self.disconnect
@@ -100,7 +112,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
     def disconnect(self, code: int, reason: str) -> None:
         """Close the connection from outside its message loop (token expiry, the hub); once."""
         if self._closing is None:
-            self._closing = asyncio.create_task(self.websocket.close(code=code, reason=_reason(reason)))
+            self._closing = asyncio.create_task(self.websocket.close(code=code, reason=reason))
             self._closing.add_done_callback(self._task_done)
 
     async def shutdown(self) -> None:
@@ -123,7 +135,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
             try:
                 refusal = await self._refusal(message)
             except http.RequestError as error:
-                await self.websocket.close(code=4400, reason=_reason(error.message))
+                await self.websocket.close(code=4400, reason=error.message)
                 return
             if refusal is not None:
                 await self.send_message({"id": message["id"], "type": "error", "payload": [refusal.formatted]})
@@ -143,9 +155,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         if wait:
             return _error("too many requests from this client; retry later", "RATE_LIMITED",
                           retryAfter=int(retry_after_header(wait)))
-        payload = message.get("payload")
-        if not isinstance(payload, dict):
-            return None  # the protocol handler closes 4400
+        payload = message["payload"]  # an object (handle_message)
         request = http.parse_object(payload)
         if request.document_id is not None:
             document_hash = request.document_id.removeprefix("sha256:")
@@ -184,10 +194,39 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         await super().send_message(message)
 
 
+def _malformed(message: object) -> str | None:
+    """Why a decoded message is not one the protocol defines (as the reference server, graphql-ws,
+    validates it), or None. Strawberry's handler indexes, hashes and echoes these fields unchecked."""
+    if not isinstance(message, dict):
+        return "Invalid message: not a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "Invalid message: `type` must be a string"
+    if kind in ("subscribe", "complete"):  # strawberry hashes the id and echoes it
+        id_ = message.get("id")
+        if not isinstance(id_, str) or not id_:
+            return f"Invalid message: `{kind}` needs an `id` that is a non-empty string"
+    payload = message.get("payload")
+    if kind == "subscribe" and not isinstance(payload, dict):
+        return "Invalid message: `subscribe` needs a `payload` object"
+    if kind in ("connection_init", "ping", "pong") and payload is not None and not isinstance(payload, dict):
+        return f"Invalid message: the `payload` of `{kind}` must be an object"
+    return None
+
+
 def _error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
+class LiveWebSocket(ASGIWebSocketAdapter):
+    """Every close (ours and strawberry's, whose reasons quote the client's `type` and `id`) sends a
+    reason a close frame can carry: UTF-8, at most 123 bytes. Else the server failed to send the close
+    frame at all (the client saw 1006) and logged an error."""
+
+    async def close(self, code: int, reason: str) -> None:
+        await super().close(code, _reason(reason))
+
+
 def _reason(text: str) -> str:
-    encoded = text.encode("utf-8")[:MAX_REASON_BYTES]
+    encoded = text.encode("utf-8", errors="replace")[:MAX_REASON_BYTES]
     return encoded.decode("utf-8", errors="ignore")

@@ -5,8 +5,12 @@ test_subscriptions.py; the hub alone is test_hub.py."""
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 
+import pytest
+import structlog
 from httpx import ASGITransport, AsyncClient
 
 from app.graphql.ids import from_global_id
@@ -59,6 +63,64 @@ async def test_a_document_that_does_not_say_which_operation_runs_nothing(api, da
     status = (await api.query("query($id: ID!) { account(id: $id) { status } }", as_="wuhan-app",
                               variables={"id": account}))["account"]["status"]
     assert status == "ACTIVE"  # the mutation never ran
+
+
+_SUBSCRIBE = '{"type": "subscribe", "id": "1", "payload": {"query": %s, "variables": {"a": %%s}}}' % json.dumps(ACTIVITY)
+MALFORMED = {  # what QA sent, and its neighbours: each once crashed the handler (no close frame, a 1006)
+    "payload a list": '{"type": "subscribe", "id": "1", "payload": [1]}',
+    "payload a string": '{"type": "subscribe", "id": "1", "payload": "x"}',
+    "payload null": '{"type": "subscribe", "id": "1", "payload": null}',
+    "id an object": '{"type": "subscribe", "id": {"a": 1}, "payload": {"query": "%s"}}' % TICK,
+    "id a number": '{"type": "subscribe", "id": 1, "payload": {"query": "%s"}}' % TICK,
+    "complete id a list": '{"type": "complete", "id": ["x"]}',
+    "complete id empty": '{"type": "complete", "id": ""}',
+    "a list": "[1]",
+    "a string": '"subscribe"',
+    "null": "null",
+    "type unknown, long": '{"type": "%s"}' % ("x" * 300),  # quoted in the close reason
+    "type a lone surrogate": '{"type": "\\ud800"}',
+    "ping payload a string": '{"type": "ping", "payload": "x"}',
+    "variables 100,000 deep": _SUBSCRIBE % ("[" * 100_000 + "]" * 100_000),
+    "a number of 5,000 digits": _SUBSCRIBE % ("1" * 5_000),
+}
+
+
+@pytest.mark.parametrize("text", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_message_closes_the_connection_4400(api, caplog, text: str) -> None:
+    caplog.set_level(logging.ERROR)
+    with structlog.testing.capture_logs() as logs:
+        async with AsgiClient(api.app) as client:  # leaving it waits for the app: it must not have raised
+            assert (await client.init(api.registry.issue("wuhan-app", 600)))["type"] == "connection_ack"
+            await client.send_text(text)
+            closed = await client.closed(timeout=5)
+    assert closed.code == 4400, closed
+    assert _fits_a_close_frame(closed.reason)
+    assert not caplog.records and not [line for line in logs if line["log_level"] in ("error", "critical")]
+
+
+async def test_a_malformed_message_before_the_acknowledgement_closes_4400_too(api) -> None:
+    async with AsgiClient(api.app) as client:
+        await client.send({"type": "complete", "id": ["x"]})
+        closed = await client.closed(timeout=5)
+    assert closed.code == 4400, closed
+
+
+async def test_a_close_reason_quoting_the_client_fits_a_close_frame(api) -> None:
+    again = {"type": "subscribe", "id": "\ud800" + "x" * 300, "payload": {"query": TICK}}
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("regulator", 600)))["type"] == "connection_ack"
+        await client.send(again)
+        await client.send(again)
+        closed = await client.closed(timeout=5)
+    assert closed.code == 4409 and closed.reason.startswith("Subscriber for "), closed
+    assert _fits_a_close_frame(closed.reason)
+
+
+def _fits_a_close_frame(reason: str) -> bool:
+    try:
+        return len(reason.encode("utf-8")) <= 123
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
 
 
 async def test_an_event_is_read_under_the_subscribers_scope(api, database) -> None:
