@@ -12,9 +12,11 @@ The order of decisions (close codes are the protocol's where it has one):
 3. each `subscribe`: at most `CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS` running on the connection
    (TOO_MANY_SUBSCRIPTIONS), the client's rate limit (RATE_LIMITED, `retryAfter` seconds), trusted
    documents as over HTTP (`documentId`, `extensions.persistedQuery`; TRUSTED_DOCUMENT_REQUIRED,
-   PERSISTED_QUERY_NOT_FOUND), and subscriptions only: queries and mutations are served by HTTP
-   (OPERATION_NOT_SUPPORTED). Each refusal is an `error` message whose errors carry `extensions.code`;
-   then permissions and arguments, as for any field (FORBIDDEN, ACCOUNT_NOT_FOUND, ...).
+   PERSISTED_QUERY_NOT_FOUND), subscriptions only: queries and mutations are served by HTTP
+   (OPERATION_NOT_SUPPORTED), and the role's query cost budget as over HTTP (COST_LIMIT_EXCEEDED with
+   `cost` and `budget`: every event runs the whole operation). Each refusal is an `error` message whose
+   errors carry `extensions.code`; then permissions and arguments, as for any field (FORBIDDEN,
+   ACCOUNT_NOT_FOUND, ...).
 
 At any stage a message the protocol does not define closes 4400, as the reference server (graphql-ws)
 checks them: not a JSON object (or nested deeper than the decoder follows), `type` not a string, a
@@ -37,6 +39,7 @@ from app.auth.ratelimit import retry_after_header
 from app.auth.tokens import AuthenticationError
 from app.graphql import http
 from app.graphql.context import Context
+from app.graphql.cost import BUDGETS, operation_cost, over_budget
 from app.graphql.errors import request_error_code
 from app.graphql.extensions import document_refusal, strings_in
 from app.graphql.trusted import find_document
@@ -184,7 +187,9 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         if operation.operation is not OperationType.SUBSCRIPTION:
             return _error(f"{operation.operation.value} operations are served over HTTP (POST /graphql); "
                           "this websocket serves subscriptions only", "OPERATION_NOT_SUPPORTED")
-        return None
+        # Before strawberry runs it: the cost extension refuses a subscription only by ending its stream.
+        cost = operation_cost(self.schema._schema, document, request.operation_name, request.variables or {})
+        return over_budget(cost, BUDGETS[principal.role])
 
     async def send_message(self, message: Message) -> None:
         if message.get("type") == "error":  # every error typed, as over HTTP

@@ -123,6 +123,39 @@ def _fits_a_close_frame(reason: str) -> bool:
         return False
 
 
+REWARDS = """rewards(first: $n) { edges { cursor node { id code name description kind remainingStock totalStock
+    perAccountLimit limitPeriod validFrom validTo cancellationWindowHours cost { amount unit { name } } } } }"""
+
+
+async def test_a_subscription_over_its_roles_cost_budget_is_refused_before_it_runs(api) -> None:
+    selection = "a: %s b: %s c: %s" % (REWARDS, REWARDS, REWARDS)
+    document = "subscription($n: Int) { dashboardTick { tenant { %s } } }" % selection
+    over_http = (await api.post('query($n: Int) { tenant(slug: "wuhan") { %s } }' % selection, as_="wuhan-app",
+                                variables={"n": 100})).json()["errors"][0]
+    assert over_http["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+    hub = api.app.state.live_hub
+    async with AsgiClient(api.app) as client:
+        assert (await client.init(api.registry.issue("wuhan-app", 600)))["type"] == "connection_ack"
+        before = subscriptions(hub)
+        await client.subscribe("big", document, {"n": 100})
+        message = await client.receive()
+        assert message["type"] == "error" and message["id"] == "big", message
+        cost = over_http["extensions"]["cost"] + 1  # and dashboardTick
+        assert message["payload"] == [{"message": over_http["message"].replace(str(cost - 1), str(cost)),
+                                       "extensions": over_http["extensions"] | {"cost": cost}}]
+        assert subscriptions(hub) == before  # it never ran
+        await client.subscribe("small", document, {"n": 10})  # the connection is still open
+        assert await started(client, hub, before)
+        hub.deliver(city_notice("wuhan"))
+        tick = await client.data("small")
+        assert len(tick["dashboardTick"]["tenant"]["a"]["edges"]) <= 10
+    async with AsgiClient(api.app) as client:  # a regulator's budget is 50,000
+        assert (await client.init(api.registry.issue("regulator", 600)))["type"] == "connection_ack"
+        before = subscriptions(hub)
+        await client.subscribe("big", document, {"n": 100})
+        assert await started(client, hub, before)
+
+
 async def test_an_event_is_read_under_the_subscribers_scope(api, database) -> None:
     account = await consenting_account(api)
     results = await submit(api, "wuhan-tong", [record(account, "bus", 1, local_time(1))])
