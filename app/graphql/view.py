@@ -39,7 +39,7 @@ from app.graphql.errors import request_error_code
 from app.graphql.trusted import find_document, run_fast_path
 from app.ledger.signing import Signer
 from app.live.hub import Hub
-from app.live.transport import LiveTransport, LiveWebSocket
+from app.live.transport import ClientConnections, LiveTransport, LiveWebSocket
 
 _QUERIES_ONLY = frozenset({OperationType.QUERY})
 _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -54,8 +54,9 @@ class GraphQLView(GraphQL):
 
     def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool,
                  registry: ClientRegistry | None = None, limiter: RateLimiter | None = None, hub: Hub | None = None,
-                 max_subscriptions: int = 20, init_timeout_seconds: float = 10,
-                 allowed_origins: Sequence[str] = (), signer: Signer | None = None) -> None:
+                 max_subscriptions: int = 20, max_connections_per_client: int = 0,
+                 init_timeout_seconds: float = 10, allowed_origins: Sequence[str] = (),
+                 signer: Signer | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None,
                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                          connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
@@ -67,6 +68,7 @@ class GraphQLView(GraphQL):
         self.limiter = limiter
         self.hub = hub
         self.max_subscriptions = max_subscriptions
+        self.connections = ClientConnections(max_connections_per_client)
 
     def decode_json(self, data: str | bytes) -> object:
         """A websocket message (HTTP bodies are decoded by `app.graphql.http`). Nesting deeper than the

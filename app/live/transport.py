@@ -8,7 +8,8 @@ The order of decisions (close codes are the protocol's where it has one):
 2. `connection_init` within `CARBON_WEBSOCKET_INIT_TIMEOUT_SECONDS` (else 4408), with the bearer token
    in its payload (`{"authorization": "Bearer <jwt>"}`) or, failing that, in the upgrade request's
    `Authorization` header; a missing, invalid or expired token closes 4403 and sends nothing else. The
-   connection is closed 4403 too when the token expires later;
+   connection is closed 4403 too when the token expires later. A client holding
+   `CARBON_WEBSOCKET_MAX_CONNECTIONS_PER_CLIENT` connections on this process already is closed 1013;
 3. each `subscribe`: at most `CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS` running on the connection
    (TOO_MANY_SUBSCRIPTIONS), the client's rate limit (RATE_LIMITED, `retryAfter` seconds), trusted
    documents as over HTTP (`documentId`, `extensions.persistedQuery`; TRUSTED_DOCUMENT_REQUIRED,
@@ -65,6 +66,7 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
         self._opened = time.monotonic()
         self._subscribed = 0
         self._held = False
+        self._client: str | None = None  # counted in the view's ClientConnections
 
     # ---------------------------------------------------------------------------------- messages
 
@@ -97,6 +99,12 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
             return
         self.context.principal = principal
         self.context.disconnect = self.disconnect
+        client, connections = principal.client.slug, self.view.connections
+        if not connections.open(client):
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=f"client {client} has {connections.limit} "
+                                                                    "connections open on this server: close one")
+            return
+        self._client = client
         # Notifications reach this process before the client may subscribe (app.live.listener).
         hub = self.view.hub
         if hub is not None and not await hub.hold():
@@ -127,6 +135,9 @@ class LiveTransport(BaseGraphQLTransportWSHandler[Context, None]):
             if self._held:
                 self._held = False
                 self.view.hub.unhold()
+            if self._client is not None:
+                self.view.connections.close(self._client)
+                self._client = None
         principal = self.context.principal
         log.info("websocket_closed", client=principal.client.slug if principal else None,
                  subscriptions=self._subscribed, duration_s=round(time.monotonic() - self._opened, 1))
@@ -221,6 +232,31 @@ def _malformed(message: object) -> str | None:
 
 def _error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
+
+
+class ClientConnections:
+    """The websockets each client holds on this process once authenticated, at most `limit` (0: no limit).
+
+    Each may run `CARBON_WEBSOCKET_MAX_SUBSCRIPTIONS`, every one executed at each of its events; the
+    client's rate limit only slows how fast it opens them, so without this a client could keep any number
+    running. Per process, like the rate limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def open(self, client: str) -> bool:
+        """Count one more connection of `client`; False (nothing counted) when it has `limit` already."""
+        held = self._open.get(client, 0)
+        if self.limit and held >= self.limit:
+            return False
+        self._open[client] = held + 1
+        return True
+
+    def close(self, client: str) -> None:
+        held = self._open.pop(client) - 1
+        if held:
+            self._open[client] = held
 
 
 class LiveWebSocket(ASGIWebSocketAdapter):

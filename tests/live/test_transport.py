@@ -19,7 +19,7 @@ from tests.conftest import make_test_settings
 from tests.factories import consenting_account, local_time, record, register_document, submit
 from tests.graphql.test_query_counts import count_queries
 from tests.live.inprocess import city_notice, ledger_notice, started, subscription_body, subscriptions
-from tests.live.wsclient import AsgiClient
+from tests.live.wsclient import AsgiClient, Closed
 
 TICK = "subscription { dashboardTick { tenant { slug } changes } }"
 ACTIVITY = """subscription($a: ID!) { accountActivity(accountId: $a) {
@@ -65,7 +65,8 @@ async def test_a_document_that_does_not_say_which_operation_runs_nothing(api, da
     assert status == "ACTIVE"  # the mutation never ran
 
 
-_SUBSCRIBE = '{"type": "subscribe", "id": "1", "payload": {"query": %s, "variables": {"a": %%s}}}' % json.dumps(ACTIVITY)
+_SUBSCRIBE = ('{"type": "subscribe", "id": "1", "payload": {"query": %s, "variables": {"a": %%s}}}'
+              % json.dumps(ACTIVITY))
 MALFORMED = {  # what QA sent, and its neighbours: each once crashed the handler (no close frame, a 1006)
     "payload a list": '{"type": "subscribe", "id": "1", "payload": [1]}',
     "payload a string": '{"type": "subscribe", "id": "1", "payload": "x"}',
@@ -195,6 +196,23 @@ async def test_the_rate_limit_applies_at_subscribe(database, registry) -> None:
     assert message["type"] == "error" and message["id"] == "3", message
     error = message["payload"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED" and error["extensions"]["retryAfter"] >= 1
+
+
+async def test_a_clients_connections_are_capped(database, registry) -> None:
+    settings = make_test_settings().model_copy(update={"websocket_max_connections_per_client": 2})
+    app = create_app(settings, database=database, registry=registry)
+    token = registry.issue("wuhan-app", 600)
+    async with AsgiClient(app) as first, AsgiClient(app) as second, AsgiClient(app) as third:
+        assert (await first.init(token))["type"] == "connection_ack"
+        assert (await second.init(token))["type"] == "connection_ack"
+        with pytest.raises(Closed) as refused:
+            await third.init(token)
+        assert refused.value.code == 1013 and "2 connections" in refused.value.reason, refused.value
+        async with AsgiClient(app) as other:  # another client of the same city
+            assert (await other.init(registry.issue("wuhan-admin", 600)))["type"] == "connection_ack"
+    async with AsgiClient(app) as first, AsgiClient(app) as second:  # the first two have left
+        assert (await first.init(token))["type"] == "connection_ack"
+        assert (await second.init(token))["type"] == "connection_ack"
 
 
 async def test_a_trusted_documents_only_client_subscribes_by_id(api, database) -> None:
