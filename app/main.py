@@ -233,6 +233,7 @@ def create_app(settings: Settings, *, database: Database, registry: ClientRegist
     view = GraphQLView(served, database=database, hasher=hasher or load_holder_hasher(settings),
                        graphiql=settings.graphiql, registry=registry, limiter=limiter, hub=hub,
                        max_subscriptions=settings.websocket_max_subscriptions,
+                       max_connections_per_client=settings.websocket_max_connections_per_client,
                        init_timeout_seconds=settings.websocket_init_timeout_seconds,
                        allowed_origins=settings.websocket_allowed_origins, signer=signer)
     graphql_app = AuthenticatedGraphQL(view, registry, graphiql=settings.graphiql, limiter=limiter)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     rate_limit_burst: float = Field(default=400, ge=1)
     # Live updates (graphql-transport-ws on /graphql, ADR 0012).
     websocket_max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    # Acknowledged websocket connections one client may hold on one server process (0: no limit): with
+    # the cap above it bounds the subscriptions a client keeps running, which its rate limit only slows.
+    websocket_max_connections_per_client: int = Field(default=100, ge=0)
     websocket_init_timeout_seconds: float = Field(default=10, gt=0)
     # Browser pages of other origins allowed to open the websocket ("*": any); no Origin (non-browser
     # clients) and same-origin pages are always allowed.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from graphql import get_introspection_query
 
@@ -190,3 +192,25 @@ async def test_query_cost_is_reported_and_enforced_per_role(api) -> None:
         "COST_LIMIT_EXCEEDED"
     assert (await api.post(expensive, as_="wuhan-app", variables={"n": 100.0})).json()["errors"][0][
         "extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+
+
+async def test_a_subscription_over_budget_is_refused_by_the_schema_too(api, database) -> None:
+    """Beside the websocket's own check (tests/live/test_transport.py): the cost extension's refusal holds
+    for a subscription executed by any path, where strawberry ignores a result set before execution."""
+    from app.graphql.context import Context
+    from app.graphql.schema import schema
+
+    page = """rewards(first: 100) { edges { cursor node { id code name description kind remainingStock totalStock
+        perAccountLimit limitPeriod validFrom validTo cancellationWindowHours } } }"""
+    document = "subscription { dashboardTick { tenant { a: %s b: %s c: %s d: %s } } }" % ((page,) * 4)
+    principal = api.registry.authenticate(f"Bearer {api.registry.issue('wuhan-app', 600)}")
+    context = Context(request=None, response=None, principal=principal, database=database,
+                      hub=api.app.state.live_hub)
+    stream = await schema.subscribe(document, context_value=context)
+    try:
+        first = await asyncio.wait_for(anext(stream), 10)  # without the refusal: a tick nobody sends
+    finally:
+        await stream.aclose()
+    assert first.data is None
+    assert [error.extensions for error in first.errors] == [  # dashboardTick, tenant, 4 × (1 + 100 × 15)
+        {"code": "COST_LIMIT_EXCEEDED", "cost": 2 + 4 * 1501, "budget": 5000}]

@@ -31,6 +31,7 @@ from graphql import (
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from app.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.tenants.config import Role
@@ -136,8 +137,22 @@ def _root_fields(selection_set: SelectionSetNode, fragments: dict[str, FragmentD
     return total
 
 
+def over_budget(cost: int, budget: int) -> GraphQLError | None:
+    """The refusal of an operation costing `cost` under `budget` (COST_LIMIT_EXCEEDED), or None: the
+    same error over HTTP and at a websocket's `subscribe` (`app.live.transport`)."""
+    if cost <= budget:
+        return None
+    return GraphQLError(f"query cost {cost} exceeds this client's budget of {budget}; ask for smaller pages",
+                        extensions={"code": "COST_LIMIT_EXCEEDED", "cost": cost, "budget": budget})
+
+
 class QueryCost(SchemaExtension):
-    """Refuse an operation over its role's budget (COST_LIMIT_EXCEEDED) and report the cost."""
+    """Refuse an operation over its role's budget (COST_LIMIT_EXCEEDED) and report the cost.
+
+    A query or mutation is refused by setting the result, so that it never executes. Strawberry's
+    subscription path does not look at a result set here, so a subscription is refused by raising:
+    its stream then ends with the error instead of running every event. (The websocket refuses it
+    earlier still, with an `error` message for its id.)"""
 
     def __init__(self) -> None:
         self.cost: int | None = None
@@ -150,10 +165,11 @@ class QueryCost(SchemaExtension):
             self.cost = operation_cost(context.schema._schema, context.graphql_document, context.operation_name,
                                        context.variables or {})
             self.budget = BUDGETS[principal.role]
-            if self.cost > self.budget:
-                context.result = GraphQLExecutionResult(data=None, errors=[GraphQLError(
-                    f"query cost {self.cost} exceeds this client's budget of {self.budget}; ask for smaller pages",
-                    extensions={"code": "COST_LIMIT_EXCEEDED", "cost": self.cost, "budget": self.budget})])
+            refusal = over_budget(self.cost, self.budget)
+            if refusal is not None:
+                if context.operation_type is StrawberryOperationType.SUBSCRIPTION:
+                    raise refusal
+                context.result = GraphQLExecutionResult(data=None, errors=[refusal])
         yield
 
     def get_results(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from app.graphql.errors import request_error_code
 from app.graphql.trusted import find_document, run_fast_path
 from app.ledger.signing import Signer
 from app.live.hub import Hub
-from app.live.transport import LiveTransport
+from app.live.transport import ClientConnections, LiveTransport, LiveWebSocket
 
 _QUERIES_ONLY = frozenset({OperationType.QUERY})
 _QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
@@ -59,11 +59,13 @@ class GraphQLView(GraphQL):
     (`app.live.transport`); HTTP execution is ours."""
 
     graphql_transport_ws_handler_class = LiveTransport
+    websocket_adapter_class = LiveWebSocket  # type: ignore[assignment]
 
     def __init__(self, schema: Any, *, database: Database, hasher: HolderHasher, graphiql: bool,
                  registry: ClientRegistry | None = None, limiter: RateLimiter | None = None, hub: Hub | None = None,
-                 max_subscriptions: int = 20, init_timeout_seconds: float = 10,
-                 allowed_origins: Sequence[str] = (), signer: Signer | None = None) -> None:
+                 max_subscriptions: int = 20, max_connections_per_client: int = 0,
+                 init_timeout_seconds: float = 10, allowed_origins: Sequence[str] = (),
+                 signer: Signer | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None,
                          subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                          connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
@@ -75,6 +77,18 @@ class GraphQLView(GraphQL):
         self.limiter = limiter
         self.hub = hub
         self.max_subscriptions = max_subscriptions
+        self.connections = ClientConnections(max_connections_per_client)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A websocket message (HTTP bodies are decoded by `app.graphql.http`). Nesting deeper than the
+        decoder recurses, or a number too long to convert, is refused like any text that is not JSON:
+        the transport closes 4400 (they raised past strawberry's handler, which then sent no close)."""
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError):
+            raise json.JSONDecodeError("nested too deeply, or a number too long", "", 0) from None
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL, never inside another site's frame (where a page could trick a developer into sending

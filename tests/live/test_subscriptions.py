@@ -230,6 +230,31 @@ async def test_connections_without_a_valid_token_are_closed_4403_with_nothing_se
         assert (await client.closed()).code == 4406
 
 
+async def test_malformed_messages_get_a_close_frame_and_log_no_error(servers, registry) -> None:
+    """Through uvicorn, which writes the close frame: an exception in the handler, or a reason no close
+    frame can carry (over 123 bytes, not UTF-8), dropped the connection (1006) and logged an error."""
+    a = servers[0]
+    logged = len(a.stderr())
+    deep = "[" * 100_000 + "]" * 100_000
+    twice = '{"type": "subscribe", "id": "%s", "payload": {"query": "subscription { dashboardTick { changes } }"}}' \
+        % ("x" * 300)
+    cases = [(['{"type": "subscribe", "id": "1", "payload": [1]}'], 4400),
+             (['{"type": "complete", "id": ["x"]}'], 4400),
+             (['{"type": "subscribe", "id": "1", "payload": {"query": "{ a }", "variables": {"a": %s}}}' % deep], 4400),
+             (['{"type": "%s"}' % ("x" * 300)], 4400),  # strawberry quotes the type in the reason
+             (['{"type": "\\ud800"}'], 4400),
+             ([twice, twice], 4409)]  # ... and the id
+    for messages, code in cases:
+        async with SocketClient(a.ws_url) as client:
+            await connected(client, registry, "regulator")
+            for message in messages:
+                await client.send_text(message)
+            closed = await client.closed()
+        assert closed.code == code, (messages[0][:80], closed)
+    log = a.stderr()[logged:]
+    assert "Exception in ASGI application" not in log and '"level": "error"' not in log, log
+
+
 async def _closed_with(payload: dict, server: ServerProcess):  # type: ignore[no-untyped-def]
     async with SocketClient(server.ws_url) as client:
         await client.send({"type": "connection_init", "payload": payload})

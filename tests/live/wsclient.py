@@ -35,6 +35,10 @@ class _Messages:
     async def send(self, message: dict[str, Any]) -> None:
         await self._send_text(json.dumps(message))
 
+    async def send_text(self, text: str) -> None:
+        """A message as written (it may be malformed)."""
+        await self._send_text(text)
+
     async def receive(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next message that is not a ping (answered) or a pong; Closed if the server closes."""
         while True:
