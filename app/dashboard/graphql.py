@@ -4,12 +4,13 @@ Every figure is read from the daily rollups (migrations 0011, 0012), which `veri
 to the ledger; nothing here scans the raw records. Points are in each city's own unit; a total across
 cities adds those amounts as they are (cities' units differ: compare cities by their rows).
 
-Small groups (possibly one person) cannot be singled out; the minimum is `CARBON_DASHBOARD_MIN_GROUP_SIZE`:
-- breakdown groups with fewer transactions are folded into one `suppressed` line per breakdown;
-- account counts (opened, guest, bank-linked, active; per city and per bucket) from 1 to the minimum − 1
-  are null. A total is null too where it would give such counts away: when the suppressed cities'
-  counts add up to less than the minimum (the total minus the shown cities would reveal them). Guest
-  and bank-linked counts are shown or suppressed together (each is the opened count minus the other).
+Small groups (possibly one person) cannot be singled out, in counts or in amounts: the rule is
+`app.dashboard.suppression`'s, with `CARBON_DASHBOARD_MIN_GROUP_SIZE` as the minimum. The accounts behind
+a figure: a count is its own group; a flow of a period, bucket or day (reduction, points issued, redeemed,
+expired) has at most its transactions and at most the accounts active then; points outstanding at most
+the accounts opened by the period's end and the transactions up to it; a breakdown line at most its
+transactions and the city's active accounts. Guest and bank-linked counts are shown or suppressed
+together (each is the opened count minus the other).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from strawberry.types import Info
 
 from app.auth.permissions import allow
 from app.dashboard import repository
+from app.dashboard.suppression import SUPPRESSED, Figure, Line, complement, fold, total
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
 from app.graphql.scalars import Long
@@ -53,6 +55,7 @@ def _grams(mg: int) -> Decimal:
 
 
 _SUPPRESSED = " Null when below the minimum group size (suppressed)."
+_AMOUNT = " Null when fewer accounts than the minimum group size stand behind it (suppressed)."
 
 
 @strawberry.type(description="A dashboard's headline figures. Points are in the city's own unit.")
@@ -64,14 +67,16 @@ class DashboardFigures:
         description="Bank-linked accounts at the period's end." + _SUPPRESSED)
     active_accounts: Long | None = strawberry.field(
         description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
-    reduction_grams: Decimal = strawberry.field(description="Carbon reduction credited in the period, net of reversals.")
-    points_issued: Decimal = strawberry.field(description="Points issued in the period: credits net of reversals, "
-                                                          "and market-lot sale proceeds.")
-    points_redeemed: Decimal = strawberry.field(description="Points spent (rewards, donations, financial services), "
-                                                            "net of cancellations.")
-    points_expired: Decimal
-    points_outstanding: Decimal = strawberry.field(description="At the period's end, since the beginning: issued − "
-                                                               "redeemed − expired (the citizens' balances).")
+    reduction_grams: Decimal | None = strawberry.field(
+        description="Carbon reduction credited in the period, net of reversals." + _AMOUNT)
+    points_issued: Decimal | None = strawberry.field(
+        description="Points issued in the period: credits net of reversals, and market-lot sale proceeds." + _AMOUNT)
+    points_redeemed: Decimal | None = strawberry.field(
+        description="Points spent (rewards, donations, financial services), net of cancellations." + _AMOUNT)
+    points_expired: Decimal | None = strawberry.field(description="Points expired in the period." + _AMOUNT)
+    points_outstanding: Decimal | None = strawberry.field(
+        description="At the period's end, since the beginning: issued − redeemed − expired (the citizens' "
+                    "balances)." + _AMOUNT)
 
 
 @strawberry.type(description="The flows of one bucket of the requested granularity (local dates).")
@@ -79,28 +84,34 @@ class DashboardBucket:
     start: date
     active_accounts: Long | None = strawberry.field(
         description="Accounts that earned or spent points in the bucket (within the period)." + _SUPPRESSED)
-    reduction_grams: Decimal
-    points_issued: Decimal
-    points_redeemed: Decimal
-    points_expired: Decimal
+    reduction_grams: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_issued: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_redeemed: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_expired: Decimal | None = strawberry.field(description=_AMOUNT.strip())
 
 
-@strawberry.type
+_FOLDED = (" Null only on the `suppressed` line, when even the groups folded into it together are below the "
+           "minimum size.")
+
+
+@strawberry.type(description="A behaviour's credits in the period, net of reversals; `suppressed`: the behaviours "
+                             "below the minimum group size together.")
 class BehaviorFigure:
     behavior: str
     category: str | None
-    transactions: Long
-    reduction_grams: Decimal
-    points: Decimal
+    transactions: Long | None = strawberry.field(description=_FOLDED.strip())
+    reduction_grams: Decimal | None = strawberry.field(description=_FOLDED.strip())
+    points: Decimal | None = strawberry.field(description=_FOLDED.strip())
 
 
 @strawberry.type
 class NamedFigure:
     name: str = strawberry.field(description="A category, an issuer's slug, a project's code or a kind; "
-                                             "`suppressed` for the groups below the minimum size together.")
-    transactions: Long
-    reduction_grams: Decimal
-    points: Decimal
+                                             "`suppressed` for the groups below the minimum size together, "
+                                             "with as many of the smallest others as it takes to reach it.")
+    transactions: Long | None = strawberry.field(description=_FOLDED.strip())
+    reduction_grams: Decimal | None = strawberry.field(description=_FOLDED.strip())
+    points: Decimal | None = strawberry.field(description=_FOLDED.strip())
 
 
 @strawberry.type(description="One city's dashboard.")
@@ -111,12 +122,14 @@ class CityDashboard:
     bank_linked_accounts: Long | None = strawberry.field(description="At the period's end." + _SUPPRESSED)
     active_accounts: Long | None = strawberry.field(
         description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
-    reduction_grams: Decimal
-    points_issued: Decimal
-    points_redeemed: Decimal
-    points_expired: Decimal
-    points_outstanding: Decimal
-    series: list[DashboardBucket]
+    reduction_grams: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_issued: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_redeemed: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_expired: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_outstanding: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    series: list[DashboardBucket] = strawberry.field(
+        description="A bucket's amount is also null where the period's amount minus the shown buckets would give "
+                    "a suppressed bucket away.")
     by_behavior: list[BehaviorFigure] = strawberry.field(description="Credits net of reversals, per behaviour.")
     by_category: list[NamedFigure]
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
@@ -136,8 +149,8 @@ class CrossCityDashboard:
     start: date = strawberry.field(name="from")
     end: date = strawberry.field(name="to")
     granularity: Granularity
-    minimum_group_size: int = strawberry.field(description="Breakdown groups with fewer transactions, and account "
-                                                           "counts below it, are suppressed.")
+    minimum_group_size: int = strawberry.field(description="Counts and amounts that fewer accounts stand behind are "
+                                                           "null (suppressed); so are breakdown groups (folded).")
     cities: list[CityDashboard]
     totals: DashboardFigures
 
@@ -146,6 +159,10 @@ DASHBOARD_READERS = allow(Role.REGULATOR, Role.CITY_APP, Role.TENANT_ADMIN)
 
 
 _COUNTS = ("accounts_opened", "guest_accounts", "bank_linked_accounts", "active_accounts")
+# A flow: its key in a headline or series row, and the ledger kinds whose transactions make it.
+_FLOWS = {"reduction_grams": ("reduction_mg", repository.CREDITED), "points_issued": ("issued", repository.ISSUED),
+          "points_redeemed": ("redeemed", repository.REDEEMED), "points_expired": ("expired", repository.EXPIRED)}
+_AMOUNTS = (*_FLOWS, "points_outstanding")
 
 
 def _counts(head: dict[str, int]) -> dict[str, int]:
@@ -153,36 +170,39 @@ def _counts(head: dict[str, int]) -> dict[str, int]:
             "bank_linked_accounts": head["bank_linked"], "active_accounts": head["active"]}
 
 
-def _count(value: int, minimum: int) -> Long | None:
-    """An account count, or None where it is a small group (0 says nothing about anyone)."""
-    return None if 0 < value < minimum else Long(value)
+def _flows(view: TenantView, row: dict, kinds: dict[str, int]) -> dict[str, Figure]:
+    """A headline's or a bucket's flows, in the units shown; each made by its kinds' transactions, by at
+    most the accounts active then."""
+    found = {}
+    for field, (key, made_by) in _FLOWS.items():
+        value = _grams(int(row[key])) if field == "reduction_grams" else _points(int(row[key]), view)
+        found[field] = Figure.flow(value, sum(kinds.get(kind, 0) for kind in made_by), int(row["active"]))
+    return found
 
 
-def _total(values: list[int], minimum: int) -> Long | None:
-    """The cities' total, unless it would give away the suppressed cities' counts."""
-    hidden = sum(value for value in values if 0 < value < minimum)
-    return None if 0 < hidden < minimum else _count(sum(values), minimum)
+def _headline(view: TenantView, head: dict[str, int], kinds: dict[str, int]) -> dict[str, Figure]:
+    """A city's headline figures before suppression. Outstanding points are held by at most the accounts
+    opened by the period's end, and at most as many as the transactions up to it."""
+    return {**{field: Figure.count(value) for field, value in _counts(head).items()}, **_flows(view, head, kinds),
+            "points_outstanding": Figure(_points(head["outstanding"], view),
+                                         min(head["opened_total"], head["transactions_to_end"]),
+                                         head["transactions_to_end"] != 0)}
 
 
-def _paired(shown: dict[str, Long | None]) -> dict[str, Long | None]:
+def _shown(figures: dict[str, Figure], minimum: int) -> dict[str, Long | Decimal | None]:
+    return _paired({field: _typed(field, figure.shown(minimum)) for field, figure in figures.items()})
+
+
+def _typed(field: str, value: int | Decimal | None) -> Long | Decimal | None:
+    return Long(value) if field in _COUNTS and value is not None else value
+
+
+def _paired(shown: dict[str, Long | Decimal | None]) -> dict[str, Long | Decimal | None]:
     """Guest and bank-linked accounts add up to every account opened: when one is suppressed, so is the
     other (the opened count, over a period covering every opening, minus one would give it away)."""
     if shown["guest_accounts"] is None or shown["bank_linked_accounts"] is None:
         shown["guest_accounts"] = shown["bank_linked_accounts"] = None
     return shown
-
-
-def _suppressed(groups: dict[str, list[int]], minimum: int) -> list[NamedFigure]:
-    shown, hidden = [], [0, 0, 0]
-    for name in sorted(groups):
-        n, mg, pts = groups[name]
-        if n >= minimum:
-            shown.append((name, n, mg, pts))
-        else:
-            hidden = [hidden[0] + n, hidden[1] + mg, hidden[2] + pts]
-    if hidden[0]:
-        shown.append(("suppressed", *hidden))
-    return shown  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -204,17 +224,15 @@ class DashboardQuery:
         ids = [view.id for view in views]
         head = await repository.headline(session, ids, start, end)
         buckets = await repository.series(session, ids, start, end, granularity.value)
-        rows = await repository.breakdown(session, ids, start, end)
+        found = await repository.breakdown(session, ids, start, end, granularity.value)
         minimum = get_settings().dashboard_min_group_size
         categories = await _categories(info, views)
-        cities = [_city(view, head[view.id], buckets.get(view.id, []),
-                        [row for row in rows if row["tenant_id"] == view.id], categories[view.id], minimum)
-              for view in views]
-        amounts = ("reduction_grams", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
-        totals = DashboardFigures(**_paired({field: _total([_counts(head[view.id])[field] for view in views], minimum)
-                                             for field in _COUNTS}),
-                                  **{field: sum((getattr(city, field) for city in cities), Decimal(0))
-                                     for field in amounts})
+        built = [_city(view, head[view.id], buckets.get(view.id, []), found, categories[view.id], minimum)
+                 for view in views]
+        cities = [city for city, _ in built]
+        totals = DashboardFigures(**_paired({
+            field: _typed(field, total([figures[field] for _, figures in built], minimum))
+            for field in (*_COUNTS, *_AMOUNTS)}))
         return CrossCityDashboard(start=start, end=end, granularity=granularity, minimum_group_size=minimum,
                                   cities=cities, totals=totals)
 
@@ -230,58 +248,69 @@ async def _categories(info: Info[Context, None], views: list[TenantView]) -> dic
     return {view.id: {rule.code: rule.category for rule in found} for view, found in zip(views, rules, strict=True)}
 
 
-def figures(view: TenantView, head: dict[str, int]) -> DashboardFigures:
-    """A city's headline figures from `repository.headline`'s row for it, small groups suppressed."""
-    minimum = get_settings().dashboard_min_group_size
-    return DashboardFigures(
-        **_paired({field: _count(value, minimum) for field, value in _counts(head).items()}),
-        reduction_grams=_grams(head["reduction_mg"]),
-        points_issued=_points(head["issued"], view), points_redeemed=_points(head["redeemed"], view),
-        points_expired=_points(head["expired"], view), points_outstanding=_points(head["outstanding"], view))
+def figures(view: TenantView, head: dict[str, int], kinds: dict[str, int]) -> DashboardFigures:
+    """A city's headline figures from `repository.headline`'s row for it and the transactions per kind of
+    the same days, small groups suppressed."""
+    return DashboardFigures(**_shown(_headline(view, head, kinds), get_settings().dashboard_min_group_size))
 
 
-def _city(view: TenantView, head: dict[str, int], buckets: list[dict], rows: list[dict], categories: dict[str, str],
-          minimum: int) -> CityDashboard:
-    behaviors: dict[str, list[int]] = {}
-    by_category: dict[str, list[int]] = {}
-    by_issuer: dict[str, list[int]] = {}
-    donations: dict[str, list[int]] = {}
-    by_kind: dict[str, list[int]] = {}
+def _city(view: TenantView, head: dict[str, int], buckets: list[dict], found: repository.Breakdown,
+          categories: dict[str, str], minimum: int) -> tuple[CityDashboard, dict[str, Figure]]:
+    """The city's dashboard, and its headline figures before suppression (for the totals)."""
+    headline = _headline(view, head, found.period_kinds(view.id))
+    city = CityDashboard(
+        tenant=Tenant(_view=view), _tenant_id=view.id, **_shown(headline, minimum),
+        series=_series(view, buckets, found.kinds.get(view.id, {}), headline, minimum),
+        **_breakdowns(view, [row for row in found.lines if row["tenant_id"] == view.id], categories, head["active"],
+                      minimum))
+    return city, headline
 
-    def add(groups: dict[str, list[int]], name: str, row: dict) -> None:
-        totals = groups.setdefault(name, [0, 0, 0])
-        totals[0] += int(row["transactions"])
-        totals[1] += int(row["reduction_mg"])
-        totals[2] += int(row["points"])
 
+def _breakdowns(view: TenantView, rows: list[dict], categories: dict[str, str], active: int,
+                minimum: int) -> dict[str, list]:
+    """The city's breakdowns of the period, each folded (`suppression.fold`)."""
+    groups: dict[str, dict[str, Line]] = {"by_behavior": {}, "by_category": {}, "by_issuer": {}, "donations": {},
+                                          "redemptions_by_kind": {}}
+
+    def add(breakdown: str, name: str, row: dict) -> None:
+        was = groups[breakdown].get(name, Line(0, 0, 0))
+        groups[breakdown][name] = Line(was.transactions + int(row["transactions"]),
+                                       was.reduction_mg + int(row["reduction_mg"]), was.points + int(row["points"]))
+
+    projects = {row["reward_code"] for row in rows if row["kind"] == "DONATION"}
     for row in rows:
         if row["kind"] == "LOT_PROCEEDS":
             continue  # points issued from a lot's sale: in pointsIssued, of no behaviour or provider
         if row["kind"] in repository.ISSUED:
-            add(behaviors, row["behavior_code"], row)
-            add(by_category, categories.get(row["behavior_code"], "OTHER"), row)
-            add(by_issuer, row["provider_slug"] or "unknown", row)
+            add("by_behavior", row["behavior_code"], row)
+            add("by_category", categories.get(row["behavior_code"], "OTHER"), row)
+            add("by_issuer", row["provider_slug"] or "unknown", row)
         elif row["kind"] in repository.REDEEMED:
-            add(by_kind, row["kind"], row)
-            if row["kind"] == "DONATION" or (row["kind"] == "REDEMPTION_CANCELLED" and row["reward_code"] in donations):
-                add(donations, row["reward_code"], row)
-    named = lambda groups, sign=1: [  # noqa: E731
-        NamedFigure(name=name, transactions=Long(n), reduction_grams=_grams(mg), points=_points(sign * pts, view))
-        for name, n, mg, pts in _suppressed(groups, minimum)]
-    return CityDashboard(
-        tenant=Tenant(_view=view), _tenant_id=view.id,
-        **_paired({field: _count(value, minimum) for field, value in _counts(head).items()}),
-        reduction_grams=_grams(head["reduction_mg"]), points_issued=_points(head["issued"], view),
-        points_redeemed=_points(head["redeemed"], view), points_expired=_points(head["expired"], view),
-        points_outstanding=_points(head["outstanding"], view),
-        series=[DashboardBucket(start=bucket["bucket"], active_accounts=_count(int(bucket["active"]), minimum),
-                                reduction_grams=_grams(int(bucket["reduction_mg"])),
-                                points_issued=_points(int(bucket["issued"]), view),
-                                points_redeemed=_points(int(bucket["redeemed"]), view),
-                                points_expired=_points(int(bucket["expired"]), view)) for bucket in buckets],
-        by_behavior=[BehaviorFigure(behavior=name, category=categories.get(name) if name != "suppressed" else None,
-                                    transactions=Long(n), reduction_grams=_grams(mg), points=_points(pts, view))
-                     for name, n, mg, pts in _suppressed(behaviors, minimum)],
-        by_category=named(by_category), by_issuer=named(by_issuer), donations=named(donations, -1),
-        redemptions_by_kind=named(by_kind, -1),
-    )
+            add("redemptions_by_kind", row["kind"], row)
+            if row["reward_code"] in projects:  # a donation, or a cancelled one (in any order of the rows)
+                add("donations", row["reward_code"], row)
+
+    def named(breakdown: str, sign: int = 1) -> list[NamedFigure]:
+        return [NamedFigure(name=name, transactions=None, reduction_grams=None, points=None) if line is None else
+                NamedFigure(name=name, transactions=Long(line.transactions), reduction_grams=_grams(line.reduction_mg),
+                            points=_points(sign * line.points, view))
+                for name, line in fold(groups[breakdown], active, minimum)]
+
+    return {"by_behavior": [BehaviorFigure(behavior=figure.name,
+                                           category=categories.get(figure.name) if figure.name != SUPPRESSED else None,
+                                           transactions=figure.transactions, reduction_grams=figure.reduction_grams,
+                                           points=figure.points) for figure in named("by_behavior")],
+            "by_category": named("by_category"), "by_issuer": named("by_issuer"),
+            "donations": named("donations", -1), "redemptions_by_kind": named("redemptions_by_kind", -1)}
+
+
+def _series(view: TenantView, buckets: list[dict], bucket_kinds: dict[date, dict[str, int]],
+            headline: dict[str, Figure], minimum: int) -> list[DashboardBucket]:
+    """The buckets, each flow suppressed on its own and, where the period's flow is shown, with as many of
+    the smallest other buckets as it takes to keep the suppressed ones from being its difference."""
+    flows = [_flows(view, bucket, bucket_kinds.get(bucket["bucket"], {})) for bucket in buckets]
+    hidden = {field: complement([found[field] for found in flows], headline[field], minimum) for field in _FLOWS}
+    return [DashboardBucket(start=bucket["bucket"], active_accounts=_typed("active_accounts", Figure.count(
+                int(bucket["active"])).shown(minimum)),
+                            **{field: None if hidden[field][index] else found[field].value for field in _FLOWS})
+            for index, (bucket, found) in enumerate(zip(buckets, flows, strict=True))]

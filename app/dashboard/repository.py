@@ -3,18 +3,23 @@
 statement, whatever the number of cities or days.
 
 Active accounts in [start, end] (0013): Σ accounts active per day, minus the links between an account's
-consecutive active days that both lie in the period, so each account counts once."""
+consecutive active days that both lie in the period, so each account counts once.
+
+Transactions are read beside the amounts: they bound the accounts behind a figure where the read models
+count no distinct accounts (`app.dashboard.suppression`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+CREDITED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")  # the reduction: credits net of reversals
 ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL", "LOT_PROCEEDS")  # credits net of reversals, and sale proceeds
 REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
@@ -26,7 +31,8 @@ _FLOWS = """
 
 async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
                    end: date) -> dict[uuid.UUID, dict[str, int]]:
-    """Per city: the period's flows, the points outstanding at the end of `end`, and account counts.
+    """Per city: the period's flows, the points outstanding at the end of `end` (and the transactions behind
+    them, `transactions_to_end`), and account counts.
 
     Reads the period's days and the days after it, never the days before: what stood at the end of `end`
     is the all-time total less what came after (migration 0014)."""
@@ -35,11 +41,11 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
             SELECT tenant_id, {_FLOWS} FROM ledger_day_flows
              WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY tenant_id
         ), outstanding AS (
-            SELECT tenant_id, sum(points) AS outstanding FROM (
-                SELECT tenant_id, issued - redeemed - expired AS points FROM ledger_flow_totals
+            SELECT tenant_id, sum(points) AS outstanding, sum(n) AS transactions FROM (
+                SELECT tenant_id, issued - redeemed - expired AS points, transactions AS n FROM ledger_flow_totals
                  WHERE tenant_id = ANY(:t)
                 UNION ALL
-                SELECT tenant_id, -(issued - redeemed - expired) FROM ledger_day_flows
+                SELECT tenant_id, -(issued - redeemed - expired), -transactions FROM ledger_day_flows
                  WHERE tenant_id = ANY(:t) AND local_date > :end) x
              GROUP BY tenant_id
         ), active AS (
@@ -64,7 +70,8 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
         )
         SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
                coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
-               coalesce(o.outstanding, 0) AS outstanding, coalesce(a.opened, 0) AS opened,
+               coalesce(o.outstanding, 0) AS outstanding, coalesce(o.transactions, 0) AS transactions_to_end,
+               coalesce(a.opened, 0) AS opened,
                coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked,
                coalesce(ac.active, 0) AS active
           FROM unnest(CAST(:t AS uuid[])) AS t(id)
@@ -105,19 +112,46 @@ async def series(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: 
     return found
 
 
-async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
-                    end: date) -> list[dict[str, Any]]:
-    """The period's rows per city, kind, behaviour, provider and item (summed over shards)."""
+@dataclass(frozen=True)
+class Breakdown:
+    """`lines`: the period's rows per city, kind, behaviour, provider (`provider_slug`) and item; `kinds`:
+    transactions per city, bucket and kind."""
+
+    lines: list[dict[str, Any]]
+    kinds: dict[uuid.UUID, dict[date, dict[str, int]]]
+
+    def period_kinds(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Transactions per kind in the whole period."""
+        found: dict[str, int] = {}
+        for kinds in self.kinds.get(tenant_id, {}).values():
+            for kind, n in kinds.items():
+                found[kind] = found.get(kind, 0) + n
+        return found
+
+
+async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date, end: date,
+                    unit: str = "day") -> Breakdown:
+    """The period's rows per city, kind, behaviour, provider and item (summed over shards), and its
+    transactions per city, bucket (`day`, `week` or `month`) and kind: one read of the rollups."""
     rows = await session.execute(text("""
         SELECT r.*, i.slug AS provider_slug FROM (
-            SELECT tenant_id, kind, behavior_code, provider, reward_code, sum(transactions) AS transactions,
-                   sum(reduction_mg) AS reduction_mg, sum(points) AS points
-              FROM ledger_daily_rollups WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end
-             GROUP BY 1, 2, 3, 4, 5) r
+            SELECT tenant_id, kind, behavior_code, provider, reward_code, bucket, grouping(bucket) = 0 AS per_bucket,
+                   sum(transactions) AS transactions, sum(reduction_mg) AS reduction_mg, sum(points) AS points
+              FROM (SELECT *, date_trunc(:unit, local_date)::date AS bucket FROM ledger_daily_rollups
+                     WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end) d
+             GROUP BY GROUPING SETS ((tenant_id, kind, behavior_code, provider, reward_code),
+                                    (tenant_id, bucket, kind))) r
           LEFT JOIN issuers i ON r.provider <> '' AND i.tenant_id = r.tenant_id
                 AND i.id = CAST(nullif(r.provider, '') AS uuid)
-    """), {"t": list(tenant_ids), "start": start, "end": end})
-    return [dict(row) for row in rows.mappings()]
+    """), {"t": list(tenant_ids), "start": start, "end": end, "unit": unit})
+    lines: list[dict[str, Any]] = []
+    kinds: dict[uuid.UUID, dict[date, dict[str, int]]] = {}
+    for row in rows.mappings():
+        if row["per_bucket"]:
+            kinds.setdefault(row["tenant_id"], {}).setdefault(row["bucket"], {})[row["kind"]] = int(row["transactions"])
+        else:
+            lines.append(dict(row))
+    return Breakdown(lines=lines, kinds=kinds)
 
 
 async def market_lots(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:

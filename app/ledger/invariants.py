@@ -21,9 +21,9 @@
    active-account rollups (accounts per day, links between consecutive active days) equal those days.
 11. Tamper evidence: every transaction sits in its account's hash chain and matches its hash, chains
    have no gaps or broken links, and every checkpoint's Merkle root, link and signature hold.
-12. Market lots reconcile: their records, reversals, retirements and consecutive serials match their
-   books (so pooled + unpooled = every verified reduction, exactly); sale proceeds paid as points equal
-   the lots' proceeds, their ledger transactions and their earning lots.
+12. Market lots reconcile: their records, contributors, reversals, retirements and consecutive serials
+   match their books (so pooled + unpooled = every verified reduction, exactly); sale proceeds paid as
+   points equal the lots' proceeds, their ledger transactions and their earning lots.
 
 Each check is one aggregate statement over the ledger (run as the read-only regulator role to see every
 tenant, or in a tenant scope to check one), returning at most `limit` offending rows, so a damaged
@@ -290,7 +290,7 @@ CHECKS: dict[str, str] = {
         LIMIT :limit""",
     "market_lots_reconcile": """
         WITH pooled AS (
-            SELECT m.lot_id, count(*) AS n, sum(m.reduction_mg) AS mg,
+            SELECT m.lot_id, count(*) AS n, count(DISTINCT b.account_id) AS accounts, sum(m.reduction_mg) AS mg,
                    coalesce(sum(m.reduction_mg) FILTER (WHERE b.reversed_at IS NOT NULL), 0) AS reversed,
                    count(*) FILTER (WHERE m.reduction_mg <> b.reduction_mg) AS changed
             FROM market_lot_records m JOIN behavior_records b ON b.id = m.record_id GROUP BY 1
@@ -301,6 +301,7 @@ CHECKS: dict[str, str] = {
             SELECT l.id, l.number,
                    CASE WHEN coalesce(p.n, 0) <> l.records OR coalesce(p.mg, 0) <> l.pooled_mg
                         THEN 'its pooled records differ from its books'
+                        WHEN coalesce(p.accounts, 0) <> l.contributors THEN 'its contributors differ from its books'
                         WHEN coalesce(p.changed, 0) > 0 THEN 'a pooled record''s reduction changed'
                         WHEN coalesce(p.reversed, 0) <> l.reversed_mg THEN 'its reversed records differ from its books'
                         WHEN coalesce(r.kg, 0) <> l.retired_kg THEN 'its retirements differ from its books'

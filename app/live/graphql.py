@@ -169,12 +169,13 @@ class DashboardTick:
         return self._tick.at.astimezone(ZoneInfo(view.timezone)).date()
 
     @strawberry.field(description="The city's headline figures for its local date (as crossCityDashboard gives for "
-                                  "that one day), read when the tick is delivered.")
+                                  "that one day, small groups suppressed alike), read when the tick is delivered.")
     async def today(self, info: Info[Context, None]) -> DashboardFigures:
         view = await info.context.loaders.tenant_by_id.load(self._tick.tenant_id)
         day = self._tick.at.astimezone(ZoneInfo(view.timezone)).date()
         head = await dashboard_repository.headline(info.context.session, [view.id], day, day)
-        return figures(view, head[view.id])
+        found = await dashboard_repository.breakdown(info.context.session, [view.id], day, day)
+        return figures(view, head[view.id], found.period_kinds(view.id))
 
 
 def _error(message: str, code: str) -> GraphQLError:

@@ -1,5 +1,12 @@
 """Market lots in the API: operators issue and manage their city's lots; regulators read every city's;
-the platform's public key verifies retirement certificates offline (ADR 0011)."""
+the platform's public key verifies retirement certificates offline (ADR 0011).
+
+A lot's figures about its contributors — how many records, which behaviours, the exact grams pooled,
+withheld, reversed and owed, the points their sale paid — are null for a regulator when fewer accounts
+than the minimum group size contributed (the small-group rule, `app.dashboard.suppression`, ADR 0015).
+What the market sees is shown whatever the size: the serials (whole kilograms, after a buffer of at
+least 5%), their retirement and cancellation, status, venue, buyer and price. The city's operators see
+their lots whole, as they see their citizens' records."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from strawberry.types import Info
 
 from app.auth.permissions import ANY_CLIENT, TENANT_ADMIN, allow
 from app.behaviors.rules.calendar import local_date
+from app.dashboard.suppression import Figure
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id, try_global_id
 from app.graphql.pagination import TIME_KEY, CursorScope, PageInfo, encode_cursor, page_request
@@ -23,6 +31,7 @@ from app.graphql.pagination import page_info as page_info_of
 from app.graphql.scalars import Long
 from app.market import service
 from app.market.service import MarketError, serial_label
+from app.settings import get_settings
 from app.tenants.config import Role
 from app.tenants.graphql import grams
 
@@ -69,6 +78,16 @@ class RetirementCertificate:
     document: JSON
     signature: str
     key_id: str
+
+
+_WITHHELD = " Null for regulators when fewer accounts than the minimum group size contributed."
+
+
+def _withheld(info: Info[Context, None], row: dict) -> bool:
+    """Whether the lot's figures about its contributors are withheld from this reader: a regulator, and
+    fewer contributors than the minimum group size."""
+    return info.context.principal.is_regulator and Figure.count(row["contributors"]).hidden(
+        get_settings().dashboard_min_group_size)
 
 
 @strawberry.type(description="A market lot as citizens and every dashboard see it: what was pooled and what "
@@ -125,36 +144,44 @@ class MarketLotSummary:
     def cancelled_kilograms(self) -> Long:
         return Long(self._row["cancelled_kg"])
 
-    @strawberry.field(description="Every milligram pooled (serials + buffer).")
-    def pooled_grams(self) -> Decimal:
-        return grams(self._row["pooled_mg"])
+    @strawberry.field(description="Every milligram pooled (serials + buffer)." + _WITHHELD)
+    def pooled_grams(self, info: Info[Context, None]) -> Decimal | None:
+        return None if _withheld(info, self._row) else grams(self._row["pooled_mg"])
 
 
 @strawberry.type(description="Verified reductions of one city and period pooled into serial-numbered credits: one "
-                             "serial per kilogram CO2e. Operators and regulators see it whole.")
+                             "serial per kilogram CO2e. Operators see it whole; regulators too, but for the figures "
+                             "about its contributors when they are fewer than the minimum group size.")
 class MarketLot(MarketLotSummary):
-    @strawberry.field(description="Behaviour records pooled.")
-    def records(self) -> Long:
-        return Long(self._row["records"])
+    @strawberry.field(description="Accounts whose records the lot pools. Null for regulators below the minimum "
+                                  "group size.")
+    def contributors(self, info: Info[Context, None]) -> Long | None:
+        return None if _withheld(info, self._row) else Long(self._row["contributors"])
 
-    @strawberry.field(description="Withheld from the serials: answers for records reversed after pooling.")
-    def buffer_grams(self) -> Decimal:
-        return grams(self._row["buffer_mg"])
+    @strawberry.field(description="Behaviour records pooled." + _WITHHELD)
+    def records(self, info: Info[Context, None]) -> Long | None:
+        return None if _withheld(info, self._row) else Long(self._row["records"])
 
-    @strawberry.field(description="Pooled records reversed since (no longer verified).")
-    def reversed_grams(self) -> Decimal:
-        return grams(self._row["reversed_mg"])
+    @strawberry.field(description="Withheld from the serials: answers for records reversed after pooling." + _WITHHELD)
+    def buffer_grams(self, info: Info[Context, None]) -> Decimal | None:
+        return None if _withheld(info, self._row) else grams(self._row["buffer_mg"])
 
-    @strawberry.field(description="Reversed beyond the buffer and beyond the serials still cancellable.")
-    def shortfall_grams(self) -> Decimal:
-        return grams(self._row["shortfall_mg"])
+    @strawberry.field(description="Pooled records reversed since (no longer verified)." + _WITHHELD)
+    def reversed_grams(self, info: Info[Context, None]) -> Decimal | None:
+        return None if _withheld(info, self._row) else grams(self._row["reversed_mg"])
+
+    @strawberry.field(description="Reversed beyond the buffer and beyond the serials still cancellable." + _WITHHELD)
+    def shortfall_grams(self, info: Info[Context, None]) -> Decimal | None:
+        return None if _withheld(info, self._row) else grams(self._row["shortfall_mg"])
 
     @strawberry.field(description="Serials that can still be retired.")
     def available_kilograms(self) -> Long:
         return Long(service.available_kg(self._row))
 
-    @strawberry.field
-    def composition(self) -> list[LotComponent]:
+    @strawberry.field(description="Per behaviour and rule version." + _WITHHELD)
+    def composition(self, info: Info[Context, None]) -> list[LotComponent] | None:
+        if _withheld(info, self._row):
+            return None
         return [LotComponent(behavior=part["behavior"], config_version=part["configVersion"],
                              records=Long(int(part["records"])), grams=grams(int(part["mg"])))
                 for part in self._row["composition"]]
@@ -184,9 +211,9 @@ class MarketLot(MarketLotSummary):
         return None if self._row["price_fen"] is None else Decimal(self._row["price_fen"]).scaleb(-2)
 
     @strawberry.field(description="Points paid to the lot's contributors from its sale (the city's `[market]` "
-                                  "share), in the smallest unit of the city's points.")
-    def proceeds_points(self) -> Long:
-        return Long(self._row["proceeds_points"])
+                                  "share), in the smallest unit of the city's points." + _WITHHELD)
+    def proceeds_points(self, info: Info[Context, None]) -> Long | None:
+        return None if _withheld(info, self._row) else Long(self._row["proceeds_points"])
 
     @strawberry.field(description="Oldest first. The city's operators only: certificates name their beneficiaries.",
                       permission_classes=[TENANT_ADMIN])

@@ -25,6 +25,8 @@ class MarketLot(SQLModel, table=True):
     vintage: int = Field(sa_column=Column(Integer, nullable=False))
     status: str = Field(sa_column=Column(Text, nullable=False))
     records: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Distinct accounts whose records the lot pools (migration 0022): its group, for the small-group rule.
+    contributors: int = Field(sa_column=Column(BigInteger, nullable=False))
     pooled_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
     buffer_mg: int = Field(sa_column=Column(BigInteger, nullable=False))
     reversed_mg: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -118,18 +118,20 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
                AND r.reduction_mg > 0 AND NOT EXISTS (SELECT 1 FROM market_lot_records m WHERE m.record_id = r.id)
              ORDER BY r.id FOR SHARE OF r
             RETURNING record_id, reduction_mg
-        ), parts AS (
-            SELECT b.behavior_code, b.config_version, count(*) AS records, sum(p.reduction_mg) AS mg
+        ), rows AS (
+            SELECT b.behavior_code, b.config_version, b.account_id, p.reduction_mg
               FROM pooled p JOIN behavior_records b ON b.tenant_id = :t AND b.id = p.record_id
-             GROUP BY 1, 2
+        ), parts AS (
+            SELECT behavior_code, config_version, count(*) AS records, sum(reduction_mg) AS mg FROM rows GROUP BY 1, 2
         )
         SELECT coalesce(sum(records), 0), coalesce(sum(mg), 0),
                coalesce(jsonb_agg(jsonb_build_object('behavior', behavior_code, 'configVersion', config_version,
                                                      'records', records::text, 'mg', mg::text)
-                                  ORDER BY behavior_code, config_version), '[]'::jsonb)
+                                  ORDER BY behavior_code, config_version), '[]'::jsonb),
+               (SELECT count(DISTINCT account_id) FROM rows)
           FROM parts
     """), {"t": tenant_id, "lot": lot_id, "f": period_from, "to": period_to})).one()
-    records, pooled_mg, composition = int(pooled[0]), int(pooled[1]), pooled[2]
+    records, pooled_mg, composition, contributors = int(pooled[0]), int(pooled[1]), pooled[2], int(pooled[3])
     if not records:
         raise MarketError(MarketErrorCode.NOTHING_TO_POOL, "periodFrom",
                           "no verified reduction of that period is left outside a lot")
@@ -140,17 +142,17 @@ async def issue_lot(session: AsyncSession, tenant_id: uuid.UUID, period_from: da
                           f"{BUFFER_PERCENT}% buffer")
     row = (await session.execute(text(f"""
         WITH l AS (
-            INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records, pooled_mg,
-                                     buffer_mg, serial_start, serial_kg, composition, issued_at, issued_by,
-                                     idempotency_key)
-            VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :pooled, :buffer, :start, :kg,
-                    CAST(:composition AS jsonb), :now, :by, :key)
+            INSERT INTO market_lots (id, tenant_id, number, period_from, period_to, vintage, status, records,
+                                     contributors, pooled_mg, buffer_mg, serial_start, serial_kg, composition,
+                                     issued_at, issued_by, idempotency_key)
+            VALUES (:id, :t, :number, :f, :to, :vintage, 'ISSUED', :records, :contributors, :pooled, :buffer, :start,
+                    :kg, CAST(:composition AS jsonb), :now, :by, :key)
             RETURNING *
         )
         SELECT {LOT_COLUMNS} FROM l JOIN tenants t ON t.id = l.tenant_id
     """), {"id": lot_id, "t": tenant_id, "number": last[0] + 1, "f": period_from, "to": period_to,
-           "vintage": period_from.year, "records": records, "pooled": pooled_mg, "buffer": buffer_mg,
-           "start": last[1], "kg": serial_kg, "by": by, "key": key, "now": now,
+           "vintage": period_from.year, "records": records, "contributors": contributors, "pooled": pooled_mg,
+           "buffer": buffer_mg, "start": last[1], "kg": serial_kg, "by": by, "key": key, "now": now,
            "composition": json.dumps(composition)})).mappings().one()
     return dict(row)
 

@@ -300,9 +300,17 @@ class Reward(Node):
     async def sponsor(self, info: Info[Context, None]) -> Issuer:
         return Issuer(_row=await info.context.loaders.issuer_by_id.load(self._row.sponsor_issuer_id))
 
-    @strawberry.field(description="For DONATION items: the project's running totals; null for other kinds.")
+    @strawberry.field(description="For DONATION items: the project's running totals; null for other kinds, and for "
+                                  "regulators (they read each project's donations of a period on "
+                                  "crossCityDashboard, small groups suppressed).")
     async def donations(self, info: Info[Context, None]) -> DonationProgress | None:
-        if self._row.kind != "DONATION":
+        """The city's own clients read the project's account in the ledger. A regulator gets null, by design:
+        the running total is one account's balance in `ledger_accounts`, a table of citizens' balances the
+        regulator role may not read, and served from the rollups instead it would be a second, all-time
+        path to the figures `crossCityDashboard.cities.donations` already gives per period under the
+        small-group rule: the all-time total less a period's would give away the donations outside the
+        period, a group nobody checked (one early donor's gift). One path, one rule: the dashboard's."""
+        if self._row.kind != "DONATION" or info.context.principal.is_regulator:
             return None
         tenant = self._tenant or await info.context.loaders.tenant_by_id.load(self._row.tenant_id)
         points = await info.context.loaders.donation_points.load((self._row.tenant_id, self._row.code))

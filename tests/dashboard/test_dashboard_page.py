@@ -32,7 +32,7 @@ FIGURES = (*COUNTS, "reductionGrams", "pointsIssued",
            "pointsRedeemed", "pointsExpired", "pointsOutstanding")
 QUERY = """query($from: Date!, $to: Date!, $g: Granularity!) { crossCityDashboard(from: $from, to: $to,
     granularity: $g) {
-  minimumGroupSize cities { tenant { slug name pointUnit { name } } %(f)s series { start reductionGrams } byBehavior { behavior } }
+  minimumGroupSize cities { tenant { slug name pointUnit { name } } %(f)s series { start reductionGrams pointsIssued } byBehavior { behavior } }
   totals { %(f)s } } }""" % {"f": " ".join(FIGURES)}
 
 
@@ -113,7 +113,9 @@ async def site(page_database, registry) -> AsyncIterator[Site]:
 async def _seed(api: Api) -> None:
     """Figures for three cities over six local days; Shanghai (a trusted-documents-only app) stays empty.
     Wuhan's 5 guest and Guizhou's 5 accounts are shown; Wuhan's 2 bank-linked and Beijing's 2 accounts are
-    below the minimum group size (5), so the API suppresses them, and the totals that would reveal them."""
+    below the minimum group size (5), so the API suppresses them, Beijing's amounts (two accounts behind
+    them) with them, and the totals that would reveal them. Six Wuhan accounts redeem: its points redeemed
+    are shown."""
     days = range(1, 7)
     wuhan = [*[await open_account(api) for _ in range(5)],
              *[await open_account(api, kind="BANK_LINKED", bank=f"622202110000987{i}") for i in range(2)]]
@@ -131,7 +133,8 @@ async def _seed(api: Api) -> None:
                                       for behavior, hour in (("online_living_payment", 12), ("e_invoice", 13))
                                       if behavior == "e_invoice" or day % 2 == 0])
     rewards = await _rewards(api, "wuhan")
-    for account, reward, quantity in ((wuhan[1], "east-lake-wetland", 2), (wuhan[6], "hankou-green-credit-card-benefit", 1)):
+    for account, reward, quantity in (*((donor, "east-lake-wetland", 2) for donor in wuhan[:5]),
+                                      (wuhan[6], "hankou-green-credit-card-benefit", 1)):
         assert (await redeem(api, account, rewards[reward], quantity=quantity))["userErrors"] == []
 
     beijing = [await open_account(api, app="beijing-app") for _ in range(2)]
@@ -200,10 +203,9 @@ def _mass(grams: str) -> str:
 
 
 def _expected(field: str, value, minimum: int) -> list[str]:
-    """[text shown, data-value] for a figure of the API."""
+    """[text shown, data-value] for a figure of the API (null: suppressed)."""
     if value is None:
-        assert field in COUNTS
-        return [f"< {minimum}", ""]
+        return [f"< {minimum}", ""] if field in COUNTS else ["suppressed", ""]
     return [_mass(value) if field == "reductionGrams" else _amount(value), str(value)]
 
 
@@ -320,17 +322,21 @@ def test_a_regulator_signs_in_sees_the_figures_and_signs_out(site: Site, browser
     drawn = driver.execute_script("""return [...document.querySelectorAll('#reduction-chart g.series')].map(g =>
         [g.dataset.city, [...g.querySelectorAll('circle.point')].map(c => [c.dataset.start, c.dataset.value])]);""")
     for (slug, points), city in zip(drawn, data["cities"], strict=True):
-        api_series = {bucket["start"]: Decimal(bucket["reductionGrams"]) for bucket in city["series"]}
+        api_series = {bucket["start"]: bucket["reductionGrams"] for bucket in city["series"]}
         assert slug == city["tenant"]["slug"] and set(api_series) <= {start for start, _ in points}
-        assert {start: Decimal(value) for start, value in points if Decimal(value)} == {
-            start: grams for start, grams in api_series.items() if grams}
+        assert {start: Decimal(value) for start, value in points if value and Decimal(value)} == {
+            start: Decimal(grams) for start, grams in api_series.items() if grams and Decimal(grams)}
+        assert {start for start, value in points if value == ""} == {  # suppressed: drawn as such, not as 0
+            start for start, grams in api_series.items() if grams is None}
+    beijing = next(city for city in data["cities"] if city["tenant"]["slug"] == "beijing")
+    assert beijing["pointsIssued"] is None and _table(driver)["beijing"]["pointsIssued"] == ["suppressed", ""]
     assert driver.find_element(By.CSS_SELECTOR, "#reduction-chart svg").get_attribute("role") == "img"
     Select(driver.find_element(By.ID, "points-city")).select_by_value("wuhan")
     bars = driver.find_elements(By.CSS_SELECTOR, "#points-chart rect.bar")
     assert len(bars) == 30 * 3
     issued = sum(Decimal(bar.get_attribute("data-value")) for bar in bars
                  if "flow-issued" in bar.get_attribute("class"))
-    assert issued == Decimal(wuhan["pointsIssued"])
+    assert issued == Decimal(wuhan["pointsIssued"]) > 0 and all(b["pointsIssued"] is not None for b in wuhan["series"])
     Select(driver.find_element(By.ID, "mix-city")).select_by_value("wuhan")
     mix = [row.get_attribute("data-name") for row in driver.find_elements(By.CSS_SELECTOR, "#mix-chart g.bar-row")]
     assert sorted(mix) == sorted(row["behavior"] for row in wuhan["byBehavior"])

@@ -198,6 +198,41 @@ async def test_citizens_see_their_lot_and_regulators_every_city(api) -> None:
         "extensions"]["code"] == "FORBIDDEN"
 
 
+async def test_regulators_see_no_contributor_figures_of_a_lot_below_the_minimum(api) -> None:
+    """QA: a lot of one citizen's records showed the regulator its records, composition and proceeds. Below
+    the minimum group size (5 contributors) a regulator gets null for what is about the contributors, and
+    the market's figures (serials, status, price) as the operators do; the city's operators see it whole."""
+    about_contributors = ("contributors", "records", "pooledGrams", "bufferGrams", "reversedGrams", "shortfallGrams",
+                          "composition", "proceedsPoints")
+    fields = " ".join(["id status serialFrom serialTo serialKilograms retiredKilograms cancelledKilograms "
+                       "availableKilograms venue buyer priceYuan", *about_contributors]).replace(
+        "composition", "composition { behavior configVersion records grams }")
+    query = f"{{ marketLots(first: 50) {{ edges {{ node {{ {fields} }} }} }} }}"
+
+    async def lot_as(client: str, lot_id: str) -> dict:
+        edges = (await api.query(query, as_=client))["marketLots"]["edges"]
+        return next(edge["node"] for edge in edges if edge["node"]["id"] == lot_id)
+
+    await _rides(api, [20], days_ago=6)  # one citizen's ride, on a day no other test pools
+    alone = await _sold(api, (await _issue(api, periodFrom=_day(6), periodTo=_day(6)))["lot"]["id"])
+    operator, regulator = await lot_as("wuhan-admin", alone["id"]), await lot_as("regulator", alone["id"])
+    assert operator["contributors"] == 1 and operator["records"] == 1 and len(operator["composition"]) == 1
+    assert int(operator["proceedsPoints"]) > 0 and Decimal(operator["pooledGrams"]) > 0
+    assert {key: regulator[key] for key in about_contributors} == dict.fromkeys(about_contributors)
+    assert {key: value for key, value in regulator.items() if key not in about_contributors} == {
+        key: value for key, value in operator.items() if key not in about_contributors}
+    seen = await api.query(f"""{{ crossCityDashboard(from: "{_day(30)}", to: "{_day(0)}") {{ cities {{
+        marketLots {{ id pooledGrams serialKilograms }} }} }} }}""", as_="regulator")
+    on_dashboard = next(lot for city in seen["crossCityDashboard"]["cities"] for lot in city["marketLots"]
+                        if lot["id"] == alone["id"])
+    assert on_dashboard == {"id": alone["id"], "pooledGrams": None, "serialKilograms": operator["serialKilograms"]}
+
+    await _rides(api, [20] * 5, days_ago=5)  # five contributors: the regulator sees the lot whole
+    five = (await _issue(api, periodFrom=_day(5), periodTo=_day(5)))["lot"]
+    assert await lot_as("regulator", five["id"]) == await lot_as("wuhan-admin", five["id"])
+    assert (await lot_as("regulator", five["id"]))["contributors"] == 5
+
+
 async def test_concurrent_retirements_never_exceed_the_lot(committed_api, database_target) -> None:
     api = committed_api
     await _rides(api, [20, 20], days_ago=3)

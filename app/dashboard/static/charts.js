@@ -3,8 +3,12 @@
 "use strict";
 
 const DashboardCharts = (() => {
-  const { BUCKET_NAMES, formatAmount, formatCount, formatMass, massAxis, shortNumber, percent, bucketLabel } =
-    DashboardFormat;
+  const { BUCKET_NAMES, SUPPRESSED, isSuppressed, formatAmount, formatCount, formatMass, massAxis, shortNumber, percent,
+    bucketLabel } = DashboardFormat;
+  // A figure of a series for a chart: a number, 0 where the bucket is missing (nothing happened), null where
+  // the API suppressed it (drawn as a gap, never as a value).
+  const seriesValue = (bucket, field) => (!bucket ? 0 : isSuppressed(bucket[field]) ? null : Number(bucket[field]));
+  const shortOrSuppressed = (value, divisor = 1) => (value === null ? SUPPRESSED : shortNumber(value / divisor));
   const SVG_NS = "http://www.w3.org/2000/svg";
   const FLOWS = [
     { field: "pointsIssued", label: "Issued", css: "flow-issued" },
@@ -84,13 +88,14 @@ const DashboardCharts = (() => {
     return { y, slot, x: (index) => CHART.left + slot * (index + 0.5) };
   }
 
-  /** Reduction per bucket, a line per city; the legend lists the cities with their period's total. */
+  /** Reduction per bucket, a line per city; the legend lists the cities with their period's total. A
+   * suppressed bucket breaks the line and its point sits on the zero line, marked `suppressed`. */
   function drawReduction(container, legend, dashboard, starts) {
     const perCity = dashboard.cities.map((city) => {
-      const byStart = new Map(city.series.map((bucket) => [bucket.start, Number(bucket.reductionGrams)]));
-      return starts.map((start) => byStart.get(start) || 0);
+      const byStart = new Map(city.series.map((bucket) => [bucket.start, bucket]));
+      return starts.map((start) => seriesValue(byStart.get(start), "reductionGrams"));
     });
-    const values = perCity.flat();
+    const values = perCity.flat().filter((value) => value !== null);
     const max = Math.max(0, ...values);
     const unit = massAxis(max);
     const scale = niceScale(Math.min(0, ...values) / unit.divisor, max / unit.divisor);
@@ -103,12 +108,20 @@ const DashboardCharts = (() => {
     dashboard.cities.forEach((city, index) => {
       const css = `city-${index % 8}`;
       const line = svg("g", { class: `series ${css}`, "data-city": city.tenant.slug }, frame);
-      const points = perCity[index].map((grams, i) => [axes.x(i), axes.y(grams / unit.divisor)]);
-      svg("polyline", { points: points.map((p) => p.join(",")).join(" "), class: "line" }, line);
+      const points = perCity[index].map((grams, i) => [axes.x(i), axes.y((grams || 0) / unit.divisor)]);
+      let run = [];
+      const flush = () => {
+        if (run.length) svg("polyline", { points: run.map((p) => p.join(",")).join(" "), class: "line" }, line);
+        run = [];
+      };
+      points.forEach((point, i) => { if (perCity[index][i] === null) flush(); else run.push(point); });
+      flush();
       points.forEach(([x, y], i) => {
-        const dot = svg("circle", { cx: x, cy: y, r: 3.2, class: "point", "data-start": starts[i],
-          "data-value": perCity[index][i] }, line);
-        svg("title", {}, dot, `${city.tenant.name}, ${starts[i]}: ${shortNumber(perCity[index][i] / unit.divisor)} ${unit.suffix}`);
+        const grams = perCity[index][i];
+        const dot = svg("circle", { cx: x, cy: y, r: 3.2, class: grams === null ? "point suppressed" : "point",
+          "data-start": starts[i], "data-value": grams === null ? "" : grams }, line);
+        svg("title", {}, dot, `${city.tenant.name}, ${starts[i]}: ` +
+          (grams === null ? SUPPRESSED : `${shortNumber(grams / unit.divisor)} ${unit.suffix}`));
       });
       const item = element("li", {}, null, legend);
       element("span", { class: `swatch ${css}`, "aria-hidden": "true" }, null, item);
@@ -116,14 +129,14 @@ const DashboardCharts = (() => {
     });
     dataTable(container, `Reduction per ${BUCKET_NAMES[dashboard.granularity]}, ${unit.suffix} CO2e`,
       ["Starting", ...dashboard.cities.map((city) => city.tenant.name)],
-      starts.map((start, i) => [start, ...perCity.map((series) => shortNumber(series[i] / unit.divisor))]));
+      starts.map((start, i) => [start, ...perCity.map((series) => shortOrSuppressed(series[i], unit.divisor))]));
   }
 
   /** One city's points issued, redeemed and expired per bucket, as grouped bars. */
   function drawPoints(container, city, dashboard, starts) {
     const byStart = new Map(city.series.map((bucket) => [bucket.start, bucket]));
-    const rows = starts.map((start) => FLOWS.map((flow) => Number((byStart.get(start) || {})[flow.field] || 0)));
-    const values = rows.flat();
+    const rows = starts.map((start) => FLOWS.map((flow) => seriesValue(byStart.get(start), flow.field)));
+    const values = rows.flat().filter((value) => value !== null);
     const scale = niceScale(Math.min(0, ...values), Math.max(0, ...values));
     const frame = chartFrame(container, `Points over time: ${city.tenant.name}`,
       `Points issued, redeemed and expired per ${BUCKET_NAMES[dashboard.granularity]} in ${city.tenant.name}, ` +
@@ -132,15 +145,18 @@ const DashboardCharts = (() => {
     const barWidth = Math.max(1, (axes.slot * 0.8) / FLOWS.length);
     const bars = svg("g", { class: "bars", "data-city": city.tenant.slug }, frame);
     rows.forEach((row, i) => row.forEach((value, f) => {
-      const top = axes.y(Math.max(value, 0));
-      const height = Math.abs(axes.y(value) - axes.y(0));
+      const top = axes.y(Math.max(value || 0, 0));
+      const height = Math.abs(axes.y(value || 0) - axes.y(0));
       const x = axes.x(i) - (axes.slot * 0.8) / 2 + f * barWidth;
       const bar = svg("rect", { x, y: top, width: Math.max(barWidth - 0.5, 0.5), height: value ? Math.max(height, 1) : 0,
-        class: `bar ${FLOWS[f].css}`, "data-start": starts[i], "data-value": value }, bars);
-      svg("title", {}, bar, `${starts[i]}: ${FLOWS[f].label.toLowerCase()} ${shortNumber(value)} ${city.tenant.pointUnit.name}`);
+        class: `bar ${FLOWS[f].css}${value === null ? " suppressed" : ""}`, "data-start": starts[i],
+        "data-value": value === null ? "" : value }, bars);
+      svg("title", {}, bar, `${starts[i]}: ${FLOWS[f].label.toLowerCase()} ` +
+        (value === null ? SUPPRESSED : `${shortNumber(value)} ${city.tenant.pointUnit.name}`));
     }));
     dataTable(container, `${city.tenant.name}: points per ${BUCKET_NAMES[dashboard.granularity]}`,
-      ["Starting", ...FLOWS.map((flow) => flow.label)], starts.map((start, i) => [start, ...rows[i].map(shortNumber)]));
+      ["Starting", ...FLOWS.map((flow) => flow.label)],
+      starts.map((start, i) => [start, ...rows[i].map((value) => shortOrSuppressed(value))]));
   }
 
   const labelRoom = (items) => Math.min(240, Math.max(80, ...items.map((item) => item.label.length * 7 + 14)));
@@ -179,12 +195,15 @@ const DashboardCharts = (() => {
       .map((category) => ({
         key: category.name, label: titleCase(category.name), value: Number(category.reductionGrams),
         css: categoryCss(category.name),
-        text: `${formatMass(category.reductionGrams)} · ${percent(Number(category.reductionGrams), total)}` }));
+        text: isSuppressed(category.reductionGrams) ? `${SUPPRESSED} (too few accounts)`
+          : `${formatMass(category.reductionGrams)} · ${percent(Number(category.reductionGrams), total)}` }));
     const behaviors = [...city.byBehavior].sort((a, b) => Number(b.reductionGrams) - Number(a.reductionGrams))
       .map((row) => ({
         key: row.behavior, label: row.behavior === "suppressed" ? "Suppressed (small groups)" : names.get(row.behavior) || row.behavior,
         value: Number(row.reductionGrams), css: categoryCss(row.category),
-        text: `${formatMass(row.reductionGrams)} · ${percent(Number(row.reductionGrams), total)} · ${formatCount(row.transactions)} records`,
+        text: isSuppressed(row.reductionGrams) ? `${SUPPRESSED} (too few accounts)`
+          : `${formatMass(row.reductionGrams)} · ${percent(Number(row.reductionGrams), total)} · ` +
+            `${formatCount(row.transactions)} records`,
       }));
     const labelWidth = labelRoom([...categories, ...behaviors]); // one label column: the two charts line up
     horizontalBars(categoryContainer, `Reduction by category: ${city.tenant.name}`,
@@ -196,9 +215,10 @@ const DashboardCharts = (() => {
   /** Points outstanding per city, in its unit; bars compare the reduction they stand for. */
   function drawLiability(container, cities) {
     const items = cities.map((city, index) => {
-      const grams = Number(city.pointsOutstanding) * city.tenant.pointUnit.gramsPerPoint;
+      const grams = Number(city.pointsOutstanding) * city.tenant.pointUnit.gramsPerPoint; // null: 0, no bar
       return { key: city.tenant.slug, label: city.tenant.name, value: grams, css: `city-${index % 8}`,
-        text: `${formatAmount(city.pointsOutstanding)} ${city.tenant.pointUnit.name} (≈ ${formatMass(String(Math.round(grams)))})` };
+        text: isSuppressed(city.pointsOutstanding) ? `${SUPPRESSED} (too few accounts)`
+          : `${formatAmount(city.pointsOutstanding)} ${city.tenant.pointUnit.name} (≈ ${formatMass(String(Math.round(grams)))})` };
     });
     horizontalBars(container, "Outstanding liability per city",
       "Points outstanding at the period's end per city, in its own unit; bar length by the reduction they stand for.",

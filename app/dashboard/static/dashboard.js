@@ -6,8 +6,8 @@
 
 (() => {
   const TOKEN_KEY = "carbon-inclusive.dashboard.token";
-  const { BUCKET_NAMES, formatAmount, formatCount, formatMass, isoDate, localToday, latestToday, bucketStarts } =
-    DashboardFormat;
+  const { BUCKET_NAMES, isSuppressed, formatAmount, formatCount, formatMass, isoDate, localToday, latestToday,
+    bucketStarts } = DashboardFormat;
   const { element } = DashboardCharts;
   const QUERY = `query Dashboard($from: Date!, $to: Date!, $g: Granularity!) {
   crossCityDashboard(from: $from, to: $to, granularity: $g) {
@@ -47,10 +47,17 @@
     return element("td", { class: "num", "data-field": column, "data-value": value }, text, row);
   }
   function countCell(row, column, value, minimum) { // null: 1 to minimum − 1 accounts, suppressed by the API
-    if (value !== null && value !== undefined) return cell(row, column, formatCount(value), value);
+    if (!isSuppressed(value)) return cell(row, column, formatCount(value), value);
     const node = cell(row, column, `< ${minimum}`, "");
     node.classList.add("suppressed");
     node.title = `Suppressed: fewer than ${minimum} accounts`;
+    return node;
+  }
+  function amountCell(row, column, value, minimum, format) { // null: too few accounts behind it
+    if (!isSuppressed(value)) return cell(row, column, format(value), value);
+    const node = cell(row, column, format(value), "");
+    node.classList.add("suppressed");
+    node.title = `Suppressed: fewer than ${minimum} accounts behind it`;
     return node;
   }
 
@@ -78,9 +85,11 @@
       element("span", { class: "city-name" }, city.tenant.name, name);
       element("span", { class: "slug" }, city.tenant.slug, name);
       for (const column of ACCOUNT_COLUMNS) countCell(row, column.field, city[column.field], dashboard.minimumGroupSize);
-      cell(row, "reductionGrams", formatMass(city.reductionGrams), city.reductionGrams);
+      amountCell(row, "reductionGrams", city.reductionGrams, dashboard.minimumGroupSize, formatMass);
       element("td", { "data-field": "unit", class: "unit" }, city.tenant.pointUnit.name, row);
-      for (const column of POINT_COLUMNS) cell(row, column.field, formatAmount(city[column.field]), city[column.field]);
+      for (const column of POINT_COLUMNS) {
+        amountCell(row, column.field, city[column.field], dashboard.minimumGroupSize, formatAmount);
+      }
     }
     const foot = table.tFoot;
     foot.replaceChildren();
@@ -88,11 +97,13 @@
     const row = element("tr", { "data-city": "totals" }, null, foot);
     element("th", { scope: "row" }, `All cities (${dashboard.cities.length})`, row);
     for (const column of ACCOUNT_COLUMNS) countCell(row, column.field, totals[column.field], dashboard.minimumGroupSize);
-    cell(row, "reductionGrams", formatMass(totals.reductionGrams), totals.reductionGrams);
+    amountCell(row, "reductionGrams", totals.reductionGrams, dashboard.minimumGroupSize, formatMass);
     const units = new Set(dashboard.cities.map((city) => city.tenant.pointUnit.name));
     element("td", { "data-field": "unit", class: "unit mixed" },
       units.size === 1 ? [...units][0] : "mixed units, added as they are", row);
-    for (const column of POINT_COLUMNS) cell(row, column.field, formatAmount(totals[column.field]), totals[column.field]);
+    for (const column of POINT_COLUMNS) {
+      amountCell(row, column.field, totals[column.field], dashboard.minimumGroupSize, formatAmount);
+    }
     $("comparison-caption").textContent =
       `${dashboard.from} to ${dashboard.to} (local dates), ${dashboard.cities.length} ` +
       `${dashboard.cities.length === 1 ? "city" : "cities"}`;

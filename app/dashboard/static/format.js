@@ -14,8 +14,13 @@ const DashboardFormat = (() => {
   const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   const sign = (negative) => (negative ? "\u2212" : "");
 
+  // What the API suppressed (null: too few accounts behind the figure) reads as this.
+  const SUPPRESSED = "suppressed";
+  const isSuppressed = (value) => value === null || value === undefined;
+
   /** An amount as the API gives it (points keep their unit's decimals), with thousands separators. */
   function formatAmount(text) {
+    if (isSuppressed(text)) return SUPPRESSED;
     const d = parseDecimal(text);
     return d ? sign(d.negative && /[1-9]/.test(d.whole + d.fraction)) + group(d.whole) + (d.fraction ? "." + d.fraction : "")
       : String(text);
@@ -38,6 +43,7 @@ const DashboardFormat = (() => {
 
   /** Grams CO2e: under 1 kg in grams, under 1 t in kg, above in t (two decimals). */
   function formatMass(gramsText) {
+    if (isSuppressed(gramsText)) return SUPPRESSED;
     const mg = scaled(gramsText, 3);
     const magnitude = mg < 0n ? -mg : mg;
     if (magnitude < 1000000n) {
@@ -104,6 +110,6 @@ const DashboardFormat = (() => {
     return granularity === "MONTH" ? `${month} ${date.getUTCFullYear()}` : `${month} ${date.getUTCDate()}`;
   }
 
-  return Object.freeze({ BUCKET_NAMES, formatAmount, formatCount, formatMass, massAxis, shortNumber, percent, isoDate,
+  return Object.freeze({ BUCKET_NAMES, SUPPRESSED, isSuppressed, formatAmount, formatCount, formatMass, massAxis, shortNumber, percent, isoDate,
     localToday, latestToday, bucketStarts, bucketLabel });
 })();

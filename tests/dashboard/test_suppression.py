@@ -1,0 +1,173 @@
+"""Small groups are suppressed in amounts as in counts, wherever aggregates are read: a city's figures, its
+series and the totals on crossCityDashboard, the live tick's `today`, the folded breakdown line, market
+lots (tests/market) and donation totals. The rule itself: app/dashboard/suppression.py.
+
+Beijing's ledger is written by rolled-back tests only (committed tests write Wuhan's), so the Beijing
+figures here are the test's own."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from app.dashboard.suppression import SUPPRESSED, Figure, Line, complement, fold, total
+from app.graphql.ids import from_global_id
+from tests.factories import SHANGHAI, consenting_account, local_time, make_reward, recent, record, redeem, submit
+from tests.live.inprocess import ledger_notice, subscription_body
+
+MINIMUM = 5
+TICK = """subscription { dashboardTick { tenant { slug } localDate
+    today { activeAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired pointsOutstanding } } }"""
+DASHBOARD = """query($from: Date!, $to: Date!) { crossCityDashboard(from: $from, to: $to) {
+  cities { tenant { slug } activeAccounts reductionGrams pointsIssued pointsRedeemed pointsOutstanding
+           series { start activeAccounts reductionGrams pointsIssued }
+           byBehavior { behavior transactions reductionGrams points } donations { name transactions points }
+           redemptionsByKind { name transactions points } }
+  totals { activeAccounts reductionGrams pointsIssued pointsRedeemed pointsOutstanding } } }"""
+
+
+def _day(days_ago: int) -> str:
+    return (datetime.now(SHANGHAI).date() - timedelta(days=days_ago)).isoformat()
+
+
+async def _riders(api, count: int, when: str, km: int = 2) -> tuple[list[str], list[dict]]:
+    """`count` new Beijing accounts, each with one bus ride at `when` (165 g and 165 points a km)."""
+    accounts = [await consenting_account(api, app="beijing-app", providers={"beijing-mobility": ["TRAVEL"]})
+                for _ in range(count)]
+    results = await submit(api, "beijing-mobility", [record(account, "bus", km, when) for account in accounts])
+    assert all(result["status"] == "CREDITED" for result in results), results
+    return accounts, results
+
+
+async def _tick(api, database, as_: str, accounts: list[str]) -> dict:
+    """The tick a commit of these accounts' ledger rows sends, as `as_` receives it."""
+    notices = [await ledger_notice(database, "beijing", from_global_id(account)[1]) for account in accounts]
+    body = await subscription_body(api, TICK, as_=as_, notices=notices)
+    assert "errors" not in body, body
+    tick = body["data"]["dashboardTick"]
+    assert tick["tenant"]["slug"] == "beijing" and tick["localDate"] == _day(0)
+    return tick["today"]
+
+
+async def _beijing(api, start: str, end: str, as_: str = "regulator") -> tuple[dict, dict]:
+    data = (await api.query(DASHBOARD, as_=as_, variables={"from": start, "to": end}))["crossCityDashboard"]
+    return next(c for c in data["cities"] if c["tenant"]["slug"] == "beijing"), data["totals"]
+
+
+# ---- (a) amounts, not only counts: the live tick, the city's figures, the totals ----
+
+async def test_one_citizens_credit_is_not_in_the_live_tick(api, database) -> None:
+    """QA: with one active citizen in Beijing, the regulator's tick carried that citizen's credit (and its
+    time) while the account count was null."""
+    one, _ = await _riders(api, 1, recent())
+    for reader in ("regulator", "beijing-app"):
+        assert await _tick(api, database, reader, one) == {
+            "activeAccounts": None, "reductionGrams": None, "pointsIssued": None, "pointsRedeemed": "0",
+            "pointsExpired": "0", "pointsOutstanding": None}  # nothing redeemed or expired: 0, about nobody
+    more, results = await _riders(api, MINIMUM - 1, recent())
+    today = await _tick(api, database, "regulator", one + more)
+    assert today["activeAccounts"] == MINIMUM
+    assert Decimal(today["pointsIssued"]) == sum(Decimal(r["points"]) for r in results) + 330
+    assert Decimal(today["reductionGrams"]) == Decimal(today["pointsIssued"])  # 1 g a point
+    assert today["pointsOutstanding"] is not None
+
+
+async def test_amounts_of_a_small_group_are_null_on_the_dashboard(api) -> None:
+    await _riders(api, 1, recent())
+    for reader in ("regulator", "beijing-app"):
+        beijing, totals = await _beijing(api, _day(0), _day(0), as_=reader)
+        assert [beijing[f] for f in ("activeAccounts", "reductionGrams", "pointsIssued", "pointsOutstanding")] == [
+            None] * 4 and beijing["pointsRedeemed"] == "0"
+        assert beijing["series"] == [{"start": _day(0), "activeAccounts": None, "reductionGrams": None,
+                                      "pointsIssued": None}]
+    # Beijing alone: its total would be its own figures.
+    _, totals = await _beijing(api, _day(0), _day(0), as_="beijing-app")
+    assert totals["pointsIssued"] is None and totals["reductionGrams"] is None and totals["activeAccounts"] is None
+
+
+async def test_a_suppressed_bucket_is_not_the_periods_figure_less_the_others(api) -> None:
+    """Five riders yesterday, one today: the two days' figure (six accounts) is shown; today's (one
+    account) is not, and neither is yesterday's, or the period less yesterday would be today's."""
+    await _riders(api, MINIMUM, local_time(1, 9))
+    await _riders(api, 1, recent())
+    beijing, _ = await _beijing(api, _day(1), _day(0))
+    assert int(beijing["activeAccounts"]) == MINIMUM + 1 and Decimal(beijing["pointsIssued"]) == 330 * (MINIMUM + 1)
+    series = {bucket["start"]: bucket for bucket in beijing["series"]}
+    assert series[_day(1)]["activeAccounts"] == MINIMUM and series[_day(0)]["activeAccounts"] is None
+    assert [series[day]["pointsIssued"] for day in (_day(1), _day(0))] == [None, None]
+    assert [series[day]["reductionGrams"] for day in (_day(1), _day(0))] == [None, None]
+
+
+# ---- (b) the folded line is a group like any other ----
+
+async def test_the_folded_line_is_itself_suppressed(api, database) -> None:
+    """QA: Wuhan's donations were [{name: "suppressed", transactions: 1, points: "50"}], one citizen's
+    gift. Here one Beijing citizen's donation, and one subway ride among six bus riders."""
+    accounts, _ = await _riders(api, MINIMUM + 1, local_time(1, 9))
+    assert (await submit(api, "beijing-mobility", [record(accounts[0], "subway", 3, local_time(1, 18))]))[0][
+        "status"] == "CREDITED"
+    project = await make_reward(database, tenant="beijing", kind="DONATION", cost=100, sponsor="beijing-green-welfare")
+    assert (await redeem(api, accounts[0], project, app="beijing-app"))["userErrors"] == []
+    for reader in ("regulator", "beijing-app"):
+        beijing, _ = await _beijing(api, _day(1), _day(0), as_=reader)
+        nothing = {"transactions": None, "points": None}
+        assert beijing["donations"] == [{"name": SUPPRESSED, **nothing}]
+        assert beijing["redemptionsByKind"] == [{"name": SUPPRESSED, **nothing}]
+        assert beijing["pointsRedeemed"] is None  # one account's gift
+        # The subway ride alone would be pointsIssued less the bus line: the bus line is folded with it.
+        assert beijing["byBehavior"] == [{"behavior": SUPPRESSED, "transactions": MINIMUM + 2,
+                                          "reductionGrams": beijing["reductionGrams"],
+                                          "points": beijing["pointsIssued"]}]
+
+
+# ---- (d) a donation project's running totals, read by a regulator ----
+
+async def test_regulators_read_donation_projects_without_their_totals(api, database) -> None:
+    """QA: the regulator's donation totals failed INTERNAL (the regulator role may not read ledger
+    accounts). They are null for a regulator by design; the city's own clients read them."""
+    project = await make_reward(database, kind="DONATION", cost=5, sponsor="wuhan-green-welfare")
+    donor = await consenting_account(api)
+    await submit(api, "wuhan-tong", [record(donor, "bus", 1, local_time(1))])
+    assert (await redeem(api, donor, project))["userErrors"] == []
+    query = """{ tenant(slug: "wuhan") { rewards(first: 100, kind: DONATION) { edges { node {
+        id code donations { points { amount } gifts } } } } } }"""
+    projects = (await api.query(query, as_="regulator"))["tenant"]["rewards"]["edges"]
+    assert len(projects) > 1 and all(edge["node"]["donations"] is None for edge in projects)
+    own = (await api.query(query, as_="wuhan-app"))["tenant"]["rewards"]["edges"]
+    assert next(e["node"]["donations"] for e in own if e["node"]["id"] == project) == {
+        "points": {"amount": "5"}, "gifts": 1}
+
+
+# ---- the rule ----
+
+def test_a_figure_is_null_below_the_minimum_unless_nothing_stands_behind_it() -> None:
+    assert Figure.count(0).shown(MINIMUM) == 0 and Figure.count(4).shown(MINIMUM) is None
+    assert Figure.flow(20, transactions=1, active_accounts=9).shown(MINIMUM) is None
+    assert Figure.flow(20, transactions=9, active_accounts=1).shown(MINIMUM) is None  # one account, nine credits
+    assert Figure.flow(0, transactions=0, active_accounts=0).shown(MINIMUM) == 0
+    assert Figure.flow(-5, transactions=2, active_accounts=0).shown(MINIMUM) is None  # reversals of nobody active
+    assert Figure.flow(45, transactions=5, active_accounts=5).shown(MINIMUM) == 45
+
+
+def test_a_total_is_null_while_the_hidden_cities_are_too_few() -> None:
+    big, small = Figure.flow(100, 50, 20), Figure.flow(7, 3, 3)
+    assert total([big, small], MINIMUM) is None  # 107 − 100 would be the small city's
+    assert total([big, small, Figure.flow(9, 2, 2)], MINIMUM) == 116  # hidden together: 5 accounts
+    assert total([big, Figure.flow(0, 0, 0)], MINIMUM) == 100
+    assert total([Figure.flow(1, 1, 1), Figure.flow(1, 1, 1)], MINIMUM) is None
+
+
+def test_a_hidden_part_takes_the_smallest_shown_parts_with_it() -> None:
+    parts = [Figure.flow(10, 9, 9), Figure.flow(20, 6, 6), Figure.flow(0, 0, 0), Figure.flow(3, 1, 1)]
+    assert complement(parts, Figure.flow(33, 16, 12), MINIMUM) == [False, True, False, True]
+    assert complement(parts, Figure.flow(33, 16, 4), MINIMUM) == [False, False, False, True]  # the whole is hidden
+    assert complement(parts[:3], Figure.flow(30, 15, 12), MINIMUM) == [False, False, False]
+
+
+def test_the_folded_line_takes_in_the_smallest_lines_until_it_is_big_enough() -> None:
+    lines = {"bus": Line(9, 900, 90), "walking": Line(6, 600, 60), "subway": Line(1, 100, 10)}
+    assert fold(lines, active_accounts=20, minimum=MINIMUM) == [("bus", lines["bus"]),
+                                                                (SUPPRESSED, Line(7, 700, 70))]
+    assert fold(lines, active_accounts=3, minimum=MINIMUM) == [(SUPPRESSED, None)]
+    assert fold({"bus": Line(9, 900, 90)}, active_accounts=20, minimum=MINIMUM) == [("bus", Line(9, 900, 90))]
+    assert fold({"subway": Line(1, 100, 10)}, active_accounts=20, minimum=MINIMUM) == [(SUPPRESSED, None)]
