@@ -215,9 +215,11 @@ class MarketLot(MarketLotSummary):
     def proceeds_points(self, info: Info[Context, None]) -> Long | None:
         return None if _withheld(info, self._row) else Long(self._row["proceeds_points"])
 
-    @strawberry.field(description="Oldest first. The city's operators only: certificates name their beneficiaries.",
+    @strawberry.field(description="Oldest first. The city's operators only: certificates name their beneficiaries. "
+                                  "Null, with a FORBIDDEN error at this path, for other readers (a regulator): the "
+                                  "rest of the answer stands.",
                       permission_classes=[TENANT_ADMIN])
-    async def retirements(self, info: Info[Context, None]) -> list[RetirementCertificate]:
+    async def retirements(self, info: Info[Context, None]) -> list[RetirementCertificate] | None:
         rows = await info.context.loaders.retirements_by_lot.load(self._row["id"])
         return [_certificate(row["id"], row["document"], row["signature"]) for row in rows]
 

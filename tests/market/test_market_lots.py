@@ -196,6 +196,12 @@ async def test_citizens_see_their_lot_and_regulators_every_city(api) -> None:
     assert lot["id"] in [entry["id"] for entry in by_city["wuhan"]] and by_city["beijing"] == []
     assert (await api.post("{ marketLots(first: 1) { edges { cursor } } }", as_="wuhan-app")).json()["errors"][0][
         "extensions"]["code"] == "FORBIDDEN"
+    # An operator-only field asked by a regulator is null with its error; the lots still come back.
+    body = (await api.post("{ marketLots(first: 5) { edges { node { id retirements { id } } } } }",
+                           as_="regulator")).json()
+    lots = {e["node"]["id"]: e["node"] for e in body["data"]["marketLots"]["edges"]}
+    assert lots[lot["id"]]["retirements"] is None
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"FORBIDDEN"}
 
 
 async def test_regulators_see_no_contributor_figures_of_a_lot_below_the_minimum(api) -> None:
