@@ -113,11 +113,16 @@ class GraphQLView(GraphQL):
         )
 
 
+# An answer depends on who asks and in which language, and is personal: no cache keeps it (a GET's URL
+# alone would otherwise key a browser's or a proxy's copy).
+_NOT_CACHED = [(b"cache-control", b"no-store"), (b"vary", b"Authorization, Accept-Language")]
+
+
 async def _send_json(send: Send, status: int, body: dict[str, Any], media_type: str,
                      headers: dict[str, str] | None = None) -> None:
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw_headers = [(b"content-type", http.content_type(media_type).encode()),
-                   (b"content-length", str(len(payload)).encode())]
+                   (b"content-length", str(len(payload)).encode()), *_NOT_CACHED]
     raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})

@@ -152,8 +152,11 @@ async def test_get_serves_queries_with_json_variables(api) -> None:
     response = await _get(api, {"query": "query($s: String!) { tenant(slug: $s) { slug } }",
                                 "variables": json.dumps({"s": "wuhan"})})
     assert response.status_code == 200 and response.json()["data"] == {"tenant": {"slug": "wuhan"}}
+    # Personal, and depends on the token and the language: no browser or proxy keeps it by URL.
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["vary"] == "Authorization, Accept-Language"
     bad = await _get(api, {"query": QUERY, "variables": "{oops"})
-    assert bad.status_code == 400
+    assert bad.status_code == 400 and bad.headers["cache-control"] == "no-store"
 
 
 async def test_a_get_parameter_given_twice_is_refused_not_guessed(api) -> None:
