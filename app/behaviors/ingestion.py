@@ -383,10 +383,7 @@ async def _post(session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_C
         due = min(points, max(0, row.earned_matured + points - row.points_consumed))
         if due:
             consumed[ledger_id] = due
-            transactions.append(ledger.NewTransaction(
-                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now, account_id=row.account_id,
-                points=-due,
-                postings=[ledger.Posting(ledger_id, POINTS, -due),
-                          ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, due)]))
+            transactions.append(ledger.expiry_transaction(
+                tenant_id, row.account_id, ledger_id, system[(ledger.EXPIRED, POINTS)], due, now))
     await ledger.post(session, transactions, tracked=set(citizen.values()), carries=carries, matured=matured,
                       consumed=consumed or None)

@@ -15,13 +15,14 @@ have converted them already, the carry goes below zero, grams owed that the next
 they earn points (migration 0020). A record pooled into a market lot is answered for by the lot's buffer
 (`app.market.service`, ADR 0011).
 
-A record whose day has matured (expiry has passed over it) no longer has its points in the balance: its
-lot was spent or expired. The reversal then does what the ledger would show had the record never been
-credited: points its lot still held (matured but not yet expired) are taken back from the balance; of
-the rest, as much as the account's expiries took are returned from the `expired` account to issuance
-(without the record they would never have expired), and only what remains, points spent, is the
-shortfall. Taking them from the balance instead would take the citizen's later, legitimate points a
-second time.
+A record whose day has matured (expiry has passed over it) no longer has its points in its lot: they were
+spent or expired. What expired because of the record — expiries since its day's points expired, up to
+its points, less what reversals already gave back — is given back by the `expired` account to issuance:
+without the record it would never have expired (expiries before that moment were of older lots, which the
+record did not change). The rest is reversed like any record's: from the balance as far as it goes, the
+remainder a shortfall, so the same facts give the same reversal whether or not an expiry run has passed.
+Taking the expired part from the balance too would take the citizen's later, legitimate points for points
+that were already gone.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,8 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.behaviors import repository as behaviors_repo
 from app.errors import UserError
 from app.ledger import service as ledger
+from app.ledger.expiry import add_months
 from app.ledger.models import CONTRIBUTION, POINTS
 from app.market import service as market
+from app.tenants import repository as tenants_repo
 
 
 class ReversalErrorCode(str, enum.Enum):
@@ -62,14 +66,27 @@ class Reversed:
     unexpired_points: int = 0  # expired points of the record returned to issuance (not from the balance)
 
 
-async def _expired_not_returned(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
-                                expired_ledger: uuid.UUID) -> int:
-    """The account's points held by the `expired` system account: expiries less what reversals returned."""
-    return int((await session.execute(text(
+async def _expired_since(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                         expired_ledger: uuid.UUID, since: datetime) -> int:
+    """Points of the account that the `expired` system account took at or after `since` (when the
+    record's day expired: expiries before it were of older lots, which the record did not change), less
+    everything reversals have given back from it (never below 0)."""
+    return max(0, int((await session.execute(text(
         "SELECT coalesce(sum(p.amount), 0) FROM ledger_transactions t JOIN ledger_postings p "
         "ON p.tenant_id = t.tenant_id AND p.transaction_id = t.id AND p.ledger_account_id = :expired "
-        "WHERE t.tenant_id = :t AND t.account_id = :a AND t.kind IN ('EXPIRY', 'BEHAVIOR_REVERSAL')"),
-        {"t": tenant_id, "a": account_id, "expired": expired_ledger})).scalar())
+        "WHERE t.tenant_id = :t AND t.account_id = :a "
+        "AND ((t.kind = 'EXPIRY' AND t.occurred_at >= :since) OR t.kind = 'BEHAVIOR_REVERSAL')"),
+        {"t": tenant_id, "a": account_id, "expired": expired_ledger, "since": since})).scalar()))
+
+
+async def _day_expired_at(session: AsyncSession, tenant_id: uuid.UUID, day: date, fallback: datetime) -> datetime:
+    """When points earned on local `day` expire under the policy in force (local midnight of day + N
+    months, as `app.ledger.expiry` runs it); `fallback` when the city no longer expires points."""
+    policy = await tenants_repo.configuration_in_force(session, tenant_id, fallback)
+    if policy is None or policy["point_expiry_months"] is None:
+        return fallback
+    expires = add_months(day, policy["point_expiry_months"])
+    return datetime.combine(expires, time(0), tzinfo=ZoneInfo(policy["timezone"]))
 
 
 async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID | None, reason: str,
@@ -77,7 +94,8 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     if not reason or not reason.strip():
         raise ReversalError(ReversalErrorCode.REASON_REQUIRED, ["input", "reason"], "give the reason for the reversal")
     record = (await session.execute(text(
-        "SELECT id, account_id, behavior_code, local_date, reduction_mg, points, reversed_at FROM behavior_records "
+        "SELECT id, account_id, behavior_code, local_date, occurred_at, reduction_mg, points, reversed_at "
+        "FROM behavior_records "
         "WHERE tenant_id = :t AND id = :id"), {"t": tenant_id, "id": record_id})).mappings().first() if record_id else None
     if record is None:
         raise ReversalError(ReversalErrorCode.RECORD_NOT_FOUND, ["input", "recordId"], "no such record in this city")
@@ -94,14 +112,13 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     matured = points_row.matured_through is not None and record["local_date"] < points_row.matured_through
     unexpired = 0
     if matured:
-        # Only what the matured lots still hold (not yet expired) is in the balance; the rest was spent or
-        # expired: expired first, as without the record those expiries would not have happened.
-        in_balance = max(0, points_row.earned_matured - points_row.points_consumed)
-        taken_points = min(record["points"], in_balance, points_row.balance)
-        unexpired = min(record["points"] - taken_points, await _expired_not_returned(
-            session, tenant_id, record["account_id"], system[(ledger.EXPIRED, POINTS)]))
-    else:
-        taken_points = min(record["points"], points_row.balance)
+        # Its lot was spent or expired. What expired because of it (expiries since its day expired, up to its
+        # points) is given back by the expired account: without the record it would never have expired.
+        since = await _day_expired_at(session, tenant_id, record["local_date"], record["occurred_at"])
+        unexpired = min(record["points"], await _expired_since(
+            session, tenant_id, record["account_id"], system[(ledger.EXPIRED, POINTS)], since))
+    # The rest as for any reversal: from the balance as far as it goes, the remainder a shortfall.
+    taken_points = min(record["points"] - unexpired, points_row.balance)
     shortfall = record["points"] - taken_points - unexpired
     # Out of the carry: its grams less those its credit converted. Negative when its points also converted
     # earlier carried grams: those go back to the carry, but only with every point taken back; a point
@@ -137,7 +154,7 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
                       owed={points_row.id: shortfall} if shortfall else None)
     key = (record["account_id"], record["behavior_code"], record["local_date"])
     await behaviors_repo.subtract_from_daily_total(session, tenant_id, key, record["reduction_mg"], record["points"])
-    if points_row.matured_through is not None and record["local_date"] < points_row.matured_through:
+    if matured:
         await session.execute(text(
             "UPDATE ledger_accounts SET earned_matured = GREATEST(earned_matured - :p, 0) WHERE id = :id"),
             {"p": record["points"], "id": points_row.id})

@@ -79,16 +79,20 @@ async def expire_tenant(database: Database, tenant_id: uuid.UUID, slug: str, now
 
 
 async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, now: datetime) -> tuple[int, int]:
+    # Also accounts whose matured lots hold unexpired points at an unchanged cut-off: none since every write
+    # keeps consumed >= matured (ADR 0005), but the code before it could leave such accounts.
     candidates = [row[0] for row in (await session.execute(text(
         "SELECT account_id FROM ledger_accounts WHERE tenant_id = :t AND account_id IS NOT NULL AND asset = 'POINTS' "
-        "AND (matured_through IS NULL OR matured_through < :day) ORDER BY id LIMIT :n"),
+        "AND (matured_through IS NULL OR matured_through < :day OR points_consumed < earned_matured) "
+        "ORDER BY id LIMIT :n"),
         {"t": tenant_id, "day": day, "n": CHUNK})).all()]
     if not candidates:
         return 0, 0
     ledgers = await ledger.lock_citizen_ledger_accounts(session, tenant_id, candidates)
     # Chosen before the lock: a concurrent run may have matured some further meanwhile. Never go back.
     candidates = [a for a in candidates
-                  if ledgers[(a, POINTS)].matured_through is None or ledgers[(a, POINTS)].matured_through < day]
+                  if ledgers[(a, POINTS)].matured_through is None or ledgers[(a, POINTS)].matured_through < day
+                  or ledgers[(a, POINTS)].points_consumed < ledgers[(a, POINTS)].earned_matured]
     if not candidates:
         return CHUNK, 0  # all taken by a concurrent run: look for more
     matured = dict((await session.execute(text("""
@@ -108,10 +112,8 @@ async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, 
         if due:
             points_total += due
             consumed[row.id] = due
-            transactions.append(ledger.NewTransaction(
-                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now, account_id=account_id,
-                points=-due, postings=[ledger.Posting(row.id, POINTS, -due),
-                                       ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, due)]))
+            transactions.append(ledger.expiry_transaction(
+                tenant_id, account_id, row.id, system[(ledger.EXPIRED, POINTS)], due, now))
     await ledger.post(session, transactions, tracked={ledgers[(a, POINTS)].id for a in candidates}, consumed=consumed)
     await session.execute(text("""
         UPDATE ledger_accounts la SET earned_matured = la.earned_matured + coalesce(m.points, 0), matured_through = :day

@@ -150,6 +150,46 @@ async def lock_citizen_ledger_accounts(session: AsyncSession, tenant_id: uuid.UU
     return {(row[1], row[2]): CitizenLedger(*row) for row in rows.all()}
 
 
+def expiry_transaction(tenant_id: uuid.UUID, account_id: uuid.UUID, points_ledger: uuid.UUID,
+                       expired_ledger: uuid.UUID, points: int, at: datetime) -> NewTransaction:
+    """An EXPIRY of `points` from a citizen's POINTS ledger account to the city's `expired` account (post
+    it with `consumed={points_ledger: points}`: expiry consumes the oldest lots, ADR 0005)."""
+    return NewTransaction(
+        tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=at, account_id=account_id, points=-points,
+        postings=[Posting(points_ledger, POINTS, -points), Posting(expired_ledger, POINTS, points)])
+
+
+# How each kind of transaction moved an account's FIFO consumption counter (`points_consumed`, ADR 0005):
+# balance = lots - consumed, so consumed moves by what the lots moved less what the balance (the
+# transaction's `points`) moved. Credits and proceeds add to a day's lot and to the balance alike; a
+# reversal takes the record's points out of its lot. Every kind of `ledger_transactions.kind_known`.
+_CONSUMPTION_DELTA = """
+    CASE t.kind WHEN 'BEHAVIOR_CREDIT' THEN 0 WHEN 'LOT_PROCEEDS' THEN 0
+                WHEN 'BEHAVIOR_REVERSAL' THEN -b.points - t.points
+                WHEN 'REDEMPTION' THEN -t.points WHEN 'DONATION' THEN -t.points
+                WHEN 'REDEMPTION_CANCELLED' THEN -t.points WHEN 'EXPIRY' THEN -t.points END"""
+
+
+async def consumed_before(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
+                          transaction_id: uuid.UUID, consumed_now: int) -> int | None:
+    """The account's consumption counter just before `transaction_id` was posted: now, less what every
+    transaction since (its own included) moved it, in the order of the account's hash chain (the order
+    its locked writers posted them). None if the transaction is not in the account's chain. Call with
+    the account's ledger rows locked."""
+    moved = (await session.execute(text(f"""
+        SELECT sum({_CONSUMPTION_DELTA}), count(*) FILTER (WHERE t.id = :tx)
+          FROM ledger_chain c
+          JOIN ledger_transactions t ON t.tenant_id = c.tenant_id AND t.id = c.transaction_id
+          LEFT JOIN behavior_records b ON t.kind = 'BEHAVIOR_REVERSAL' AND b.tenant_id = t.tenant_id
+               AND b.id = t.behavior_record_id
+         WHERE c.tenant_id = :t AND c.chain_key = :a
+           AND c.seq >= (SELECT seq FROM ledger_chain WHERE tenant_id = :t AND transaction_id = :tx)
+    """), {"t": tenant_id, "a": account_id, "tx": transaction_id})).one()
+    if not moved[1]:
+        return None
+    return consumed_now - int(moved[0])
+
+
 @dataclass(frozen=True)
 class CitizenLedger:
     id: uuid.UUID

@@ -47,6 +47,13 @@ async def lock_redemption(session: AsyncSession, redemption_id: uuid.UUID) -> Re
     return Redemption(**row)
 
 
+async def spending_transaction(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID) -> uuid.UUID | None:
+    """The ledger transaction that spent a redemption's points (none for an item costing 0)."""
+    return (await session.execute(text(
+        "SELECT id FROM ledger_transactions WHERE tenant_id = :t AND redemption_id = :r "
+        "AND kind IN ('REDEMPTION', 'DONATION')"), {"t": tenant_id, "r": redemption_id})).scalar()
+
+
 async def reward_with_counterparty(session: AsyncSession, tenant_id: uuid.UUID,
                                    reward_id: uuid.UUID) -> tuple[Reward, uuid.UUID | None] | None:
     """The item and, in the same statement, the ledger account its points go to (the project's account

@@ -179,6 +179,27 @@ async def cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uui
         return await _cancel(session, tenant_id, redemption_id, by_client, now, reason)
 
 
+async def _expired_by_refund(session: AsyncSession, tenant_id: uuid.UUID, redemption: Redemption,
+                             points_row: ledger.CitizenLedger, to_citizen: int) -> int:
+    """What of a refund expires at once: the points it gives back to lots that have matured since.
+
+    The redemption consumed the FIFO positions [c0, c0 + cost) of the account's lots, c0 being the
+    consumption counter just before it (`ledger.consumed_before`); lots before `earned_matured` have
+    matured, so the part of that range below it is past its expiry. Without this, a refund after the
+    lot's expiry would be re-attributed by the single counter to younger lots and live on until they
+    expire (a QA pass parked points in a cancellable item the evening before they expired, spent younger
+    points, cancelled: the 80 coins survived). At least what keeps consumed >= matured (the counter's
+    own view), never more than the refund."""
+    if not to_citizen:
+        return 0
+    keep_invariant = max(0, points_row.earned_matured - (points_row.points_consumed - to_citizen))
+    transaction_id = await repo.spending_transaction(session, tenant_id, redemption.id)
+    start = None if transaction_id is None else await ledger.consumed_before(
+        session, tenant_id, redemption.account_id, transaction_id, points_row.points_consumed)
+    in_matured = 0 if start is None else max(0, min(start + redemption.points, points_row.earned_matured) - start)
+    return min(to_citizen, max(keep_invariant, in_matured))
+
+
 async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uuid.UUID | None, by_client: str,
                   now: datetime, reason: str | None) -> Redeemed:
     found = await repo.redemption(session, tenant_id, redemption_id) if redemption_id else None
@@ -203,10 +224,7 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
     refund = redemption.points
     repay = min(points_row.points_owed, refund)  # a reversal's unpaid shortfall is settled first
     to_citizen = refund - repay
-    # Points given back go back to the oldest lots (FIFO consumption shrinks): where those lots have
-    # matured since, the points are past their expiry and expire at once, as the expiry run would have
-    # expired them had they not been spent (matured lots hold nothing unexpired: consumed >= matured).
-    expired = min(to_citizen, max(0, points_row.earned_matured - (points_row.points_consumed - to_citizen)))
+    expired = await _expired_by_refund(session, tenant_id, redemption, points_row, to_citizen)
     if refund:
         system = await ledger.system_accounts(session, tenant_id)
         postings = [ledger.Posting(redemption.counterparty_ledger_id, POINTS, -refund)]
@@ -217,12 +235,10 @@ async def _cancel(session: AsyncSession, tenant_id: uuid.UUID, redemption_id: uu
         transactions = [ledger.NewTransaction(
             tenant_id=tenant_id, kind="REDEMPTION_CANCELLED", status="CANCELLED", occurred_at=now,
             account_id=redemption.account_id, points=to_citizen, redemption_id=redemption.id, postings=postings)]
-        if expired:
-            transactions.append(ledger.NewTransaction(
-                tenant_id=tenant_id, kind="EXPIRY", status="EXPIRED", occurred_at=now + timedelta(microseconds=1),
-                account_id=redemption.account_id, points=-expired,
-                postings=[ledger.Posting(points_row.id, POINTS, -expired),
-                          ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, expired)]))
+        if expired:  # right after the refund, in the same transaction
+            transactions.append(ledger.expiry_transaction(
+                tenant_id, redemption.account_id, points_row.id, system[(ledger.EXPIRED, POINTS)], expired,
+                now + timedelta(microseconds=1)))
         await ledger.post(session, transactions, tracked={points_row.id, redemption.counterparty_ledger_id},
                           consumed={points_row.id: expired - to_citizen} if to_citizen else None,
                           owed={points_row.id: -repay} if repay else None)

@@ -53,9 +53,10 @@ async def test_an_expired_records_reversal_owes_nothing_a_refund_must_repay(api,
     assert await _balance(api, account_id) == "8"
 
 
-async def test_a_partly_spent_expired_record_owes_only_what_was_spent(api, database) -> None:
-    """16 coins: 8 spent before expiry, 8 expired. Without the record the 8 spent had no cover (owed);
-    the 8 that expired would never have existed (given back by the expired account)."""
+async def test_a_partly_spent_expired_record_is_reversed_like_any_other_for_what_was_spent(api, database) -> None:
+    """16 coins: 8 spent before expiry, 8 expired. The 8 that expired would never have existed: given back
+    by the expired account. The 8 spent are taken back from the balance as far as it goes, as for any
+    reversal (the same facts give the same answer whether or not an expiry run has passed)."""
     account_id = await consenting_account(api)
     old = await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(2, 8)),
                                            record(account_id, "subway", 1, local_time(2, 9))])
@@ -65,8 +66,36 @@ async def test_a_partly_spent_expired_record_owes_only_what_was_spent(api, datab
 
     first, second = (await _reverse(api, old[0]["recordId"])), (await _reverse(api, old[1]["recordId"]))
     assert first == {"points": "0", "shortfallPoints": "0", "expiredPoints": "8", "userErrors": []}
-    assert second == {"points": "0", "shortfallPoints": "8", "expiredPoints": "0", "userErrors": []}
-    assert await _balance(api, account_id) == "8"
+    assert second == {"points": "8", "shortfallPoints": "0", "expiredPoints": "0", "userErrors": []}
+    assert await _balance(api, account_id) == "0"
+
+
+async def test_expiries_before_the_records_day_expired_are_not_given_back(api, database) -> None:
+    """Review: an older, legitimate lot expired; a fraudulent record was credited and spent; its day
+    matured in a run that expired nothing. The old expiry did not happen because of the record: the
+    spent points are a shortfall, not 'expired'."""
+    account_id = await consenting_account(api)
+    await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(6))])  # legitimate, 8
+    await expire_tenant(database, WUHAN, "wuhan", _expiry_moment_for(6))  # those 8 expire
+    fraud = await submit(api, "wuhan-tong", [record(account_id, "subway", 1, local_time(3))])
+    assert (await redeem(api, account_id, await make_reward(database, cost=8)))["userErrors"] == []
+    await expire_tenant(database, WUHAN, "wuhan", _expiry_moment_for(3))  # matures it; nothing due
+    assert await _reverse(api, fraud[0]["recordId"]) == {
+        "points": "0", "shortfallPoints": "8", "expiredPoints": "0", "userErrors": []}
+
+
+async def test_the_same_facts_give_the_same_reversal_whether_or_not_a_run_passed(api, database) -> None:
+    results = {}
+    for run in (False, True):
+        account_id = await consenting_account(api)
+        fraud = await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(3))])
+        assert (await redeem(api, account_id, await make_reward(database, cost=8)))["userErrors"] == []
+        await submit(api, "wuhan-tong", [record(account_id, "subway", 1, local_time(1))])  # legitimate
+        if run:
+            await expire_tenant(database, WUHAN, "wuhan", _expiry_moment_for(3))  # expires nothing
+        results[run] = (await _reverse(api, fraud[0]["recordId"]), await _balance(api, account_id))
+    assert results[False] == results[True] == (
+        {"points": "8", "shortfallPoints": "0", "expiredPoints": "0", "userErrors": []}, "0")
 
 
 async def test_points_refunded_after_their_lot_matured_expire_at_once(api, database) -> None:
@@ -90,6 +119,21 @@ async def test_points_refunded_after_their_lot_matured_expire_at_once(api, datab
     assert await _balance(api, account_id) == "8"
 
 
+async def test_a_refund_parked_across_its_lots_expiry_expires_whole(api, database) -> None:
+    """QA: points parked in a cancellable item the evening before their lot expired, younger points spent
+    meanwhile, then the parking cancelled: the single FIFO counter moved the refund into the younger lot
+    and it lived on. The redemption's own range of the lots decides: all of it had matured."""
+    account_id = await consenting_account(api)
+    await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(2))])  # the older lot, 8
+    parked = await redeem(api, account_id, await make_reward(database, cost=8, window=24))
+    await expire_tenant(database, WUHAN, "wuhan", _expiry_moment_for(2))  # its lot matures; nothing left
+    await submit(api, "wuhan-tong", [record(account_id, "subway", 1, local_time(1))])  # younger, 8
+    assert (await redeem(api, account_id, await make_reward(database, cost=8)))["userErrors"] == []
+    cancelled = await _cancel(api, parked["redemption"]["id"])
+    assert cancelled["userErrors"] == [] and cancelled["balance"] == {"amount": "0"}
+    assert await _balance(api, account_id) == "0", "the parked 8 expired with their lot"
+
+
 async def test_a_refund_from_lots_not_yet_matured_stays_spendable(api, database) -> None:
     account_id = await consenting_account(api)
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])
@@ -111,3 +155,36 @@ async def test_a_late_record_for_a_matured_day_expires_at_once(api, database) ->
     assert ("EXPIRY", "-8") in kinds[:2] and kinds.count(("EXPIRY", "-8")) == 2, kinds
     await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(1))])  # yesterday: not matured
     assert await _balance(api, account_id) == "8"
+
+
+async def test_an_expiry_run_repairs_matured_lots_left_unexpired_by_earlier_code(api, database) -> None:
+    """Before these fixes a refund into a matured lot stayed spendable (consumed < matured). The next run,
+    even at the same cut-off, expires what such a lot holds, so `matured_lots_expired` holds again."""
+    from sqlalchemy import text
+
+    from app.db.session import TenantScope
+    from app.graphql.ids import from_global_id
+    from app.ledger import service as ledger
+    from app.ledger.models import POINTS
+
+    account_id = await consenting_account(api)
+    await submit(api, "wuhan-tong", [record(account_id, "bus", 1, local_time(2))])
+    spent = await redeem(api, account_id, await make_reward(database, cost=8, window=24))
+    moment = _expiry_moment_for(2)
+    await expire_tenant(database, WUHAN, "wuhan", moment)  # matures the lot; all of it spent
+    account, redemption = from_global_id(account_id)[1], from_global_id(spent["redemption"]["id"])[1]
+    async with database.transaction(TenantScope.for_tenant(WUHAN)) as session:  # the old cancellation
+        rows = await ledger.lock_citizen_ledger_accounts(session, WUHAN, [account])
+        counterparty = (await session.execute(text(
+            "UPDATE redemptions SET status = 'CANCELLED', cancelled_at = now() WHERE id = :r "
+            "RETURNING counterparty_ledger_id"), {"r": redemption})).scalar()
+        points = rows[(account, POINTS)].id
+        await ledger.post(session, [ledger.NewTransaction(
+            tenant_id=WUHAN, kind="REDEMPTION_CANCELLED", status="CANCELLED", occurred_at=moment,
+            account_id=account, points=8, redemption_id=redemption,
+            postings=[ledger.Posting(counterparty, POINTS, -8), ledger.Posting(points, POINTS, 8)])],
+            tracked={points, counterparty}, consumed={points: -8})
+    assert await _balance(api, account_id) == "8"  # spendable, though its lot has matured
+
+    await expire_tenant(database, WUHAN, "wuhan", moment + timedelta(minutes=5))  # the same cut-off
+    assert await _balance(api, account_id) == "0"
