@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,6 +107,9 @@ def _http_metrics(path: str, method: str, status: int) -> tuple[Any, Any]:
     return _metric_children(path, method if method in _METHODS else "OTHER", status)
 
 
+CLIENT_CLOSED_REQUEST = 499
+
+
 class ServerErrors:
     """HTTP 500 for an exception that escapes the app before it answered, then re-raised for the server
     to log (what Starlette's ServerErrorMiddleware does for its routes, with a JSON body)."""
@@ -124,6 +127,10 @@ class ServerErrors:
 
         try:
             await self.app(scope, receive, watching_send)
+        except ClientDisconnect:
+            # The client went away while its request was read: nothing to answer, nothing went wrong here
+            # (counted and logged as 499, nginx's "client closed request", not as a server error).
+            scope.setdefault("state", {})["client_closed"] = True
         except Exception:
             if not started:
                 body = b'{"errors":[{"message":"Internal server error.","extensions":{"code":"INTERNAL"}}]}'
@@ -185,6 +192,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if scope.get("state", {}).get("client_closed"):
+                status = CLIENT_CLOSED_REQUEST
             elapsed = time.perf_counter() - started
             path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
             count, latency = _http_metrics(path, scope["method"], status)

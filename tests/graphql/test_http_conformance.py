@@ -304,3 +304,35 @@ async def test_a_websocket_serves_nothing_before_authentication(api) -> None:
         await client.send({"type": "connection_init", "payload": {}})
         closed = await client.closed()
     assert closed.code == 4403 and "missing bearer token" in closed.reason
+
+
+async def test_a_client_that_goes_away_mid_body_is_no_server_error(api, caplog) -> None:
+    """QA: an aborted upload raised ClientDisconnect out of the app: logged at ERROR and counted as 500."""
+    import logging
+
+    from app.main import HTTP_REQUESTS
+
+    token = api.registry.issue("wuhan-app", 60)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": "/graphql",
+             "raw_path": b"/graphql", "query_string": b"", "scheme": "http", "server": ("testserver", 80),
+             "client": ("127.0.0.1", 5000), "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                         (b"authorization", f"Bearer {token}".encode()), (b"content-length", b"100")]}
+    messages = iter([{"type": "http.request", "body": b'{"query": "{ ten', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    errors_before = HTTP_REQUESTS.labels("/graphql", "POST", "500")._value.get()
+    closed_before = HTTP_REQUESTS.labels("/graphql", "POST", "499")._value.get()
+    with caplog.at_level(logging.INFO):
+        await api.app(scope, receive, send)  # returns: nothing escapes to the server
+    assert not [m for m in sent if m["type"] == "http.response.start" and m["status"] >= 500]
+    assert HTTP_REQUESTS.labels("/graphql", "POST", "500")._value.get() == errors_before
+    assert HTTP_REQUESTS.labels("/graphql", "POST", "499")._value.get() == closed_before + 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
