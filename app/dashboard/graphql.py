@@ -129,7 +129,7 @@ class CityDashboard:
     points_outstanding: Decimal | None = strawberry.field(description=_AMOUNT.strip())
     series: list[DashboardBucket] = strawberry.field(
         description="A bucket's amount is also null where the period's amount minus the shown buckets would give "
-                    "a suppressed bucket away.")
+                    "suppressed buckets away (one account active in several buckets is one account).")
     by_behavior: list[BehaviorFigure] = strawberry.field(description="Credits net of reversals, per behaviour.")
     by_category: list[NamedFigure]
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
@@ -307,7 +307,8 @@ def _breakdowns(view: TenantView, rows: list[dict], categories: dict[str, str], 
 def _series(view: TenantView, buckets: list[dict], bucket_kinds: dict[date, dict[str, int]],
             headline: dict[str, Figure], minimum: int) -> list[DashboardBucket]:
     """The buckets, each flow suppressed on its own and, where the period's flow is shown, with as many of
-    the smallest other buckets as it takes to keep the suppressed ones from being its difference."""
+    the other buckets as it takes to keep the suppressed ones from being its difference
+    (`suppression.complement`)."""
     flows = [_flows(view, bucket, bucket_kinds.get(bucket["bucket"], {})) for bucket in buckets]
     hidden = {field: complement([found[field] for found in flows], headline[field], minimum) for field in _FLOWS}
     return [DashboardBucket(start=bucket["bucket"], active_accounts=_typed("active_accounts", Figure.count(

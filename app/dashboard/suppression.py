@@ -12,12 +12,14 @@ active accounts or fewer). A figure's group is the smallest of those numbers, so
 for too few accounts is always null. What they cannot see: a flow made by fewer accounts than both its
 transactions and the accounts active in its period (one account's many credits in a busy week).
 
-Suppressed parts must not be recoverable from a shown whole by subtraction:
+Nothing suppressed may be recoverable, within one answer, as a shown whole less its shown parts:
+- a city's buckets hidden from a shown period figure are hidden together with enough others that the
+  accounts behind all of them provably reach the minimum (`complement`). Groups of one city's buckets do
+  not add up (one account is active in many): the accounts behind hidden buckets are at least the most of
+  any one of them, and at least the period's active accounts less those of the shown buckets;
 - a breakdown's lines below the minimum are folded into one `suppressed` line, and while that line is
   itself below the minimum the smallest shown line is folded into it too; when all of them together are
   still too few, the folded line's figures are null (`fold`);
-- a city's bucket hidden from a shown period figure takes the smallest shown bucket with it until the
-  hidden buckets together reach the minimum (`complement`);
 - a total across cities is null while the cities hidden from it add up to fewer than the minimum
   (`total`): the total minus the shown cities would give them away. Accounts belong to one city, so the
   groups of different cities add up.
@@ -33,11 +35,14 @@ from decimal import Decimal
 @dataclass(frozen=True)
 class Figure:
     """A figure before suppression: `value` as shown (a count, grams, points), `group` the accounts behind
-    it as the read models bound them, `present` whether anything stands behind it."""
+    it as the read models bound them, `present` whether anything stands behind it. A flow also keeps what
+    bounds its group: its `transactions` and the `accounts` active then (a distinct count)."""
 
     value: int | Decimal
     group: int
     present: bool
+    transactions: int = 0
+    accounts: int = 0
 
     @classmethod
     def count(cls, accounts: int) -> Figure:
@@ -47,7 +52,7 @@ class Figure:
     @classmethod
     def flow(cls, value: int | Decimal, transactions: int, active_accounts: int) -> Figure:
         """An amount made by `transactions` in a period (or bucket) with `active_accounts` active."""
-        return cls(value, min(transactions, active_accounts), transactions != 0)
+        return cls(value, min(transactions, active_accounts), transactions != 0, transactions, active_accounts)
 
     def hidden(self, minimum: int) -> bool:
         return self.present and self.group < minimum
@@ -67,15 +72,29 @@ def total(figures: Sequence[Figure], minimum: int) -> int | Decimal | None:
 
 
 def complement(parts: Sequence[Figure], whole: Figure, minimum: int) -> list[bool]:
-    """Which parts of `whole` (a city's buckets of a period) to hide: the small ones, and while the whole is
-    shown and the hidden ones together are below the minimum, the shown ones with the smallest groups."""
+    """Which parts of a shown `whole` (a city's flow in its buckets of a period) to hide: the small ones,
+    and while the accounts behind the hidden ones together may be fewer than the minimum, the shown part
+    with the smallest group too; that part alone stands for the minimum, so one is always enough. With
+    every part that has anything behind it hidden, the whole less the (zero) shown parts is the whole."""
     hidden = [part.hidden(minimum) for part in parts]
-    if whole.hidden(minimum) or not any(hidden):
+    if whole.hidden(minimum) or not any(hidden) or hidden_group(parts, hidden, whole) >= minimum:
         return hidden
-    candidates = sorted((part.group, index) for index, part in enumerate(parts) if part.present and not hidden[index])
-    while sum(part.group for part, out in zip(parts, hidden, strict=True) if out) < minimum and candidates:
-        hidden[candidates.pop(0)[1]] = True
+    shown = [(part.group, index) for index, part in enumerate(parts) if part.present and not hidden[index]]
+    if shown:
+        hidden[min(shown)[1]] = True
     return hidden
+
+
+def hidden_group(parts: Sequence[Figure], hidden: Sequence[bool], whole: Figure) -> int:
+    """The group of the hidden parts of `whole` together, as small as the read models allow: the smaller
+    of their transactions and the accounts active in them. Those accounts are not the sum of the parts'
+    (one account is active in many buckets); they are at least the most of any one hidden part, and at
+    least the whole's active accounts less every shown part's (an account active in none of the shown
+    parts is in a hidden one)."""
+    inside = [part for part, out in zip(parts, hidden, strict=True) if out]
+    outside = [part for part, out in zip(parts, hidden, strict=True) if not out]
+    accounts = max(max(part.accounts for part in inside), whole.accounts - sum(part.accounts for part in outside))
+    return min(sum(part.transactions for part in inside), accounts)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Small groups are suppressed in amounts as in counts, wherever aggregates are read: a city's figures, its
 series and the totals on crossCityDashboard, the live tick's `today`, the folded breakdown line, market
-lots (tests/market) and donation totals. The rule itself: app/dashboard/suppression.py.
+lots (tests/market) and donation totals; and nothing suppressed is a shown whole less shown parts within
+one answer (the hidden buckets of one citizen). The rule itself: app/dashboard/suppression.py.
 
 Beijing's ledger is written by rolled-back tests only (committed tests write Wuhan's), so the Beijing
 figures here are the test's own."""
@@ -120,6 +121,25 @@ async def test_the_folded_line_is_itself_suppressed(api, database) -> None:
                                           "points": beijing["pointsIssued"]}]
 
 
+# ---- (c) within one answer, nothing suppressed is a shown whole less shown parts ----
+
+async def test_one_citizens_hidden_buckets_are_not_the_period_less_the_shown_buckets(api) -> None:
+    """Review: six riders on day −1, one citizen riding once on each of days −2..−6. Each of those days
+    was hidden, but the five were taken as five accounts together, so the period's figure less day −1
+    was the citizen's five-day total. Day −1 goes with them: one account stands behind the five."""
+    await _riders(api, MINIMUM + 1, local_time(1))
+    lone = await consenting_account(api, app="beijing-app", providers={"beijing-mobility": ["TRAVEL"]})
+    rides = await submit(api, "beijing-mobility", [record(lone, "bus", 2, local_time(days, 9)) for days in range(2, 7)])
+    assert all(ride["status"] == "CREDITED" for ride in rides), rides
+    beijing, _ = await _beijing(api, _day(6), _day(1))
+    assert int(beijing["activeAccounts"]) == MINIMUM + 2
+    assert Decimal(beijing["pointsIssued"]) == 330 * (MINIMUM + 1) + sum(Decimal(ride["points"]) for ride in rides)
+    series = {bucket["start"]: bucket for bucket in beijing["series"]}
+    assert series[_day(1)]["activeAccounts"] == MINIMUM + 1  # a count does not add up across days: still shown
+    assert [(series[_day(days)]["pointsIssued"], series[_day(days)]["reductionGrams"]) for days in range(1, 7)] == [
+        (None, None)] * 6
+
+
 # ---- (d) a donation project's running totals, read by a regulator ----
 
 async def test_regulators_read_donation_projects_without_their_totals(api, database) -> None:
@@ -162,6 +182,19 @@ def test_a_hidden_part_takes_the_smallest_shown_parts_with_it() -> None:
     assert complement(parts, Figure.flow(33, 16, 12), MINIMUM) == [False, True, False, True]
     assert complement(parts, Figure.flow(33, 16, 4), MINIMUM) == [False, False, False, True]  # the whole is hidden
     assert complement(parts[:3], Figure.flow(30, 15, 12), MINIMUM) == [False, False, False]
+
+
+def test_hidden_buckets_stand_for_the_accounts_provably_behind_them() -> None:
+    crowd, lone = Figure.flow(60, 6, 6), Figure.flow(10, 1, 1)
+    # One account on five days is one account: the period's seven active less the crowd's six leave one.
+    assert complement([crowd, *[lone] * 5], Figure.flow(110, 11, 7), MINIMUM) == [True] * 6
+    # Five accounts on five days: the period's eleven less the crowd's six leave five, enough.
+    assert complement([crowd, *[lone] * 5], Figure.flow(110, 11, 11), MINIMUM) == [False] + [True] * 5
+    # A hidden bucket's flow of two transactions is two accounts at most, however many were active.
+    busy, few = Figure.flow(200, 20, 5), Figure.flow(20, 2, 5)
+    assert complement([busy, few], Figure.flow(220, 22, 10), MINIMUM) == [True, True]
+    # A bucket hidden with others that alone stands for the minimum is enough.
+    assert complement([crowd, lone, Figure.flow(70, 7, 7)], Figure.flow(140, 14, 8), MINIMUM) == [True, True, False]
 
 
 def test_the_folded_line_takes_in_the_smallest_lines_until_it_is_big_enough() -> None:
