@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CREDITED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")  # the reduction: credits net of reversals
-ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL", "LOT_PROCEEDS")  # credits net of reversals, and sale proceeds
+PROCEEDS = "LOT_PROCEEDS"  # a market lot's sale proceeds, paid to its contributors
+ISSUED = (*CREDITED, PROCEEDS)  # credits net of reversals, and sale proceeds
 REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
 
