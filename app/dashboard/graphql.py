@@ -14,7 +14,7 @@ together (each is the opened count minus the other).
 
 Within one answer nothing suppressed may be a shown whole less shown parts: the buckets of a series
 (`_series`), the breakdowns of the same transactions, folded alike (`_breakdowns`), a lot's proceeds in
-the points issued (`_headline`).
+the points issued and, with nothing before the period, the flows in the points outstanding (`_headline`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ _SUPPRESSED = " Null when below the minimum group size (suppressed)."
 _AMOUNT = " Null when fewer accounts than the minimum group size stand behind it (suppressed)."
 _PROCEEDS = (" Also null when the period's lot sale proceeds are paid to fewer accounts than that (the credits, "
              "which the behaviour lines give, would give them away).")
+_BALANCED = (" Also null when nothing happened before the period and its points issued, redeemed or expired are "
+             "suppressed (it would be their difference).")
 
 
 @strawberry.type(description="A dashboard's headline figures. Points are in the city's own unit.")
@@ -83,7 +85,7 @@ class DashboardFigures:
     points_expired: Decimal | None = strawberry.field(description="Points expired in the period." + _AMOUNT)
     points_outstanding: Decimal | None = strawberry.field(
         description="At the period's end, since the beginning: issued − redeemed − expired (the citizens' "
-                    "balances)." + _AMOUNT)
+                    "balances)." + _AMOUNT + _BALANCED)
 
 
 @strawberry.type(description="The flows of one bucket of the requested granularity (local dates).")
@@ -136,7 +138,7 @@ class CityDashboard:
     points_issued: Decimal | None = strawberry.field(description=(_AMOUNT + _PROCEEDS).strip())
     points_redeemed: Decimal | None = strawberry.field(description=_AMOUNT.strip())
     points_expired: Decimal | None = strawberry.field(description=_AMOUNT.strip())
-    points_outstanding: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_outstanding: Decimal | None = strawberry.field(description=(_AMOUNT + _BALANCED).strip())
     series: list[DashboardBucket] = strawberry.field(
         description="A bucket's amount is also null where the period's amount minus the shown buckets would give "
                     "suppressed buckets away (one account active in several buckets is one account); the reduction "
@@ -174,6 +176,7 @@ _COUNTS = ("accounts_opened", "guest_accounts", "bank_linked_accounts", "active_
 _FLOWS = {"reduction_grams": ("reduction_mg", repository.CREDITED), "points_issued": ("issued", repository.ISSUED),
           "points_redeemed": ("redeemed", repository.REDEEMED), "points_expired": ("expired", repository.EXPIRED)}
 _AMOUNTS = (*_FLOWS, "points_outstanding")
+_BALANCE = ("points_issued", "points_redeemed", "points_expired")  # outstanding = issued − redeemed − expired
 
 
 def _counts(head: dict[str, int]) -> dict[str, int]:
@@ -195,14 +198,19 @@ def _headline(view: TenantView, head: dict[str, int], kinds: dict[str, int]) -> 
     """A city's headline figures before suppression. Outstanding points are held by at most the accounts
     opened by the period's end, and at most as many as the transactions up to it.
 
-    The points issued also give away a group inside them, so they stand for it too (`Figure.within`): the
-    proceeds of lots sold in the period (paid to their contributors), which the points issued less the
-    credits (the behaviour lines, or the reduction at the rates they show) are."""
+    Two figures also give away a group inside them, so they stand for it too (`Figure.within`):
+    - points issued, the proceeds of lots sold in the period (paid to their contributors): the points
+      issued less the credits (the behaviour lines, or the reduction at the rates they show) are them;
+    - points outstanding, when nothing happened before the period: they are then the issued less the
+      redeemed less the expired, and so give away whichever of those is suppressed."""
     flows = _flows(view, head, kinds)
     if kinds.get(repository.PROCEEDS):
         flows["points_issued"] = flows["points_issued"].within(min(kinds[repository.PROCEEDS], head["active"]))
     outstanding = Figure(_points(head["outstanding"], view), min(head["opened_total"], head["transactions_to_end"]),
                          head["transactions_to_end"] != 0)
+    if head["transactions_to_end"] == head["transactions"]:
+        outstanding = outstanding.within(min((flows[field].group for field in _BALANCE if flows[field].present),
+                                             default=outstanding.group))
     return {**{field: Figure.count(value) for field, value in _counts(head).items()}, **flows,
             "points_outstanding": outstanding}
 

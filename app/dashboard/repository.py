@@ -32,14 +32,14 @@ _FLOWS = """
 
 async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
                    end: date) -> dict[uuid.UUID, dict[str, int]]:
-    """Per city: the period's flows, the points outstanding at the end of `end` (and the transactions behind
-    them, `transactions_to_end`), and account counts.
+    """Per city: the period's flows (and its `transactions`, of every kind), the points outstanding at the
+    end of `end` (and the transactions behind them, `transactions_to_end`), and account counts.
 
     Reads the period's days and the days after it, never the days before: what stood at the end of `end`
     is the all-time total less what came after (migration 0014)."""
     rows = await session.execute(text(f"""
         WITH flows AS (
-            SELECT tenant_id, {_FLOWS} FROM ledger_day_flows
+            SELECT tenant_id, sum(transactions) AS transactions, {_FLOWS} FROM ledger_day_flows
              WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY tenant_id
         ), outstanding AS (
             SELECT tenant_id, sum(points) AS outstanding, sum(n) AS transactions FROM (
@@ -71,8 +71,8 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
         )
         SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
                coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
-               coalesce(o.outstanding, 0) AS outstanding, coalesce(o.transactions, 0) AS transactions_to_end,
-               coalesce(a.opened, 0) AS opened,
+               coalesce(f.transactions, 0) AS transactions, coalesce(o.outstanding, 0) AS outstanding,
+               coalesce(o.transactions, 0) AS transactions_to_end, coalesce(a.opened, 0) AS opened,
                coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked,
                coalesce(ac.active, 0) AS active
           FROM unnest(CAST(:t AS uuid[])) AS t(id)

@@ -1,7 +1,7 @@
 """Small groups are suppressed in amounts as in counts, wherever aggregates are read: a city's figures, its
 series and the totals on crossCityDashboard, the live tick's `today`, the folded breakdown line, market
 lots (tests/market) and donation totals; and nothing suppressed is a shown whole less shown parts within
-one answer (buckets of one citizen, breakdowns of the same transactions, a lot's proceeds).
+one answer (buckets of one citizen, breakdowns of the same transactions, a lot's proceeds, the balance).
 The rule itself: app/dashboard/suppression.py.
 
 Beijing's ledger is written by rolled-back tests only (committed tests write Wuhan's), so the Beijing
@@ -26,7 +26,7 @@ MINIMUM = 5
 TICK = """subscription { dashboardTick { tenant { slug } localDate
     today { activeAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired pointsOutstanding } } }"""
 DASHBOARD = """query($from: Date!, $to: Date!) { crossCityDashboard(from: $from, to: $to) {
-  cities { tenant { slug } activeAccounts reductionGrams pointsIssued pointsRedeemed pointsOutstanding
+  cities { tenant { slug } activeAccounts reductionGrams pointsIssued pointsRedeemed pointsExpired pointsOutstanding
            series { start activeAccounts reductionGrams pointsIssued }
            byBehavior { behavior category transactions reductionGrams points }
            byCategory { name transactions reductionGrams points } byIssuer { name transactions reductionGrams points }
@@ -194,6 +194,20 @@ async def test_a_lots_proceeds_paid_to_a_few_are_not_points_issued_less_the_beha
     assert wuhan["reductionGrams"] is not None and all(line["points"] is not None for line in wuhan["byBehavior"])
     if paid < MINIMUM:  # lots of committed tests (2 contributors each) may have been sold today too
         assert wuhan["pointsIssued"] is None and [bucket["pointsIssued"] for bucket in wuhan["series"]] == [None]
+
+
+async def test_points_outstanding_do_not_give_a_suppressed_flow_away(api, database) -> None:
+    """With nothing before the period, the points outstanding at its end are the issued less the redeemed
+    less the expired: one citizen's redemption among six riders was the issued less the outstanding."""
+    accounts, _ = await _riders(api, MINIMUM + 1, local_time(1, 9))
+    reward = await make_reward(database, tenant="beijing", cost=100, sponsor="beijing-green-bank")
+    assert (await redeem(api, accounts[0], reward, app="beijing-app"))["userErrors"] == []
+    beijing, _ = await _beijing(api, _day(1), _day(0))
+    assert beijing["pointsIssued"] == str(330 * (MINIMUM + 1)) and beijing["pointsExpired"] == "0"
+    assert beijing["pointsRedeemed"] is None and beijing["pointsOutstanding"] is None
+    # A period that starts later has an opening balance the answer does not give: shown.
+    later, _ = await _beijing(api, _day(0), _day(0))
+    assert later["pointsRedeemed"] is None and later["pointsOutstanding"] == str(330 * (MINIMUM + 1) - 100)
 
 
 # ---- (d) a donation project's running totals, read by a regulator ----
