@@ -155,6 +155,20 @@ async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], star
     return Breakdown(lines=lines, kinds=kinds)
 
 
+async def kinds(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
+                end: date) -> dict[uuid.UUID, dict[str, int]]:
+    """Transactions per city and kind in the period (what `headline`'s figures are made of), from the
+    same rollups as `breakdown`'s, without its lines."""
+    rows = await session.execute(text("""
+        SELECT tenant_id, kind, sum(transactions) AS transactions FROM ledger_daily_rollups
+         WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY 1, 2
+    """), {"t": list(tenant_ids), "start": start, "end": end})
+    found: dict[uuid.UUID, dict[str, int]] = {}
+    for row in rows.mappings():
+        found.setdefault(row["tenant_id"], {})[row["kind"]] = int(row["transactions"])
+    return found
+
+
 async def market_lots(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """Every market lot of the cities (aggregates: no personal data), newest first."""
     from app.market.service import LOT_COLUMNS, LOTS

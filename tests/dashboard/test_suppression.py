@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
+from app.dashboard import repository
 from app.dashboard.suppression import SUPPRESSED, Figure, Line, complement, fold, total
 from app.db.session import TenantScope
 from app.graphql.ids import from_global_id
@@ -79,6 +80,17 @@ async def test_one_citizens_credit_is_not_in_the_live_tick(api, database) -> Non
     assert Decimal(today["pointsIssued"]) == sum(Decimal(r["points"]) for r in results) + 330
     assert Decimal(today["reductionGrams"]) == Decimal(today["pointsIssued"])  # 1 g a point
     assert today["pointsOutstanding"] is not None
+
+
+async def test_the_tick_reads_the_transactions_per_kind_the_dashboard_reads(api, database) -> None:
+    """The tick's `today` reads the day's transactions per kind alone, not the breakdown's lines: the same
+    numbers as crossCityDashboard's read of that day."""
+    await _riders(api, 2, recent())
+    beijing, today = tenant_id_for("beijing"), datetime.now(SHANGHAI).date()
+    async with database.transaction(TenantScope.for_tenant(beijing)) as session:
+        kinds = await repository.kinds(session, [beijing], today, today)
+        found = await repository.breakdown(session, [beijing], today, today)
+    assert kinds == {beijing: found.period_kinds(beijing)} and kinds[beijing]["BEHAVIOR_CREDIT"] == 2
 
 
 async def test_amounts_of_a_small_group_are_null_on_the_dashboard(api) -> None:
