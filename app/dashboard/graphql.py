@@ -11,6 +11,10 @@ expired) has at most its transactions and at most the accounts active then; poin
 the accounts opened by the period's end and the transactions up to it; a breakdown line at most its
 transactions and the city's active accounts. Guest and bank-linked counts are shown or suppressed
 together (each is the opened count minus the other).
+
+Within one answer nothing suppressed may be a shown whole less shown parts: the buckets of a series
+(`_series`), the breakdowns of the same transactions, folded alike (`_breakdowns`), a lot's proceeds in
+the points issued and, with nothing before the period, the flows in the points outstanding (`_headline`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from strawberry.types import Info
 
 from app.auth.permissions import allow
 from app.dashboard import repository
-from app.dashboard.suppression import SUPPRESSED, Figure, Line, complement, fold, total
+from app.dashboard.suppression import SUPPRESSED, Figure, Key, Line, complement, fold, total
 from app.graphql.context import Context
 from app.graphql.errors import BadUserInput
 from app.graphql.scalars import Long
@@ -56,6 +60,10 @@ def _grams(mg: int) -> Decimal:
 
 _SUPPRESSED = " Null when below the minimum group size (suppressed)."
 _AMOUNT = " Null when fewer accounts than the minimum group size stand behind it (suppressed)."
+_PROCEEDS = (" Also null when the period's lot sale proceeds are paid to fewer accounts than that (the credits, "
+             "which the behaviour lines give, would give them away).")
+_BALANCED = (" Also null when nothing happened before the period and its points issued, redeemed or expired are "
+             "suppressed (it would be their difference).")
 
 
 @strawberry.type(description="A dashboard's headline figures. Points are in the city's own unit.")
@@ -70,13 +78,14 @@ class DashboardFigures:
     reduction_grams: Decimal | None = strawberry.field(
         description="Carbon reduction credited in the period, net of reversals." + _AMOUNT)
     points_issued: Decimal | None = strawberry.field(
-        description="Points issued in the period: credits net of reversals, and market-lot sale proceeds." + _AMOUNT)
+        description="Points issued in the period: credits net of reversals, and market-lot sale proceeds." + _AMOUNT
+                    + _PROCEEDS)
     points_redeemed: Decimal | None = strawberry.field(
         description="Points spent (rewards, donations, financial services), net of cancellations." + _AMOUNT)
     points_expired: Decimal | None = strawberry.field(description="Points expired in the period." + _AMOUNT)
     points_outstanding: Decimal | None = strawberry.field(
         description="At the period's end, since the beginning: issued − redeemed − expired (the citizens' "
-                    "balances)." + _AMOUNT)
+                    "balances)." + _AMOUNT + _BALANCED)
 
 
 @strawberry.type(description="The flows of one bucket of the requested granularity (local dates).")
@@ -90,12 +99,13 @@ class DashboardBucket:
     points_expired: Decimal | None = strawberry.field(description=_AMOUNT.strip())
 
 
-_FOLDED = (" Null only on the `suppressed` line, when even the groups folded into it together are below the "
-           "minimum size.")
+_FOLDED = (" Null only on the `suppressed` line: when even all the groups together are below the minimum size, "
+           "or (donations) when the period's redemptions less the shown lines and it would be other redemptions "
+           "of too few accounts.")
 
 
 @strawberry.type(description="A behaviour's credits in the period, net of reversals; `suppressed`: the behaviours "
-                             "below the minimum group size together.")
+                             "below the minimum group size together with those folded with them.")
 class BehaviorFigure:
     behavior: str
     category: str | None
@@ -107,8 +117,10 @@ class BehaviorFigure:
 @strawberry.type
 class NamedFigure:
     name: str = strawberry.field(description="A category, an issuer's slug, a project's code or a kind; "
-                                             "`suppressed` for the groups below the minimum size together, "
-                                             "with as many of the smallest others as it takes to reach it.")
+                                             "`suppressed` for the groups below the minimum size together with "
+                                             "those folded with them. Breakdowns of the same transactions "
+                                             "(behaviour, category, issuer; kind, project) are folded alike: no "
+                                             "line of one less lines of another is a suppressed group.")
     transactions: Long | None = strawberry.field(description=_FOLDED.strip())
     reduction_grams: Decimal | None = strawberry.field(description=_FOLDED.strip())
     points: Decimal | None = strawberry.field(description=_FOLDED.strip())
@@ -123,13 +135,14 @@ class CityDashboard:
     active_accounts: Long | None = strawberry.field(
         description="Accounts that earned or spent points in the period, each counted once." + _SUPPRESSED)
     reduction_grams: Decimal | None = strawberry.field(description=_AMOUNT.strip())
-    points_issued: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_issued: Decimal | None = strawberry.field(description=(_AMOUNT + _PROCEEDS).strip())
     points_redeemed: Decimal | None = strawberry.field(description=_AMOUNT.strip())
     points_expired: Decimal | None = strawberry.field(description=_AMOUNT.strip())
-    points_outstanding: Decimal | None = strawberry.field(description=_AMOUNT.strip())
+    points_outstanding: Decimal | None = strawberry.field(description=(_AMOUNT + _BALANCED).strip())
     series: list[DashboardBucket] = strawberry.field(
         description="A bucket's amount is also null where the period's amount minus the shown buckets would give "
-                    "a suppressed bucket away.")
+                    "suppressed buckets away (one account active in several buckets is one account); the reduction "
+                    "and the points issued are null in the same buckets.")
     by_behavior: list[BehaviorFigure] = strawberry.field(description="Credits net of reversals, per behaviour.")
     by_category: list[NamedFigure]
     by_issuer: list[NamedFigure] = strawberry.field(description="Credits net of reversals, per reporting provider.")
@@ -163,6 +176,7 @@ _COUNTS = ("accounts_opened", "guest_accounts", "bank_linked_accounts", "active_
 _FLOWS = {"reduction_grams": ("reduction_mg", repository.CREDITED), "points_issued": ("issued", repository.ISSUED),
           "points_redeemed": ("redeemed", repository.REDEEMED), "points_expired": ("expired", repository.EXPIRED)}
 _AMOUNTS = (*_FLOWS, "points_outstanding")
+_BALANCE = ("points_issued", "points_redeemed", "points_expired")  # outstanding = issued − redeemed − expired
 
 
 def _counts(head: dict[str, int]) -> dict[str, int]:
@@ -182,11 +196,23 @@ def _flows(view: TenantView, row: dict, kinds: dict[str, int]) -> dict[str, Figu
 
 def _headline(view: TenantView, head: dict[str, int], kinds: dict[str, int]) -> dict[str, Figure]:
     """A city's headline figures before suppression. Outstanding points are held by at most the accounts
-    opened by the period's end, and at most as many as the transactions up to it."""
-    return {**{field: Figure.count(value) for field, value in _counts(head).items()}, **_flows(view, head, kinds),
-            "points_outstanding": Figure(_points(head["outstanding"], view),
-                                         min(head["opened_total"], head["transactions_to_end"]),
-                                         head["transactions_to_end"] != 0)}
+    opened by the period's end, and at most as many as the transactions up to it.
+
+    Two figures also give away a group inside them, so they stand for it too (`Figure.within`):
+    - points issued, the proceeds of lots sold in the period (paid to their contributors): the points
+      issued less the credits (the behaviour lines, or the reduction at the rates they show) are them;
+    - points outstanding, when nothing happened before the period: they are then the issued less the
+      redeemed less the expired, and so give away whichever of those is suppressed."""
+    flows = _flows(view, head, kinds)
+    if kinds.get(repository.PROCEEDS):
+        flows["points_issued"] = flows["points_issued"].within(min(kinds[repository.PROCEEDS], head["active"]))
+    outstanding = Figure(_points(head["outstanding"], view), min(head["opened_total"], head["transactions_to_end"]),
+                         head["transactions_to_end"] != 0)
+    if head["transactions_to_end"] == head["transactions"]:
+        outstanding = outstanding.within(min((flows[field].group for field in _BALANCE if flows[field].present),
+                                             default=outstanding.group))
+    return {**{field: Figure.count(value) for field, value in _counts(head).items()}, **flows,
+            "points_outstanding": outstanding}
 
 
 def _shown(figures: dict[str, Figure], minimum: int) -> dict[str, Long | Decimal | None]:
@@ -268,48 +294,59 @@ def _city(view: TenantView, head: dict[str, int], buckets: list[dict], found: re
 
 def _breakdowns(view: TenantView, rows: list[dict], categories: dict[str, str], active: int,
                 minimum: int) -> dict[str, list]:
-    """The city's breakdowns of the period, each folded (`suppression.fold`)."""
-    groups: dict[str, dict[str, Line]] = {"by_behavior": {}, "by_category": {}, "by_issuer": {}, "donations": {},
-                                          "redemptions_by_kind": {}}
-
-    def add(breakdown: str, name: str, row: dict) -> None:
-        was = groups[breakdown].get(name, Line(0, 0, 0))
-        groups[breakdown][name] = Line(was.transactions + int(row["transactions"]),
-                                       was.reduction_mg + int(row["reduction_mg"]), was.points + int(row["points"]))
-
+    """The city's breakdowns of the period, folded alike (`suppression.fold`): the credits by behaviour,
+    category and issuer, which are three ways of cutting the same transactions (a category less a shown
+    behaviour would otherwise be a folded one); the redemptions by kind and by donation project."""
+    credits: dict[Key, Line] = {}
+    redemptions: dict[Key, Line] = {}
     projects = {row["reward_code"] for row in rows if row["kind"] == "DONATION"}
     for row in rows:
-        if row["kind"] == "LOT_PROCEEDS":
-            continue  # points issued from a lot's sale: in pointsIssued, of no behaviour or provider
-        if row["kind"] in repository.ISSUED:
-            add("by_behavior", row["behavior_code"], row)
-            add("by_category", categories.get(row["behavior_code"], "OTHER"), row)
-            add("by_issuer", row["provider_slug"] or "unknown", row)
+        if row["kind"] in repository.CREDITED:  # not a lot's sale proceeds: of no behaviour or provider
+            behavior = row["behavior_code"]
+            _add(credits, (behavior, categories.get(behavior, "OTHER"), row["provider_slug"] or "unknown"), row)
         elif row["kind"] in repository.REDEEMED:
-            add("redemptions_by_kind", row["kind"], row)
-            if row["reward_code"] in projects:  # a donation, or a cancelled one (in any order of the rows)
-                add("donations", row["reward_code"], row)
+            # A donation, or a cancelled one (in any order of the rows); other redemptions are no project's.
+            _add(redemptions, (row["kind"], row["reward_code"] if row["reward_code"] in projects else None), row)
+    by_behavior, by_category, by_issuer = fold(credits, 3, active, minimum)
+    by_kind, donations = fold(redemptions, 2, active, minimum)
 
-    def named(breakdown: str, sign: int = 1) -> list[NamedFigure]:
+    def named(folded: list[tuple[str, Line | None]], sign: int = 1) -> list[NamedFigure]:
         return [NamedFigure(name=name, transactions=None, reduction_grams=None, points=None) if line is None else
                 NamedFigure(name=name, transactions=Long(line.transactions), reduction_grams=_grams(line.reduction_mg),
                             points=_points(sign * line.points, view))
-                for name, line in fold(groups[breakdown], active, minimum)]
+                for name, line in folded]
 
     return {"by_behavior": [BehaviorFigure(behavior=figure.name,
                                            category=categories.get(figure.name) if figure.name != SUPPRESSED else None,
                                            transactions=figure.transactions, reduction_grams=figure.reduction_grams,
-                                           points=figure.points) for figure in named("by_behavior")],
-            "by_category": named("by_category"), "by_issuer": named("by_issuer"),
-            "donations": named("donations", -1), "redemptions_by_kind": named("redemptions_by_kind", -1)}
+                                           points=figure.points) for figure in named(by_behavior)],
+            "by_category": named(by_category), "by_issuer": named(by_issuer),
+            "donations": named(donations, -1), "redemptions_by_kind": named(by_kind, -1)}
+
+
+def _add(cells: dict[Key, Line], key: Key, row: dict) -> None:
+    was = cells.get(key, Line(0, 0, 0))
+    cells[key] = Line(was.transactions + int(row["transactions"]), was.reduction_mg + int(row["reduction_mg"]),
+                      was.points + int(row["points"]))
 
 
 def _series(view: TenantView, buckets: list[dict], bucket_kinds: dict[date, dict[str, int]],
             headline: dict[str, Figure], minimum: int) -> list[DashboardBucket]:
     """The buckets, each flow suppressed on its own and, where the period's flow is shown, with as many of
-    the smallest other buckets as it takes to keep the suppressed ones from being its difference."""
+    the other buckets as it takes to keep the suppressed ones from being its difference
+    (`suppression.complement`).
+
+    The points issued are the reduction at the behaviours' rates (the breakdown lines show both) plus a
+    lot's sale proceeds, so the two flows hide the same buckets; when the period's points issued are
+    hidden (perhaps for their proceeds alone), so are the buckets paying proceeds: the behaviour lines
+    less the shown buckets are then no more than the hidden buckets' credits."""
     flows = [_flows(view, bucket, bucket_kinds.get(bucket["bucket"], {})) for bucket in buckets]
     hidden = {field: complement([found[field] for found in flows], headline[field], minimum) for field in _FLOWS}
+    issued_hidden = headline["points_issued"].hidden(minimum)
+    paying = [issued_hidden and bool(bucket_kinds.get(bucket["bucket"], {}).get(repository.PROCEEDS))
+              for bucket in buckets]
+    hidden["reduction_grams"] = hidden["points_issued"] = [
+        any(outs) for outs in zip(hidden["reduction_grams"], hidden["points_issued"], paying, strict=True)]
     return [DashboardBucket(start=bucket["bucket"], active_accounts=_typed("active_accounts", Figure.count(
                 int(bucket["active"])).shown(minimum)),
                             **{field: None if hidden[field][index] else found[field].value for field in _FLOWS})

@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CREDITED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL")  # the reduction: credits net of reversals
-ISSUED = ("BEHAVIOR_CREDIT", "BEHAVIOR_REVERSAL", "LOT_PROCEEDS")  # credits net of reversals, and sale proceeds
+PROCEEDS = "LOT_PROCEEDS"  # a market lot's sale proceeds, paid to its contributors
+ISSUED = (*CREDITED, PROCEEDS)  # credits net of reversals, and sale proceeds
 REDEEMED = ("REDEMPTION", "DONATION", "REDEMPTION_CANCELLED")
 EXPIRED = ("EXPIRY",)
 
@@ -31,14 +32,14 @@ _FLOWS = """
 
 async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
                    end: date) -> dict[uuid.UUID, dict[str, int]]:
-    """Per city: the period's flows, the points outstanding at the end of `end` (and the transactions behind
-    them, `transactions_to_end`), and account counts.
+    """Per city: the period's flows (and its `transactions`, of every kind), the points outstanding at the
+    end of `end` (and the transactions behind them, `transactions_to_end`), and account counts.
 
     Reads the period's days and the days after it, never the days before: what stood at the end of `end`
     is the all-time total less what came after (migration 0014)."""
     rows = await session.execute(text(f"""
         WITH flows AS (
-            SELECT tenant_id, {_FLOWS} FROM ledger_day_flows
+            SELECT tenant_id, sum(transactions) AS transactions, {_FLOWS} FROM ledger_day_flows
              WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY tenant_id
         ), outstanding AS (
             SELECT tenant_id, sum(points) AS outstanding, sum(n) AS transactions FROM (
@@ -70,8 +71,8 @@ async def headline(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start
         )
         SELECT t.id AS tenant_id, coalesce(f.reduction_mg, 0) AS reduction_mg, coalesce(f.issued, 0) AS issued,
                coalesce(f.redeemed, 0) AS redeemed, coalesce(f.expired, 0) AS expired,
-               coalesce(o.outstanding, 0) AS outstanding, coalesce(o.transactions, 0) AS transactions_to_end,
-               coalesce(a.opened, 0) AS opened,
+               coalesce(f.transactions, 0) AS transactions, coalesce(o.outstanding, 0) AS outstanding,
+               coalesce(o.transactions, 0) AS transactions_to_end, coalesce(a.opened, 0) AS opened,
                coalesce(a.opened_total, 0) AS opened_total, coalesce(a.bank_linked, 0) AS bank_linked,
                coalesce(ac.active, 0) AS active
           FROM unnest(CAST(:t AS uuid[])) AS t(id)
@@ -152,6 +153,20 @@ async def breakdown(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], star
         else:
             lines.append(dict(row))
     return Breakdown(lines=lines, kinds=kinds)
+
+
+async def kinds(session: AsyncSession, tenant_ids: Sequence[uuid.UUID], start: date,
+                end: date) -> dict[uuid.UUID, dict[str, int]]:
+    """Transactions per city and kind in the period (what `headline`'s figures are made of), from the
+    same rollups as `breakdown`'s, without its lines."""
+    rows = await session.execute(text("""
+        SELECT tenant_id, kind, sum(transactions) AS transactions FROM ledger_daily_rollups
+         WHERE tenant_id = ANY(:t) AND local_date BETWEEN :start AND :end GROUP BY 1, 2
+    """), {"t": list(tenant_ids), "start": start, "end": end})
+    found: dict[uuid.UUID, dict[str, int]] = {}
+    for row in rows.mappings():
+        found.setdefault(row["tenant_id"], {})[row["kind"]] = int(row["transactions"])
+    return found
 
 
 async def market_lots(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:

@@ -174,8 +174,8 @@ class DashboardTick:
         view = await info.context.loaders.tenant_by_id.load(self._tick.tenant_id)
         day = self._tick.at.astimezone(ZoneInfo(view.timezone)).date()
         head = await dashboard_repository.headline(info.context.session, [view.id], day, day)
-        found = await dashboard_repository.breakdown(info.context.session, [view.id], day, day)
-        return figures(view, head[view.id], found.period_kinds(view.id))
+        kinds = await dashboard_repository.kinds(info.context.session, [view.id], day, day)
+        return figures(view, head[view.id], kinds.get(view.id, {}))
 
 
 def _error(message: str, code: str) -> GraphQLError:
