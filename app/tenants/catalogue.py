@@ -223,6 +223,10 @@ async def create_item(session: AsyncSession, tenant_id: uuid.UUID, by: str, *, c
     if not re.fullmatch(SLUG_PATTERN, code) or len(code) > 63:
         errors.append(CatalogueError(CatalogueCode.INVALID_CODE, ["code"], "code: 1 to 63 lowercase letters, "
                                      "digits and '-', starting with a letter (as in a file)"))
+    elif (await session.execute(text("SELECT 1 FROM rewards WHERE tenant_id = :t AND code = :c"),
+                                {"t": tenant_id, "c": code})).first() is not None:
+        # Reported with the rest; the insert below still refuses a code taken meanwhile.
+        errors.append(CatalogueError(CatalogueCode.CODE_TAKEN, ["code"], f"the city already has an item {code!r}"))
     if kind not in KINDS:
         errors.append(CatalogueError(CatalogueCode.INVALID_CODE, ["kind"], f"kind must be one of {KINDS}"))
     if stock_total is not None and not 0 <= stock_total <= MAX_STOCK:

@@ -17,6 +17,7 @@ All cities load in the caller's one transaction: a failure anywhere leaves nothi
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -152,6 +153,10 @@ class PublicationRefused(UserError):
         self.errors = [self, *(also or [])]
 
 
+# "behaviors[3].code" in a message of a check over the whole document (e.g. a duplicate code).
+_FILE_PLACE = re.compile(r"behaviors\[(?P<index>\d+)\](?:\.(?P<key>[a-z_]+))?")
+
+
 def _input_path(location: tuple[Any, ...]) -> list[str]:
     """A place in a city document (pydantic's `loc`) as a path in `publishConfiguration`'s input:
     ("behaviors", 0, "factor_g") -> ["rules", "0", "factorGrams"], ("point_unit", "name", "en") ->
@@ -219,8 +224,16 @@ async def publish_from_api(session: AsyncSession, tenant_id: uuid.UUID, by: str,
     except ValidationError as error:
         refused = []
         for problem in error.errors(include_url=False, include_input=False):
-            path = _input_path(problem["loc"])
-            refused.append(PublicationRefused("INVALID_CONFIGURATION", path, f"{'.'.join(path)}: {problem['msg']}"))
+            message = problem["msg"].removeprefix("Value error, ")
+            location = tuple(problem["loc"])
+            named = _FILE_PLACE.search(message)  # a check of the whole document names the place itself
+            if named and len(location) <= 1:
+                location = ("behaviors", int(named["index"]), *([named["key"]] if named["key"] else []))
+            path = _input_path(location)
+            message = _FILE_PLACE.sub(lambda m: ".".join(_input_path(
+                ("behaviors", int(m["index"]), *([m["key"]] if m["key"] else [])))), message)
+            refused.append(PublicationRefused("INVALID_CONFIGURATION", path,
+                                              f"{'.'.join(path)}: {message}" if path else message))
         raise PublicationRefused(refused[0].code, refused[0].field, refused[0].message, also=refused[1:]) from None
     if city.content_hash() == latest.content_hash:
         raise PublicationRefused("NOTHING_CHANGED", [], "this is the configuration already published")

@@ -181,6 +181,8 @@ async def test_a_code_is_unique_in_its_city(api) -> None:
     first = await _create(api, code="admin-unique")
     assert first["userErrors"] == []
     assert (await _create(api, code="admin-unique"))["userErrors"][0]["code"] == "CODE_TAKEN"
+    both = await _create(api, code="admin-unique", cost="-1")  # reported with the other problems
+    assert [e["code"] for e in both["userErrors"]] == ["CODE_TAKEN", "INVALID_COST"]
 
 
 async def test_the_file_and_the_api_each_keep_what_they_manage(api, database, tmp_path) -> None:

@@ -118,6 +118,16 @@ async def test_every_problem_of_a_rule_set_is_reported_at_its_input_path(api) ->
     assert all(error["code"] == "INVALID_CONFIGURATION" for error in refused["userErrors"])
 
 
+async def test_a_duplicate_rule_code_is_reported_at_the_rule(api) -> None:
+    rules = await _current_rules(api)
+    rules.append(dict(rules[0]))
+    refused = await _publish(api, effectiveFrom=_soon(60), rules=rules)
+    error = refused["userErrors"][0]
+    assert error["field"] == ["input", "rules", str(len(rules) - 1), "code"], error
+    assert error["message"].startswith(f"rules.{len(rules) - 1}.code: rules.{len(rules) - 1}.code ") and \
+        "Value error" not in error["message"], error
+
+
 async def test_versions_follow_each_other(api) -> None:
     later = await _publish(api, effectiveFrom=_soon(3600), pointUnitName={"en": "later coins", "zh": "后币"},
                            pointUnitSingular=SINGULAR)
