@@ -359,6 +359,9 @@ async def verify_ledger(session: AsyncSession, *, limit: int = 20, public_key: E
     Checkpoint signatures are checked when the platform's public key is given; `anchors` are checkpoint
     roots kept outside the database (number, root) that must still be there, unchanged."""
     violations: list[Violation] = []
+    # Each check reads the city's whole ledger: an audit, not a request, so the connection's 30 s
+    # statement timeout (app.db.session) does not apply to it, for this transaction only.
+    await session.execute(text("SET LOCAL statement_timeout = 0"))
     for name, sql in CHECKS.items():
         for row in (await session.execute(text(sql), {"limit": limit})).all():
             violations.append(Violation(check=name, detail=" ".join(str(value) for value in row)))

@@ -135,3 +135,22 @@ async def test_the_daily_rollups_follow_the_ledger_and_an_edit_is_found(committe
     finally:
         await owner.close()
     assert _verify(database_target).returncode == 0
+
+
+async def test_the_ledger_audit_is_not_cut_off_by_the_request_statement_timeout(app_engine) -> None:
+    """Each check reads a city's whole ledger; under the connections' 30 s request timeout a large city's
+    `verify-ledger` (and a busy test run's teardown check) was cancelled. Only the audit's transaction
+    lifts it."""
+    from sqlalchemy import text as sql
+
+    from app.db.session import Database, TenantScope
+    from app.ledger.invariants import verify_ledger
+    from app.tenants.models import tenant_id_for
+
+    database = Database(app_engine)
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for("wuhan"))) as session:
+        assert (await session.execute(sql("SHOW statement_timeout"))).scalar() == "30s"
+        assert await verify_ledger(session) == []
+        assert (await session.execute(sql("SHOW statement_timeout"))).scalar() == "0"
+    async with database.transaction(TenantScope.for_tenant(tenant_id_for("wuhan"))) as session:
+        assert (await session.execute(sql("SHOW statement_timeout"))).scalar() == "30s"
