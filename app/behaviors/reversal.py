@@ -66,27 +66,55 @@ class Reversed:
     unexpired_points: int = 0  # expired points of the record returned to issuance (not from the balance)
 
 
-async def _expired_since(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID,
-                         expired_ledger: uuid.UUID, since: datetime) -> int:
-    """Points of the account that the `expired` system account took at or after `since` (when the
-    record's day expired: expiries before it were of older lots, which the record did not change), less
-    everything reversals have given back from it (never below 0)."""
-    return max(0, int((await session.execute(text(
-        "SELECT coalesce(sum(p.amount), 0) FROM ledger_transactions t JOIN ledger_postings p "
-        "ON p.tenant_id = t.tenant_id AND p.transaction_id = t.id AND p.ledger_account_id = :expired "
-        "WHERE t.tenant_id = :t AND t.account_id = :a "
-        "AND ((t.kind = 'EXPIRY' AND t.occurred_at >= :since) OR t.kind = 'BEHAVIOR_REVERSAL')"),
-        {"t": tenant_id, "a": account_id, "expired": expired_ledger, "since": since})).scalar()))
+async def _expired_for(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID, day: date) -> int:
+    """Of the account's expired points, those a reversal of a record of local `day` may give back: the
+    expiries since `day`'s points became due (earlier ones were of older lots, which the record did not
+    change), less what earlier reversals already gave back from them.
+
+    Each earlier give-back is charged to the expiries of its own record's window, oldest first, in the
+    order the reversals were posted, so reversing a city's fraudulent records oldest-first or
+    youngest-first gives back the same (review: oldest-first used to count a younger record's expiry as
+    already given back). The EXPIRY's own amount is its `points`; a reversal's give-back is its record's
+    points less what it took (`points`) and the shortfall. Reads the account's history (rare: an
+    administrator's reversal of a matured record)."""
+    expiries = [[at, -points] for at, points in (await session.execute(text(
+        "SELECT occurred_at, points FROM ledger_transactions WHERE tenant_id = :t AND account_id = :a "
+        "AND kind = 'EXPIRY' ORDER BY occurred_at, id"), {"t": tenant_id, "a": account_id})).all()]
+    versions = await tenants_repo.versions_of(session, tenant_id)
+    given_back = (await session.execute(text(
+        "SELECT b.local_date, b.points + t.points - t.shortfall_points FROM ledger_transactions t "
+        "JOIN ledger_chain c ON c.tenant_id = t.tenant_id AND c.transaction_id = t.id "
+        "JOIN behavior_records b ON b.tenant_id = t.tenant_id AND b.id = t.behavior_record_id "
+        "WHERE t.tenant_id = :t AND t.account_id = :a AND t.kind = 'BEHAVIOR_REVERSAL' "
+        "AND b.points + t.points - t.shortfall_points > 0 ORDER BY c.seq"),
+        {"t": tenant_id, "a": account_id})).all()
+    for earlier_day, amount in given_back:
+        since = day_due_at(versions, earlier_day)
+        for expiry in expiries:
+            if since is not None and expiry[0] >= since and amount:
+                charged = min(amount, expiry[1])
+                expiry[1] -= charged
+                amount -= charged
+    since = day_due_at(versions, day)
+    return 0 if since is None else sum(left for at, left in expiries if at >= since)
 
 
-async def _day_expired_at(session: AsyncSession, tenant_id: uuid.UUID, day: date, fallback: datetime) -> datetime:
-    """When points earned on local `day` expire under the policy in force (local midnight of day + N
-    months, as `app.ledger.expiry` runs it); `fallback` when the city no longer expires points."""
-    policy = await tenants_repo.configuration_in_force(session, tenant_id, fallback)
-    if policy is None or policy["point_expiry_months"] is None:
-        return fallback
-    expires = add_months(day, policy["point_expiry_months"])
-    return datetime.combine(expires, time(0), tzinfo=ZoneInfo(policy["timezone"]))
+def day_due_at(versions: list, day: date) -> datetime | None:
+    """When points earned on local `day` first became due to expire: under each configuration version
+    while it was in force, local midnight of day + its `point_expiry_months` (no earlier than the version
+    took effect, before the next one did); the earliest of those. None if no version ever expired them."""
+    versions = sorted(versions, key=lambda version: (version.effective_from, version.version))
+    found = None
+    for index, version in enumerate(versions):
+        if version.point_expiry_months is None:
+            continue
+        due = datetime.combine(add_months(day, version.point_expiry_months), time(0),
+                               tzinfo=ZoneInfo(version.timezone))
+        due = max(due, version.effective_from)
+        following = versions[index + 1].effective_from if index + 1 < len(versions) else None
+        if following is None or due < following:
+            found = due if found is None else min(found, due)
+    return found
 
 
 async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID | None, reason: str,
@@ -94,8 +122,7 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     if not reason or not reason.strip():
         raise ReversalError(ReversalErrorCode.REASON_REQUIRED, ["input", "reason"], "give the reason for the reversal")
     record = (await session.execute(text(
-        "SELECT id, account_id, behavior_code, local_date, occurred_at, reduction_mg, points, reversed_at "
-        "FROM behavior_records "
+        "SELECT id, account_id, behavior_code, local_date, reduction_mg, points, reversed_at FROM behavior_records "
         "WHERE tenant_id = :t AND id = :id"), {"t": tenant_id, "id": record_id})).mappings().first() if record_id else None
     if record is None:
         raise ReversalError(ReversalErrorCode.RECORD_NOT_FOUND, ["input", "recordId"], "no such record in this city")
@@ -114,9 +141,8 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     if matured:
         # Its lot was spent or expired. What expired because of it (expiries since its day expired, up to its
         # points) is given back by the expired account: without the record it would never have expired.
-        since = await _day_expired_at(session, tenant_id, record["local_date"], record["occurred_at"])
-        unexpired = min(record["points"], await _expired_since(
-            session, tenant_id, record["account_id"], system[(ledger.EXPIRED, POINTS)], since))
+        unexpired = min(record["points"], await _expired_for(session, tenant_id, record["account_id"],
+                                                             record["local_date"]))
     # The rest as for any reversal: from the balance as far as it goes, the remainder a shortfall.
     taken_points = min(record["points"] - unexpired, points_row.balance)
     shortfall = record["points"] - taken_points - unexpired

@@ -320,6 +320,16 @@ class CityConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _claims_before_expiry(self) -> CityConfig:
+        # A record may arrive up to claim_window_days late; were that as long as the expiry period, it could
+        # land in a lot that has already expired, and a refund's range of the lots would shift (ADR 0005).
+        if self.point_expiry_months is not None and self.claim_window_days >= 28 * self.point_expiry_months:
+            raise ValueError(f"claim_window_days ({self.claim_window_days}) must be shorter than the expiry period "
+                             f"(point_expiry_months = {self.point_expiry_months}, at least "
+                             f"{28 * self.point_expiry_months} days)")
+        return self
+
+    @model_validator(mode="after")
     def _references(self) -> CityConfig:
         _unique(self.issuers, "slug", "issuers")
         _unique(self.clients, "slug", "clients")

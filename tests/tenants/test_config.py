@@ -80,6 +80,17 @@ def test_broken_file_names_file_key_and_problem(tmp_path, old, new, key, words) 
     assert words in message
 
 
+def test_a_claim_window_as_long_as_the_expiry_period_is_refused(tmp_path) -> None:
+    """A late record could land in a lot that has already expired (ADR 0005)."""
+    config = _copy_config(tmp_path)
+    wuhan = config / "tenants" / "wuhan.toml"
+    _rewrite(wuhan, "claim_window_days = 7", "claim_window_days = 366")
+    _rewrite(wuhan, "point_expiry_months = 24", "point_expiry_months = 12")
+    with pytest.raises(ConfigError) as raised:
+        load_city_files(config)
+    assert "claim_window_days (366) must be shorter than the expiry period" in str(raised.value)
+
+
 def test_invalid_toml_names_the_line(tmp_path) -> None:
     config = _copy_config(tmp_path)
     (config / "tenants" / "beijing.toml").write_text("slug = \n", encoding="utf-8")
