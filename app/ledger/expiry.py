@@ -83,7 +83,7 @@ async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, 
     # keeps consumed >= matured (ADR 0005), but the code before it could leave such accounts.
     candidates = [row[0] for row in (await session.execute(text(
         "SELECT account_id FROM ledger_accounts WHERE tenant_id = :t AND account_id IS NOT NULL AND asset = 'POINTS' "
-        "AND (matured_through IS NULL OR matured_through < :day OR points_consumed < earned_matured) "
+        "AND (matured_through IS NULL OR matured_through < :day OR (points_consumed < earned_matured AND balance > 0)) "
         "ORDER BY id LIMIT :n"),
         {"t": tenant_id, "day": day, "n": CHUNK})).all()]
     if not candidates:
@@ -92,7 +92,8 @@ async def _expire_chunk(session: AsyncSession, tenant_id: uuid.UUID, day: date, 
     # Chosen before the lock: a concurrent run may have matured some further meanwhile. Never go back.
     candidates = [a for a in candidates
                   if ledgers[(a, POINTS)].matured_through is None or ledgers[(a, POINTS)].matured_through < day
-                  or ledgers[(a, POINTS)].points_consumed < ledgers[(a, POINTS)].earned_matured]
+                  or (ledgers[(a, POINTS)].points_consumed < ledgers[(a, POINTS)].earned_matured
+                      and ledgers[(a, POINTS)].balance > 0)]  # (a balance of 0 has nothing to expire: no loop)
     if not candidates:
         return CHUNK, 0  # all taken by a concurrent run: look for more
     matured = dict((await session.execute(text("""
