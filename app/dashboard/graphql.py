@@ -100,8 +100,8 @@ class DashboardBucket:
 
 
 _FOLDED = (" Null only on the `suppressed` line: when even all the groups together are below the minimum size, "
-           "or (donations) when the period's redemptions less the shown lines and it would be other redemptions "
-           "of too few accounts.")
+           "or (donations) when the period's redemptions less the shown lines would be other redemptions of "
+           "too few accounts.")
 
 
 @strawberry.type(description="A behaviour's credits in the period, net of reversals; `suppressed`: the behaviours "
