@@ -17,6 +17,7 @@ import strawberry
 from sqlalchemy import text
 from strawberry.types import Info
 
+from app.behaviors.rules.calendar import month_of
 from app.accounts import service
 from app.accounts.errors import AccountError, AccountErrorCode
 from app.accounts.models import Account as AccountRow
@@ -287,10 +288,13 @@ class Account(Node):
         local_day = info.context.now.astimezone(ZoneInfo(tenant.timezone)).date()
         rules = await loaders.rules_by_version.load(tenant.version_id)
         credited = await loaders.daily_totals.load((self._row.id, local_day))
-        monthly = await loaders.month_totals.load((self._row.id, local_day))
+        month = month_of(local_day)
+        monthly = await loaders.month_totals.load_many(
+            [(self._row.tenant_id, self._row.id, rule.code, month) for rule in rules])
         return [TodayProgress(behavior=Behavior(_row=rule), _credited_mg=credited.get(rule.code, 0),
-                              _cap_mg=rule.cap_mg_per_day, _month_credited_mg=monthly.get(rule.code, 0),
-                              _month_cap_mg=rule.cap_mg_per_month) for rule in rules]
+                              _cap_mg=rule.cap_mg_per_day, _month_credited_mg=month_credited,
+                              _month_cap_mg=rule.cap_mg_per_month) for rule, month_credited in zip(rules, monthly,
+                                                                                                     strict=True)]
 
     @strawberry.field(description="Newest first. At most 100 a page.")
     async def activity(self, info: Info[Context, None], first: int | None = None, after: str | None = None,

@@ -133,22 +133,6 @@ async def daily_totals_on(session: AsyncSession,
     return found
 
 
-async def month_totals_through(session: AsyncSession, keys: Sequence[tuple[uuid.UUID, date]]
-                               ) -> dict[tuple[uuid.UUID, date], dict[str, int]]:
-    """Credited mg per behaviour from the first of the key day's local month through that day."""
-    rows = await session.execute(text("""
-        SELECT k.account_id, k.day, t.behavior_code, sum(t.credited_mg)::bigint
-        FROM unnest(CAST(:a AS uuid[]), CAST(:d AS date[])) AS k(account_id, day)
-        JOIN daily_behavior_totals t ON t.account_id = k.account_id
-         AND t.local_date >= date_trunc('month', k.day)::date AND t.local_date <= k.day
-        GROUP BY k.account_id, k.day, t.behavior_code
-    """), {"a": [k[0] for k in keys], "d": [k[1] for k in keys]})
-    found: dict[tuple[uuid.UUID, date], dict[str, int]] = defaultdict(dict)
-    for account_id, day, code, mg in rows.all():
-        found[(account_id, day)][code] = int(mg)
-    return found
-
-
 async def activity_pages(session: AsyncSession, tenant_id: uuid.UUID, account_ids: Sequence[uuid.UUID], *,
                          after: Any, before: Any, limit: int, backwards: bool) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """Newest first by (occurred_at, id); up to `limit` rows per account, one statement, each account an

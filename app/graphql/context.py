@@ -163,11 +163,17 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
-    def month_totals(self) -> DataLoader[tuple[uuid.UUID, date], dict[str, int]]:
-        """Credited mg per behaviour in the key day's local month, through that day."""
-        async def load(keys: list[tuple[uuid.UUID, date]]) -> list[dict[str, int]]:
-            found = await accounts_repository.month_totals_through(self._session(), keys)
-            return [found.get(key, {}) for key in keys]
+    def month_totals(self) -> DataLoader[tuple[uuid.UUID, uuid.UUID, str, date], int]:
+        """Credited mg of (tenant, account, behaviour, first day of a local month): the sums ingestion caps
+        by (`behaviors.repository.monthly_totals`), one statement per tenant."""
+        async def load(keys: list[tuple[uuid.UUID, uuid.UUID, str, date]]) -> list[int]:
+            from app.behaviors.repository import monthly_totals
+
+            found: dict[tuple[uuid.UUID, str, date], int] = {}
+            for tenant_id in {key[0] for key in keys}:
+                found |= await monthly_totals(self._session(), tenant_id,
+                                              [key[1:] for key in keys if key[0] == tenant_id])
+            return [found.get(key[1:], 0) for key in keys]
         return DataLoader(load_fn=load)
 
     @cached_property
