@@ -202,7 +202,7 @@ class ReversalMutations:
             reduction_grams=grams(result.reduction_mg),
             points=Decimal(result.points).scaleb(-tenant.unit_decimals),
             shortfall_points=Decimal(result.shortfall_points).scaleb(-tenant.unit_decimals),
-            expired_points=Decimal(result.unexpired_points).scaleb(-tenant.unit_decimals))
+            expired_points=Decimal(result.expired_points).scaleb(-tenant.unit_decimals))
 
 
 @strawberry.type(description="What one provider reported about a behaviour.")

@@ -63,7 +63,7 @@ class Reversed:
     reduction_mg: int
     points: int
     shortfall_points: int
-    unexpired_points: int = 0  # expired points of the record returned to issuance (not from the balance)
+    expired_points: int = 0  # expired points of the record returned to issuance (not from the balance)
 
 
 async def _expired_for(session: AsyncSession, tenant_id: uuid.UUID, account_id: uuid.UUID, day: date) -> int:
@@ -137,15 +137,15 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     contribution_row = ledgers[(record["account_id"], CONTRIBUTION)]
     system = await ledger.system_accounts(session, tenant_id)
     matured = points_row.matured_through is not None and record["local_date"] < points_row.matured_through
-    unexpired = 0
+    given_back = 0
     if matured:
         # Its lot was spent or expired. What expired because of it (expiries since its day expired, up to its
         # points) is given back by the expired account: without the record it would never have expired.
-        unexpired = min(record["points"], await _expired_for(session, tenant_id, record["account_id"],
-                                                             record["local_date"]))
+        given_back = min(record["points"], await _expired_for(session, tenant_id, record["account_id"],
+                                                              record["local_date"]))
     # The rest as for any reversal: from the balance as far as it goes, the remainder a shortfall.
-    taken_points = min(record["points"] - unexpired, points_row.balance)
-    shortfall = record["points"] - taken_points - unexpired
+    taken_points = min(record["points"] - given_back, points_row.balance)
+    shortfall = record["points"] - taken_points - given_back
     # Out of the carry: its grams less those its credit converted. Negative when its points also converted
     # earlier carried grams: those go back to the carry, but only with every point taken back; a point
     # not taken back (the shortfall, owed) stays converted, and so do the grams behind it.
@@ -162,9 +162,9 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     if taken_points:
         postings += [ledger.Posting(points_row.id, POINTS, -taken_points),
                      ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, taken_points)]
-    if unexpired:
-        postings += [ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, -unexpired),
-                     ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, unexpired)]
+    if given_back:
+        postings += [ledger.Posting(system[(ledger.EXPIRED, POINTS)], POINTS, -given_back),
+                     ledger.Posting(system[(ledger.ISSUANCE, POINTS)], POINTS, given_back)]
     transaction = ledger.NewTransaction(
         tenant_id=tenant_id, kind="BEHAVIOR_REVERSAL", status="REVERSED", occurred_at=now,
         account_id=record["account_id"], behavior_record_id=record["id"], behavior_code=record["behavior_code"],
@@ -173,7 +173,7 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
     # The lot shrinks by all the record's points but the balance only by what was taken: the untaken rest
     # was consumed (spent or expired), so consumption shrinks by it too (lots - consumed = balance). What
     # was spent is owed until a cancelled redemption gives points back; what expired is returned above.
-    untaken = shortfall + unexpired
+    untaken = shortfall + given_back
     await ledger.post(session, [transaction], tracked={points_row.id, contribution_row.id},
                       carries={points_row.id: points_row.unconverted_mg - uncarried} if uncarried else None,
                       consumed={points_row.id: -untaken} if untaken else None,
@@ -185,4 +185,4 @@ async def reverse_record(session: AsyncSession, tenant_id: uuid.UUID, record_id:
             "UPDATE ledger_accounts SET earned_matured = GREATEST(earned_matured - :p, 0) WHERE id = :id"),
             {"p": record["points"], "id": points_row.id})
     return Reversed(transaction_id=transaction.id, record_id=record["id"], reduction_mg=record["reduction_mg"],
-                    points=taken_points, shortfall_points=shortfall, unexpired_points=unexpired)
+                    points=taken_points, shortfall_points=shortfall, expired_points=given_back)
