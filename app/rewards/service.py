@@ -190,9 +190,11 @@ async def _expired_by_refund(session: AsyncSession, tenant_id: uuid.UUID, redemp
     expire (a QA pass parked points in a cancellable item the evening before they expired, spent younger
     points, cancelled: the 80 coins survived). At least what keeps consumed >= matured (the counter's
     own view), never more than the refund."""
-    if not to_citizen:
+    if not to_citizen or not points_row.earned_matured:  # nothing has matured: no history to read
         return 0
     keep_invariant = max(0, points_row.earned_matured - (points_row.points_consumed - to_citizen))
+    if keep_invariant >= to_citizen:
+        return to_citizen
     transaction_id = await repo.spending_transaction(session, tenant_id, redemption.id)
     start = None if transaction_id is None else await ledger.consumed_before(
         session, tenant_id, redemption.account_id, transaction_id, points_row.points_consumed)
