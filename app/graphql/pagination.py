@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ class CursorScope:
     connection: str
     owner: object
 
-    @property
+    @cached_property  # once per list, not once per edge
     def tag(self) -> str:
         return hashlib.sha256(f"{self.connection}:{self.owner}".encode()).hexdigest()[:12]
 
